@@ -1,0 +1,58 @@
+"""The in-memory dataset every loader returns, and the seeded validation split they share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Dataset:
+    """Images as uint8 (N, H, W, C) arrays (scaling happens inside the model) and int labels.
+
+    `y_test` is None when the test images carry no labels (a Kaggle test.csv).
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray | None
+    y_test: np.ndarray | None
+    class_names: list[str]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def split_validation(
+    x: np.ndarray, y: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Hold out `fraction` of (x, y), stratified by label, the same way for the same seed.
+
+    Returns:
+        x_train, y_train, x_val, y_val.
+    """
+    from sklearn.model_selection import train_test_split
+
+    n_val = int(np.ceil(fraction * len(y)))
+    if n_val < 1 or n_val >= len(y):
+        from cnnlab.errors import DataError
+
+        raise DataError(
+            f"validation_split={fraction} of {len(y)} images leaves no validation or training data"
+        )
+    _, counts = np.unique(y, return_counts=True)
+    # Stratifying needs two images of each class and one validation slot per class; tiny
+    # quick-run subsets may have neither, and then a plain seeded shuffle is the honest split.
+    stratify = y if counts.min() >= 2 and n_val >= len(counts) else None
+    x_train, x_val, y_train, y_val = train_test_split(
+        x, y, test_size=n_val, random_state=seed, stratify=stratify
+    )
+    return x_train, y_train, x_val, y_val

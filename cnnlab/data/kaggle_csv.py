@@ -1,0 +1,289 @@
+"""Kaggle Digit Recognizer CSVs: a `label` column (train) and one column per pixel, 0-255.
+
+Every malformation is reported with the file, its line and the column, because pandas on its
+own pads short rows with NaN, reads `0.5` as a float and `abc` as text without complaint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cnnlab.config import KaggleCsvData
+from cnnlab.data.dataset import Dataset, split_validation
+from cnnlab.errors import DataError
+
+# Columns some competitions and `DataFrame.to_csv(index=True)` add in front of the pixels.
+ID_COLUMNS = {"id", "index", "imageid", "unnamed: 0"}
+LABEL_COLUMN = "label"
+_CACHE_VERSION = "1"
+
+
+def kaggle_csv(cfg: KaggleCsvData, seed: int) -> Dataset:
+    """Load train (and optional validation/test) CSVs into a Dataset."""
+    read = {"image_shape": cfg.image_shape, "num_classes": cfg.num_classes}
+    x, y = read_digits_csv(cfg.train, require_label=True, **read)
+    if cfg.max_samples:
+        x, y = x[: cfg.max_samples], y[: cfg.max_samples]
+    if cfg.validation is not None:
+        x_val, y_val = read_digits_csv(cfg.validation, require_label=True, **read)
+        x_train, y_train = x, y
+    else:
+        x_train, y_train, x_val, y_val = split_validation(x, y, cfg.validation_split, seed)
+    x_test = y_test = None
+    if cfg.test is not None:
+        x_test, y_test = read_digits_csv(cfg.test, require_label=False, **read)
+        if cfg.max_samples:
+            x_test = x_test[: cfg.max_samples]
+            y_test = None if y_test is None else y_test[: cfg.max_samples]
+    return Dataset(
+        x_train, y_train, x_val, y_val, x_test, y_test, [str(i) for i in range(cfg.num_classes)]
+    )
+
+
+def read_digits_csv(
+    path: Path,
+    *,
+    image_shape: tuple[int, int, int] = (28, 28, 1),
+    num_classes: int = 10,
+    require_label: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read and check one CSV.
+
+    Args:
+        path: the CSV file.
+        image_shape: (height, width, channels); the file needs height*width*channels pixel columns.
+        num_classes: labels must lie in 0..num_classes-1.
+        require_label: refuse a file without a `label` column.
+
+    Returns:
+        uint8 images of shape (rows, *image_shape) and int32 labels (None without a label column).
+
+    Raises:
+        DataError: naming the file, line and column of the first problem found.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read: {e.strerror}") from None
+    key = hashlib.sha256(raw).hexdigest()[:32] + f"-{'x'.join(map(str, image_shape))}-{num_classes}"
+    cached = _cache_load(key)
+    if cached is None:
+        x, y = _parse(raw, path, image_shape, num_classes)
+        _cache_store(key, x, y)
+    else:
+        x, y = cached
+    if require_label and y is None:
+        raise DataError(f"{path}:1: no '{LABEL_COLUMN}' column; a training file needs one")
+    return x.reshape(len(x), *image_shape), y
+
+
+def _parse(
+    raw: bytes, path: Path, image_shape: tuple[int, int, int], num_classes: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    n_pixels = int(np.prod(image_shape))
+    if not raw.strip():
+        raise DataError(f"{path}: file is empty")
+    try:
+        # skip_blank_lines=False keeps row i on line i + 2, so every message can name its line.
+        df = pd.read_csv(io.BytesIO(raw), skip_blank_lines=False, low_memory=False)
+    except pd.errors.ParserError as e:
+        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
+        if m:
+            expected, line, saw = m.groups()
+            raise DataError(
+                f"{path}:{line}: expected {expected} fields (as in the header), found {saw}"
+            ) from None
+        raise DataError(f"{path}: not a readable CSV: {e}") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not a text CSV file ({e.reason})") from None
+
+    names = [str(c).strip().lower() for c in df.columns]
+    if sum(_is_number(n) for n in names) > len(names) / 2:
+        raise DataError(
+            f"{path}:1: the first line looks like data, not a header; "
+            f"add a header line (label,pixel0,...,pixel{n_pixels - 1})"
+        )
+    # Trailing blank lines are harmless; blank lines between rows are reported below.
+    blank = df.isna().all(axis=1).to_numpy()
+    end = len(df) - int(np.argmin(blank[::-1])) if not blank.all() else 0
+    df = df.iloc[:end]
+    if len(df) == 0:
+        raise DataError(f"{path}: has a header but no data rows")
+
+    label_at = names.index(LABEL_COLUMN) if LABEL_COLUMN in names else None
+    pixel_at = [i for i, n in enumerate(names) if n not in ID_COLUMNS and i != label_at]
+    if len(pixel_at) != n_pixels:
+        raise DataError(
+            f"{path}:1: found {len(pixel_at)} pixel columns besides label/id, expected "
+            f"{n_pixels} (images of {'x'.join(map(str, image_shape))})"
+        )
+
+    used = ([label_at] if label_at is not None else []) + pixel_at
+    _check_complete(df, raw, path)
+    _check_numeric(df, path, used)
+
+    pixels = df.iloc[:, pixel_at].to_numpy()
+    _check_range(pixels, path, [df.columns[i] for i in pixel_at], [i + 1 for i in pixel_at])
+    y = None
+    if label_at is not None:
+        labels = df.iloc[:, label_at].to_numpy()
+        bad = ~np.isin(labels, np.arange(num_classes))
+        if bad.any():
+            r = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"{_where(path, r, df, label_at)}: {labels[r].item()!r} is not a class index "
+                f"0-{num_classes - 1}"
+            )
+        y = labels.astype(np.int32)
+    return pixels.astype(np.uint8), y
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _where(path: Path, row: int, df: pd.DataFrame, col: int) -> str:
+    return f"{path}:{row + 2}: column '{df.columns[col]}' (column {col + 1})"
+
+
+def _check_complete(df: pd.DataFrame, raw: bytes, path: Path) -> None:
+    """Short rows and empty cells both read as NaN; the raw line tells them apart."""
+    missing = df.isna().to_numpy()
+    if not missing.any():
+        return
+    row, col = divmod(int(np.flatnonzero(missing)[0]), missing.shape[1])
+    line = raw.splitlines()[row + 1]
+    fields = line.count(b",") + 1 if line.strip() else 0
+    if fields != df.shape[1]:
+        kind = "an empty line" if fields == 0 else f"{fields} fields"
+        raise DataError(
+            f"{path}:{row + 2}: expected {df.shape[1]} fields (as in the header), found {kind}"
+        )
+    raise DataError(f"{_where(path, row, df, col)}: empty cell")
+
+
+def _check_numeric(df: pd.DataFrame, path: Path, used: list[int]) -> None:
+    for col in used:
+        series = df.iloc[:, col]
+        if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+            continue
+        numbers = pd.to_numeric(series, errors="coerce")
+        row = int(np.flatnonzero(numbers.isna().to_numpy())[0]) if numbers.isna().any() else 0
+        raise DataError(f"{_where(path, row, df, col)}: {series.iloc[row]!r} is not a number")
+
+
+def _check_range(pixels: np.ndarray, path: Path, names: list, numbers: list[int]) -> None:
+    def locate(flat_index: int) -> tuple[str, int, int]:
+        row, col = divmod(flat_index, pixels.shape[1])
+        return f"{path}:{row + 2}: column '{names[col]}' (column {numbers[col]})", row, col
+
+    if pixels.dtype.kind == "f":
+        fractional = pixels != np.floor(pixels)
+        if fractional.any():
+            at, row, col = locate(int(np.flatnonzero(fractional)[0]))
+            hint = (
+                "; the pixels look already scaled to 0-1: give the original 0-255 integers "
+                "(cnnlab scales inside the model)"
+                if pixels.max() <= 1.0
+                else ""
+            )
+            raise DataError(f"{at}: {pixels[row, col].item()!r} is not an integer 0-255{hint}")
+    bad = (pixels < 0) | (pixels > 255)
+    if bad.any():
+        at, row, col = locate(int(np.flatnonzero(bad)[0]))
+        raise DataError(f"{at}: {pixels[row, col].item()!r} is outside the pixel range 0-255")
+
+
+# ---------------------------------------------------------------------------------------------
+# A parsed-file cache keyed on the file's bytes: a re-run reads ~50 MB of arrays, not ~110 MB
+# of text. CNNLAB_CACHE_DIR moves it; an empty value turns it off.
+
+
+def _cache_dir() -> Path | None:
+    value = os.environ.get("CNNLAB_CACHE_DIR")
+    if value == "":
+        return None
+    return Path(value) if value else Path.home() / ".cache" / "cnnlab" / "csv"
+
+
+def _cache_load(key: str) -> tuple[np.ndarray, np.ndarray | None] | None:
+    root = _cache_dir()
+    file = root / f"v{_CACHE_VERSION}-{key}.npz" if root else None
+    if file is None or not file.is_file():
+        return None
+    try:
+        with np.load(file) as z:
+            return z["x"], (z["y"] if "y" in z.files else None)
+    except (OSError, ValueError, KeyError):
+        return None  # a damaged cache entry is re-parsed and rewritten
+
+
+def _cache_store(key: str, x: np.ndarray, y: np.ndarray | None) -> None:
+    root = _cache_dir()
+    if root is None:
+        return
+    from cnnlab.runs import atomic_path
+
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        file = root / f"v{_CACHE_VERSION}-{key}.npz"
+        with atomic_path(file) as tmp, open(tmp, "wb") as f:
+            np.savez(f, x=x, **({} if y is None else {"y": y}))
+    except OSError:
+        pass  # a read-only or full cache disk must not stop training
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring a submission offline.
+
+
+def _read_submission(path: Path) -> pd.Series:
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not a readable CSV: {e}") from None
+    missing = {"ImageId", "Label"} - set(frame.columns)
+    if missing:
+        raise DataError(
+            f"{path}:1: needs columns ImageId,Label (missing {', '.join(sorted(missing))})"
+        )
+    if frame["ImageId"].duplicated().any():
+        row = int(np.flatnonzero(frame["ImageId"].duplicated().to_numpy())[0])
+        raise DataError(f"{path}:{row + 2}: ImageId {frame['ImageId'].iloc[row]} appears twice")
+    return frame.set_index("ImageId")["Label"]
+
+
+def score_submission(submission: Path, labels: Path) -> tuple[float, int]:
+    """Accuracy of an ImageId,Label submission against ImageId,Label answers.
+
+    Returns:
+        (accuracy, number of images scored).
+    """
+    predicted, truth = _read_submission(submission), _read_submission(labels)
+    absent = truth.index.difference(predicted.index)
+    if len(absent):
+        raise DataError(
+            f"{submission}: {len(absent):,} ImageIds of {labels} have no prediction "
+            f"(first: {absent[0]})"
+        )
+    extra = predicted.index.difference(truth.index)
+    if len(extra):
+        raise DataError(f"{submission}: ImageId {extra[0]} is not in {labels}")
+    correct = predicted.loc[truth.index].to_numpy() == truth.to_numpy()
+    return float(correct.mean()), len(truth)

@@ -1,0 +1,21 @@
+"""The errors a user can fix: the CLI prints their message on one line and exits non-zero."""
+
+
+class CnnlabError(Exception):
+    """A problem with the user's input (config, data, run directory) rather than a bug."""
+
+    exit_code = 1
+
+
+class ConfigError(CnnlabError):
+    """The YAML config or a --set override is invalid."""
+
+    exit_code = 2
+
+
+class DataError(CnnlabError):
+    """A dataset file is missing or malformed."""
+
+
+class RunDirError(CnnlabError):
+    """A run directory is missing, incomplete or would be overwritten."""

@@ -1,0 +1,119 @@
+"""The run directory: one folder per training run, never shared, never overwritten.
+
+Layout (all written by `cnnlab train`):
+    config.yaml       the resolved config (after --set), written before training starts
+    environment.json  versions, device, seed and command line
+    summary.txt       the model summary
+    model.keras       the best model by the monitored metric
+    last.keras        the model after the last epoch
+    history.csv       per-epoch metrics (Keras CSVLogger)
+    metrics.json      final train/val/test metrics, epochs, timings, parameter count
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cnnlab.config import Config, dump_config, load_config
+from cnnlab.errors import RunDirError
+
+CONFIG_FILE = "config.yaml"
+BEST_MODEL = "model.keras"
+LAST_MODEL = "last.keras"
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"
+SUMMARY_FILE = "summary.txt"
+ENVIRONMENT_FILE = "environment.json"
+
+
+def new_run_dir(cfg: Config, now: datetime | None = None) -> Path:
+    """Create `<output_dir>/<name>-<timestamp>` (with a -2, -3... suffix if taken) and return it.
+
+    The folder is created exclusively, so two runs started in the same second never share one.
+    """
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    root = Path(cfg.output_dir)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunDirError(f"output_dir {root}: cannot create it: {e.strerror}") from None
+    for n in range(1, 1000):
+        run_dir = root / (f"{cfg.name}-{stamp}" + (f"-{n}" if n > 1 else ""))
+        try:
+            run_dir.mkdir()
+        except FileExistsError:
+            continue
+        atomic_write(run_dir / CONFIG_FILE, dump_config(cfg))
+        return run_dir
+    raise RunDirError(f"output_dir {root}: too many runs named {cfg.name}-{stamp}")
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success rename it over `path`, else delete it.
+
+    Readers never see half a file, and a crash or full disk keeps the previous version.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write(path, json.dumps(obj, indent=2) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunDirError(f"{path}: not found") from None
+    except json.JSONDecodeError as e:
+        raise RunDirError(f"{path}:{e.lineno}: not valid JSON: {e.msg}") from None
+
+
+def open_run(run_dir: str | Path) -> tuple[Path, Config]:
+    """Check that `run_dir` is a cnnlab run and return it with its resolved config."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"{run_dir}: no such run directory")
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise RunDirError(f"{run_dir}: not a cnnlab run directory (no {CONFIG_FILE})")
+    return run_dir, load_config(run_dir / CONFIG_FILE)
+
+
+def model_file(run_dir: Path) -> Path:
+    """The best model of a run, or a clear error when training never saved one."""
+    path = run_dir / BEST_MODEL
+    if not path.is_file():
+        raise RunDirError(
+            f"{run_dir}: no {BEST_MODEL} (training stopped before its first epoch ended?)"
+        )
+    return path
+
+
+def load_run_model(run_dir: Path):
+    """Load a run's best model, reporting a damaged file as such rather than as missing."""
+    import keras
+
+    path = model_file(run_dir)
+    try:
+        return keras.models.load_model(path)
+    except Exception as e:  # Keras raises ValueError, OSError or zipfile errors for bad files
+        raise RunDirError(f"{path}: cannot load the model ({type(e).__name__}: {e})") from None

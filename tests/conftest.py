@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import cnnlab  # noqa: F401  (sets KERAS_BACKEND before any test imports keras)
+from cnnlab.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+MNIST_NPZ = ROOT / "data" / "mnist.npz"
+CONFIGS = ROOT / "configs"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    # Never read or fill the user's real cache from tests.
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="session")
+def mnist_arrays():
+    with np.load(MNIST_NPZ) as z:
+        return {k: z[k] for k in z.files}
+
+
+def digits_frame(x: np.ndarray, y: np.ndarray | None) -> pd.DataFrame:
+    """A Kaggle Digit Recognizer table: label (optional) then pixel0..pixelN."""
+    frame = pd.DataFrame(x.reshape(len(x), -1), columns=[f"pixel{i}" for i in range(784)])
+    if y is not None:
+        frame.insert(0, "label", y)
+    return frame
+
+
+@pytest.fixture(scope="session")
+def kaggle_dir(tmp_path_factory, mnist_arrays) -> Path:
+    """Small real Kaggle-format files: 400 labelled train rows, 50 test rows with answers."""
+    root = tmp_path_factory.mktemp("kaggle")
+    x, y = mnist_arrays["x_train"][:400], mnist_arrays["y_train"][:400]
+    xt, yt = mnist_arrays["x_test"][:50], mnist_arrays["y_test"][:50]
+    digits_frame(x, y).to_csv(root / "train.csv", index=False)
+    digits_frame(xt, None).to_csv(root / "test.csv", index=False)
+    digits_frame(xt, yt).to_csv(root / "test_labelled.csv", index=False)
+    pd.DataFrame({"ImageId": np.arange(1, 51), "Label": yt}).to_csv(
+        root / "test_labels.csv", index=False
+    )
+    return root
+
+
+@pytest.fixture
+def cli():
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, [str(a) for a in args])
+
+    return invoke
+
+
+@pytest.fixture
+def quick():
+    """--set overrides that shrink a shipped config to a seconds-long real run."""
+    return _quick
+
+
+def _quick(out: Path, samples: int = 300, epochs: int = 2) -> list[str]:
+    return [
+        "--set", f"output_dir={out}",
+        "--set", f"train.epochs={epochs}",
+        "--set", "train.verbose=0",
+        "--set", f"data.max_samples={samples}",
+    ]  # fmt: skip

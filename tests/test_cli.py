@@ -1,0 +1,243 @@
+"""The commands end to end, on tiny real training runs through the Typer app."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cnnlab.cli import app
+from cnnlab.config import load_config
+from cnnlab.runs import new_run_dir
+
+from .conftest import CONFIGS
+
+RUN_FILES = {
+    "config.yaml", "environment.json", "summary.txt", "model.keras", "last.keras",
+    "history.csv", "metrics.json",
+}  # fmt: skip
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def only_run(out):
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def mnist_run(tmp_path_factory):
+    """One small_cnn run on 600 real MNIST images, shared by the tests that read it."""
+    out = tmp_path_factory.mktemp("outputs")
+    result = invoke(
+        "train", CONFIGS / "mnist_small_cnn.yaml",
+        "--set", f"output_dir={out}", "--set", "train.epochs=3", "--set", "train.verbose=0",
+        "--set", "data.max_samples=600", "--set", "train.batch_size=32",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return only_run(out), result.output
+
+
+def test_train_writes_the_run_directory(mnist_run):
+    run_dir, output = mnist_run
+    assert RUN_FILES <= {p.name for p in run_dir.iterdir()}
+    assert run_dir.name.startswith("mnist_small_cnn-")
+    assert f"run directory {run_dir}" in output
+    assert "training on CPU" in output or "training on GPU" in output
+    assert "540 train, 60 validation, 600 test images of 28x28x1, 10 classes" in output
+
+
+def test_metrics_are_complete_and_consistent(mnist_run):
+    run_dir, _ = mnist_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for split in ("train", "val", "test"):
+        assert set(metrics[split]) == {"loss", "accuracy"}
+        assert 0 <= metrics[split]["accuracy"] <= 1
+    # 3 epochs on 540 images learns something: far above the 10% of guessing.
+    assert metrics["test"]["accuracy"] > 0.5
+    assert metrics["params"] == 104_202
+    assert 1 <= metrics["best_epoch"] <= metrics["epochs_run"] <= 3
+    assert metrics["train_seconds"] > 0 and metrics["images_per_second"] > 0
+    history = pd.read_csv(run_dir / "history.csv")
+    assert len(history) == metrics["epochs_run"]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds"} <= set(history)
+    best = history["val_loss"].idxmin() + 1
+    assert metrics["best_epoch"] == best
+    assert metrics["val"]["loss"] == pytest.approx(history["val_loss"].min(), rel=1e-4)
+
+
+def test_resolved_config_and_environment_are_recorded(mnist_run):
+    run_dir, _ = mnist_run
+    cfg = load_config(run_dir / "config.yaml")
+    assert cfg.train.epochs == 3 and cfg.data.max_samples == 600  # the overrides
+    assert cfg.data.path.is_absolute()
+    env = json.loads((run_dir / "environment.json").read_text())
+    assert {"tensorflow", "keras", "python", "device", "seed", "command"} <= set(env)
+    assert env["seed"] == 42
+    assert "Total params: 104,202" in (run_dir / "summary.txt").read_text()
+
+
+def test_evaluate_reproduces_the_training_split(mnist_run):
+    run_dir, _ = mnist_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    result = invoke("evaluate", run_dir)
+    assert result.exit_code == 0, result.output
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    # Same seed, same split, same model: the same numbers.
+    assert evaluation["val"]["accuracy"] == pytest.approx(metrics["val"]["accuracy"], abs=1e-6)
+    assert evaluation["test"]["accuracy"] == pytest.approx(metrics["test"]["accuracy"], abs=1e-6)
+    assert json.loads(result.output) == evaluation
+
+
+def test_evaluate_on_a_labelled_csv(mnist_run, kaggle_dir):
+    run_dir, _ = mnist_run
+    result = invoke("evaluate", run_dir, "--csv", kaggle_dir / "test_labelled.csv")
+    assert result.exit_code == 0, result.output
+    saved = json.loads((run_dir / "evaluation-test_labelled.json").read_text())
+    assert 0 <= saved["test"]["accuracy"] <= 1
+
+
+def test_predict_csv_writes_a_submission_and_never_overwrites(mnist_run, kaggle_dir, tmp_path):
+    run_dir, _ = mnist_run
+    out = tmp_path / "submission.csv"
+    result = invoke("predict-csv", run_dir, kaggle_dir / "test.csv", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert f"wrote 50 predictions to {out}" in result.output
+    sub = pd.read_csv(out)
+    assert list(sub.columns) == ["ImageId", "Label"]
+    assert sub["ImageId"].tolist() == list(range(1, 51))
+    assert sub["Label"].between(0, 9).all()
+    # The labels are the model's own predictions: scoring them against the answers agrees
+    # with evaluating the same rows.
+    score = invoke("data", "score", out, kaggle_dir / "test_labels.csv")
+    assert score.exit_code == 0, score.output
+    evaluation = json.loads(
+        invoke("evaluate", run_dir, "--csv", kaggle_dir / "test_labelled.csv").output
+    )
+    assert f"accuracy {evaluation['test']['accuracy']:.4f} on 50 images" in score.output
+
+    before = out.read_bytes()
+    again = invoke("predict-csv", run_dir, kaggle_dir / "test.csv", "-o", out)
+    assert again.exit_code == 1
+    assert again.output.strip() == f"error: {out}: already exists; pass --overwrite to replace it"
+    assert out.read_bytes() == before
+    forced = invoke("predict-csv", run_dir, kaggle_dir / "test.csv", "-o", out, "--overwrite")
+    assert forced.exit_code == 0, forced.output
+
+
+def test_predict_csv_default_output_is_in_the_run(mnist_run, kaggle_dir):
+    run_dir, _ = mnist_run
+    result = invoke("predict-csv", run_dir, kaggle_dir / "test.csv")
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(run_dir / "submission.csv")) == 50
+
+
+def test_predict_csv_checks_the_shape_against_the_model(mnist_run, tmp_path):
+    run_dir, _ = mnist_run
+    bad = tmp_path / "small.csv"
+    pd.DataFrame(np.zeros((3, 100), np.uint8), columns=[f"pixel{i}" for i in range(100)]).to_csv(
+        bad, index=False
+    )
+    result = invoke("predict-csv", run_dir, bad, "-o", tmp_path / "sub.csv")
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"error: {bad}:1: found 100 pixel columns besides label/id, expected 784 "
+        "(images of 28x28x1)"
+    )
+    assert not (tmp_path / "sub.csv").exists()
+
+
+def test_kaggle_workflow_writes_a_submission(kaggle_dir, tmp_path):
+    result = invoke(
+        "train", CONFIGS / "mnist_kaggle_deep_cnn.yaml",
+        "--set", f"data.train={kaggle_dir / 'train.csv'}",
+        "--set", f"data.test={kaggle_dir / 'test.csv'}",
+        "--set", f"output_dir={tmp_path}", "--set", "train.epochs=1", "--set", "train.verbose=0",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    run_dir = only_run(tmp_path)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test"] is None  # the Kaggle test file has no labels
+    assert metrics["params"] == 936_426
+    sub = pd.read_csv(run_dir / "submission.csv")
+    assert sub["ImageId"].tolist() == list(range(1, 51))
+    score = invoke("data", "score", run_dir / "submission.csv", kaggle_dir / "test_labels.csv")
+    assert score.exit_code == 0 and "on 50 images" in score.output
+
+
+def test_mnist_to_kaggle_command(tmp_path):
+    out = tmp_path / "kaggle"
+    result = invoke("data", "mnist-to-kaggle", CONFIGS.parent / "data" / "mnist.npz", out)
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(out / "train.csv", usecols=["label"])) == 60_000
+    assert pd.read_csv(out / "test.csv", nrows=2).shape[1] == 784
+    labels = pd.read_csv(out / "test_labels.csv")
+    assert labels.shape == (10_000, 2) and labels["ImageId"].iloc[-1] == 10_000
+    again = invoke("data", "mnist-to-kaggle", CONFIGS.parent / "data" / "mnist.npz", out)
+    assert again.exit_code == 1 and "pass --overwrite" in again.output
+
+
+def test_config_error_is_one_line_and_exit_2(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: {loader: mnist}\nmodel: {builder: small_cnn}\ntrain: {epoch: 3}\n")
+    result = invoke("train", bad)
+    assert result.exit_code == 2
+    assert result.output == f"error: {bad}:3: unknown key 'train.epoch'; did you mean 'epochs'?\n"
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: {loader: mnist}\nmodel: {builder: small_cnn}\ntrain: {epoch: 3}\n")
+    result = CliRunner().invoke(app, ["--debug", "train", str(bad)])
+    assert result.exit_code != 0
+    assert type(result.exception).__name__ == "ConfigError"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["evaluate", "nowhere"], "error: nowhere: no such run directory"),
+        (["predict-csv", "nowhere", "x.csv"], "error: nowhere: no such run directory"),
+    ],
+)
+def test_missing_run_directory(args, message):
+    result = invoke(*args)
+    assert result.exit_code == 1 and result.output.strip() == message
+
+
+def test_not_a_run_directory(tmp_path):
+    result = invoke("evaluate", tmp_path)
+    assert result.exit_code == 1
+    assert (
+        result.output.strip() == f"error: {tmp_path}: not a cnnlab run directory (no config.yaml)"
+    )
+
+
+def test_corrupt_model_is_reported_as_corrupt(mnist_run, tmp_path):
+    import shutil
+
+    run_dir, _ = mnist_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    data = (copy / "model.keras").read_bytes()
+    (copy / "model.keras").write_bytes(data[: len(data) // 2])
+    result = invoke("evaluate", copy)
+    assert result.exit_code == 1
+    assert result.output.startswith(f"error: {copy / 'model.keras'}: cannot load the model")
+
+
+def test_runs_never_share_a_directory(tmp_path):
+    cfg = load_config(CONFIGS / "mnist_mlp.yaml", [f"output_dir={tmp_path}"])
+    now = datetime(2026, 1, 2, 3, 4, 5)
+    first, second = new_run_dir(cfg, now), new_run_dir(cfg, now)
+    assert first != second
+    assert first.name == "mnist_mlp-20260102-030405"
+    assert second.name == "mnist_mlp-20260102-030405-2"
+    assert load_config(first / "config.yaml") == cfg

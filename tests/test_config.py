@@ -1,0 +1,262 @@
+"""Config loading: every mistake is one line naming the file, line and key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from cnnlab.config import DATA_SCHEMAS, MODEL_SCHEMAS, Config, dump_config, load_config
+from cnnlab.errors import ConfigError
+
+from .conftest import CONFIGS, ROOT
+
+GOOD = """\
+data:
+  loader: mnist
+model:
+  builder: small_cnn
+train:
+  epochs: 3
+  learning_rate: 1e-3
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "exp.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def error_of(path: Path, overrides: list[str] | None = None) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(path, overrides or [])
+    return str(info.value)
+
+
+def test_good_config_fills_defaults(tmp_path):
+    cfg = load_config(write(tmp_path, GOOD))
+    assert cfg.name == "exp"  # the file's stem
+    assert cfg.train.learning_rate == 0.001  # YAML 1.1 would have read the string '1e-3'
+    assert cfg.train.optimizer == "adam" and cfg.train.batch_size == 128
+    assert cfg.data.path == (ROOT / "data" / "mnist.npz").resolve()
+    assert cfg.output_dir.is_absolute()
+
+
+@pytest.mark.parametrize("text", ["1e-3", "1E-3", "2.5e+2", "+3e1", "1.0e-4", "5e0"])
+def test_exponent_floats(tmp_path, text):
+    cfg = load_config(write(tmp_path, GOOD.replace("1e-3", text)))
+    assert cfg.train.learning_rate == float(text)
+
+
+def test_misspelt_key_suggests_the_right_one_with_line(tmp_path):
+    path = write(tmp_path, GOOD.replace("  epochs: 3", "  epoch: 3"))
+    assert error_of(path) == f"{path}:6: unknown key 'train.epoch'; did you mean 'epochs'?"
+
+
+def test_misspelt_key_inside_a_loader_schema(tmp_path):
+    path = write(tmp_path, GOOD.replace("loader: mnist", "loader: mnist\n  validaton_split: 0.2"))
+    assert error_of(path) == (
+        f"{path}:3: unknown key 'data.validaton_split'; did you mean 'validation_split'?"
+    )
+
+
+def test_unrelated_unknown_key_lists_valid_keys(tmp_path):
+    path = write(tmp_path, GOOD + "wibble: 1\n")
+    message = error_of(path)
+    assert message.startswith(f"{path}:8: unknown key 'wibble'; valid keys: name, seed,")
+
+
+def test_unknown_builder_lists_choices_and_suggests(tmp_path):
+    path = write(tmp_path, GOOD.replace("small_cnn", "smal_cnn"))
+    assert error_of(path) == (
+        f"{path}:4: unknown builder 'smal_cnn' at 'model.builder'; did you mean 'small_cnn'? "
+        "(choose one of: deep_cnn, lenet5, mlp, small_cnn)"
+    )
+
+
+def test_unknown_loader_lists_choices(tmp_path):
+    path = write(tmp_path, GOOD.replace("loader: mnist", "loader: imagenet"))
+    message = error_of(path)
+    assert message.startswith(f"{path}:2: unknown loader 'imagenet' at 'data.loader'")
+    assert "(choose one of: kaggle_csv, mnist)" in message
+
+
+def test_missing_loader_key(tmp_path):
+    path = write(tmp_path, GOOD.replace("  loader: mnist\n", "  validation_split: 0.2\n"))
+    assert "'data' needs a 'loader' key; choose one of: kaggle_csv, mnist" in error_of(path)
+
+
+def test_missing_required_section(tmp_path):
+    path = write(tmp_path, "data:\n  loader: mnist\n")
+    assert error_of(path) == f"{path}: missing required key 'model'"
+
+
+def test_wrong_type_names_expected_type_and_value(tmp_path):
+    path = write(tmp_path, GOOD.replace("epochs: 3", "epochs: ten"))
+    assert error_of(path) == (
+        f"{path}:6: train.epochs: Input should be a valid integer; got str 'ten'"
+    )
+
+
+def test_bool_is_not_a_number(tmp_path):
+    path = write(tmp_path, GOOD.replace("epochs: 3", "epochs: true"))
+    assert "train.epochs: Input should be a valid integer; got bool True" in error_of(path)
+
+
+def test_out_of_range_value(tmp_path):
+    path = write(tmp_path, GOOD.replace("loader: mnist", "loader: mnist\n  validation_split: 1.5"))
+    assert error_of(path) == f"{path}:3: data.validation_split: Input should be less than 1"
+
+
+def test_bad_choice_suggests(tmp_path):
+    path = write(tmp_path, GOOD + "  optimizer: adma\n")
+    assert error_of(path) == (
+        f"{path}:8: train.optimizer: 'adma' is not one of 'adam', 'rmsprop' or 'sgd'; "
+        "did you mean 'adam'?"
+    )
+
+
+def test_monitor_must_be_a_metric_training_produces(tmp_path):
+    path = write(tmp_path, GOOD + "  monitor: val_acc\n")
+    assert "train.monitor: 'val_acc' is not one of 'val_loss' or 'val_accuracy'" in error_of(path)
+
+
+def test_every_problem_is_reported_one_per_line(tmp_path):
+    path = write(tmp_path, GOOD.replace("epochs: 3", "epochs: 0\n  batch_size: -1"))
+    lines = error_of(path).splitlines()
+    assert lines == [
+        f"{path}:6: train.epochs: Input should be greater than or equal to 1",
+        f"{path}:7: train.batch_size: Input should be greater than or equal to 1",
+    ]
+
+
+def test_list_item_error_names_its_index(tmp_path):
+    path = write(
+        tmp_path, GOOD.replace("builder: small_cnn", "builder: small_cnn\n  filters: [32, x]")
+    )
+    assert error_of(path) == (
+        f"{path}:5: model.filters.1: Input should be a valid integer; got str 'x'"
+    )
+
+
+def test_duplicate_keys_are_an_error(tmp_path):
+    path = write(tmp_path, GOOD + "  epochs: 4\n")
+    assert error_of(path) == f"{path}:8: duplicate key 'train.epochs' (first set on line 6)"
+
+
+def test_yaml_syntax_error_gives_line_and_column(tmp_path):
+    path = write(tmp_path, "data:\n  loader: [mnist\nmodel: x\n")
+    message = error_of(path)
+    assert message.startswith(f"{path}:3:") and "invalid YAML" in message
+
+
+def test_python_tags_are_refused(tmp_path):
+    path = write(tmp_path, GOOD + "  batch_size: !!python/object/apply:os.system ['echo hi']\n")
+    message = error_of(path)
+    assert message.startswith(f"{path}:8:") and "invalid YAML" in message
+
+
+def test_missing_config_file(tmp_path):
+    assert error_of(tmp_path / "nope.yaml") == f"{tmp_path / 'nope.yaml'}: config file not found"
+
+
+def test_top_level_must_be_a_mapping(tmp_path):
+    path = write(tmp_path, "- data\n- model\n")
+    assert "the top level must be a mapping" in error_of(path)
+
+
+def test_missing_data_file_is_named(tmp_path):
+    path = write(tmp_path, GOOD.replace("loader: mnist", "loader: mnist\n  path: nowhere.npz"))
+    assert error_of(path) == (
+        f"{path}:3: data.path: file not found: {(Path.cwd() / 'nowhere.npz').resolve()}"
+    )
+
+
+def test_momentum_with_adam_is_refused(tmp_path):
+    path = write(tmp_path, GOOD + "  momentum: 0.9\n")
+    assert "momentum applies to sgd and rmsprop only" in error_of(path)
+
+
+def test_overrides_are_parsed_as_yaml_and_validated(tmp_path):
+    path = write(tmp_path, GOOD)
+    cfg = load_config(path, ["train.epochs=7", "train.learning_rate=3e-4", "model.filters=[8, 16]"])
+    assert (cfg.train.epochs, cfg.train.learning_rate, cfg.model.filters) == (7, 3e-4, [8, 16])
+    assert error_of(path, ["train.epochs=abc"]) == (
+        "--set train.epochs=abc: train.epochs: Input should be a valid integer; got str 'abc'"
+    )
+    assert error_of(path, ["train.epohcs=3"]) == (
+        "--set train.epohcs=3: unknown key 'train.epohcs'; did you mean 'epochs'?"
+    )
+    assert "expected KEY.PATH=VALUE" in error_of(path, ["train.epochs"])
+    assert "'train.epochs' is not a mapping" in error_of(path, ["train.epochs.x=1"])
+
+
+def test_override_can_switch_builder(tmp_path):
+    cfg = load_config(write(tmp_path, GOOD), ["model={builder: mlp, units: [64]}"])
+    assert cfg.model.builder == "mlp" and cfg.model.units == [64]
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config(write(tmp_path, GOOD), ["train.epochs=2"])
+    saved = tmp_path / "run" / "config.yaml"
+    saved.parent.mkdir()
+    saved.write_text(dump_config(cfg))
+    assert load_config(saved) == cfg
+
+
+def test_every_shipped_config_validates(kaggle_dir):
+    shipped = sorted(CONFIGS.glob("*.yaml"))
+    assert len(shipped) >= 5
+    for path in shipped:
+        # The Kaggle config points at files `cnnlab data mnist-to-kaggle` makes; use test copies.
+        cfg = load_config(
+            path, [f"data.train={kaggle_dir / 'train.csv'}"] if "kaggle" in path.name else []
+        )
+        assert isinstance(cfg, Config)
+        assert cfg.name == path.stem
+
+
+def test_each_builder_has_a_shipped_mnist_config():
+    builders = {
+        load_config(p).model.builder for p in CONFIGS.glob("mnist_*.yaml") if "kaggle" not in p.name
+    }
+    assert builders == set(MODEL_SCHEMAS)
+
+
+def test_registry_names_match_schema_names():
+    from cnnlab.data import LOADERS
+    from cnnlab.models import BUILDERS
+
+    assert set(LOADERS) == set(DATA_SCHEMAS)
+    assert set(BUILDERS) == set(MODEL_SCHEMAS)
+    for name, fn in {**LOADERS, **BUILDERS}.items():
+        assert fn.__name__ == name
+
+
+def test_config_errors_do_not_import_tensorflow(tmp_path):
+    bad = write(tmp_path, GOOD.replace("epochs: 3", "epochs: ten"))
+    code = textwrap.dedent(f"""
+        import sys
+        from typer.testing import CliRunner
+        from cnnlab.cli import app
+        result = CliRunner().invoke(app, ["train", {str(bad)!r}])
+        assert result.exit_code == 2, result.output
+        assert "train.epochs" in result.output
+        heavy = sorted(m for m in ("tensorflow", "keras", "pandas", "sklearn") if m in sys.modules)
+        assert not heavy, heavy
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_help_does_not_import_tensorflow():
+    code = (
+        "import sys, cnnlab.cli; from typer.testing import CliRunner; "
+        "r = CliRunner().invoke(cnnlab.cli.app, ['--help']); assert r.exit_code == 0; "
+        "assert 'train' in r.output; "
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
