@@ -159,16 +159,23 @@ class TrainConfig(Schema):
     optimizer: Literal["adam", "rmsprop", "sgd"] = "adam"
     learning_rate: Annotated[float, Field(gt=0)] = 1e-3
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0  # sgd and rmsprop only
+    # cosine: decay from learning_rate to 0 over all the epochs' steps
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
     early_stopping: EarlyStoppingConfig | None = EarlyStoppingConfig()  # null: run every epoch
     reduce_lr_on_plateau: ReduceLrConfig | None = None
     verbose: Literal[0, 1, 2] = 1  # Keras' fit verbosity: 1 is the progress bar
 
     @model_validator(mode="after")
-    def _momentum_fits_optimizer(self) -> TrainConfig:
+    def _consistent(self) -> TrainConfig:
         if self.momentum and self.optimizer == "adam":
             raise ValueError(
                 "momentum applies to sgd and rmsprop only; remove it or change optimizer"
+            )
+        if self.lr_schedule != "constant" and self.reduce_lr_on_plateau is not None:
+            raise ValueError(
+                "reduce_lr_on_plateau needs lr_schedule: constant (a schedule already sets the "
+                "learning rate); remove one of them"
             )
         return self
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -17,18 +18,24 @@ from cnnlab.models import build_model
 from cnnlab.predict import predict_labels, write_submission
 
 
-def make_optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    rate = cfg.learning_rate
+    if cfg.lr_schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(
+            rate, decay_steps=cfg.epochs * steps_per_epoch
+        )
     if cfg.optimizer == "adam":
-        return keras.optimizers.Adam(cfg.learning_rate)
+        return keras.optimizers.Adam(rate)
     if cfg.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(cfg.learning_rate, momentum=cfg.momentum)
-    return keras.optimizers.SGD(cfg.learning_rate, momentum=cfg.momentum)
+        return keras.optimizers.RMSprop(rate, momentum=cfg.momentum)
+    return keras.optimizers.SGD(rate, momentum=cfg.momentum)
 
 
-def compile_model(model: keras.Model, cfg: TrainConfig) -> None:
+def compile_model(model: keras.Model, cfg: TrainConfig, train_size: int) -> None:
+    """Compile for integer labels; `train_size` sets the length of a learning-rate schedule."""
     # Loaders give integer class indices, so the sparse loss; no one-hot copy of the labels.
     model.compile(
-        optimizer=make_optimizer(cfg),
+        optimizer=make_optimizer(cfg, math.ceil(train_size / cfg.batch_size)),
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=["accuracy"],
     )
@@ -115,7 +122,7 @@ def train(cfg: Config) -> Path:
     data = load_dataset(cfg.data, cfg.seed)
     print(f"cnnlab: {_describe_data(data)}", flush=True)
     model = build_model(cfg.model, data.input_shape, data.num_classes)
-    compile_model(model, cfg.train)
+    compile_model(model, cfg.train, len(data.x_train))
     lines: list[str] = []
     model.summary(print_fn=lambda text, **_: lines.append(text))
     runs.atomic_write(run_dir / runs.SUMMARY_FILE, "\n".join(lines) + "\n")

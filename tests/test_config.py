@@ -260,3 +260,10 @@ def test_help_does_not_import_tensorflow():
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_a_schedule_and_reduce_on_plateau_conflict(tmp_path):
+    path = write(tmp_path, GOOD + "  lr_schedule: cosine\n  reduce_lr_on_plateau: {factor: 0.5}\n")
+    assert "reduce_lr_on_plateau needs lr_schedule: constant" in error_of(path)
+    cfg = load_config(write(tmp_path, GOOD + "  lr_schedule: cosine\n"))
+    assert cfg.train.lr_schedule == "cosine"

@@ -36,7 +36,7 @@ def test_one_step_on_raw_pixels_gives_finite_loss(name):
 
     keras.utils.set_random_seed(0)
     model = build_model(default_cfg(name), (28, 28, 1), 10)
-    compile_model(model, TrainConfig())
+    compile_model(model, TrainConfig(), train_size=16)
     x = np.random.default_rng(0).integers(0, 256, (16, 28, 28, 1), dtype=np.uint8)
     y = np.arange(16) % 10
     loss = model.train_on_batch(x, y)

@@ -1,0 +1,52 @@
+"""Full-dataset runs of the shipped configs against their published accuracy (minutes each).
+
+python -m pytest -m slow
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from cnnlab.cli import app
+
+from .conftest import CONFIGS, MNIST_NPZ
+
+pytestmark = pytest.mark.slow
+
+
+def invoke(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def train(config, out, *overrides):
+    invoke("train", CONFIGS / config, "--set", f"output_dir={out}", "--set", "train.verbose=2",
+           *overrides)  # fmt: skip
+    (run_dir,) = out.iterdir()
+    return run_dir, json.loads((run_dir / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("config", "target"), [("mnist_mlp.yaml", 0.98), ("mnist_small_cnn.yaml", 0.99)]
+)
+def test_mnist_test_accuracy(tmp_path, config, target):
+    _, metrics = train(config, tmp_path)
+    assert metrics["test"]["accuracy"] >= target
+
+
+def test_kaggle_workflow_deep_cnn(tmp_path):
+    kaggle = tmp_path / "kaggle"
+    invoke("data", "mnist-to-kaggle", MNIST_NPZ, kaggle)
+    run_dir, _ = train(
+        "mnist_kaggle_deep_cnn.yaml", tmp_path / "runs",
+        "--set", f"data.train={kaggle / 'train.csv'}", "--set", f"data.test={kaggle / 'test.csv'}",
+    )  # fmt: skip
+    submission = tmp_path / "submission.csv"
+    invoke("predict-csv", run_dir, kaggle / "test.csv", "-o", submission)
+    score = invoke("data", "score", submission, kaggle / "test_labels.csv").output
+    accuracy = float(score.split()[1])
+    assert accuracy >= 0.992, score
