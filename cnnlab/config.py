@@ -407,6 +407,9 @@ def _describe(err: dict, data: dict, lines: dict[Key, str], source: str) -> str:
         choices = re.findall(r"'([^']*)'", expected)
         return f"{where}: {key}: {given!r} is not one of {expected}{_suggest(given, choices)}"
     msg = err["msg"].removeprefix("Value error, ")
+    if kind == "path_type":
+        msg = "expected a file path"
     if kind.endswith("_type") or kind.endswith("_parsing") or kind.endswith("_strict"):
-        return f"{where}: {key}: {msg}; got {type(given).__name__} {given!r}"
+        got = "null" if given is None else f"{type(given).__name__} {given!r}"
+        return f"{where}: {key}: {msg}; got {got}"
     return f"{where}: {key}: {msg}"

@@ -267,3 +267,8 @@ def test_a_schedule_and_reduce_on_plateau_conflict(tmp_path):
     assert "reduce_lr_on_plateau needs lr_schedule: constant" in error_of(path)
     cfg = load_config(write(tmp_path, GOOD + "  lr_schedule: cosine\n"))
     assert cfg.train.lr_schedule == "cosine"
+
+
+def test_null_where_a_path_is_needed(tmp_path):
+    path = write(tmp_path, "data: {loader: kaggle_csv, train: null}\nmodel: {builder: mlp}\n")
+    assert error_of(path) == f"{path}:1: data.train: expected a file path; got null"
