@@ -131,6 +131,88 @@ def predict_csv(
     typer.echo(f"wrote {rows:,} predictions to {out}")
 
 
+@app.command()
+@user_errors
+def compare(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Run directories, or folders of them [default: outputs]."),
+    ] = None,
+    sort: Annotated[str, typer.Option(help="Column to sort by.")] = "test_accuracy",
+    ascending: Annotated[bool, typer.Option(help="Smallest first.")] = False,
+    csv: Annotated[Path | None, typer.Option(help="Also write the table as CSV.")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="Also write it as Markdown.")] = None,
+) -> None:
+    """Compare runs: dataset, builder, parameters, accuracy, time; unfinished runs included."""
+    from cnnlab.compare import compare as compare_runs
+    from cnnlab.compare import print_table, to_markdown
+    from cnnlab.runs import atomic_write
+
+    frame = compare_runs(paths or [Path("outputs")], sort, ascending)
+    print_table(frame)
+    if csv is not None:
+        atomic_write(csv, frame.to_csv(index=False))
+        typer.echo(f"wrote {csv}")
+    if markdown is not None:
+        atomic_write(markdown, to_markdown(frame))
+        typer.echo(f"wrote {markdown}")
+
+
+@app.command()
+@user_errors
+def summary(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
+    overrides: Overrides = None,
+) -> None:
+    """Build CONFIG's model without training; print its layers, parameters and FLOPs."""
+    from cnnlab.config import load_config
+
+    cfg = load_config(config, overrides or [])
+    from cnnlab.check import count_flops, parameter_counts, summarize
+
+    model, _ = summarize(cfg)
+    model.summary()
+    counts = parameter_counts(model)
+    typer.echo(
+        f"parameters: {counts['total']:,} ({counts['trainable']:,} trainable, "
+        f"{counts['non_trainable']:,} non-trainable)"
+    )
+    typer.echo(f"FLOPs per image (conv and dense layers): {count_flops(model) / 1e6:,.2f} M")
+
+
+@app.command()
+@user_errors
+def check(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
+    overrides: Overrides = None,
+) -> None:
+    """Preflight: validate CONFIG, load its data, build its model; exit 0 if train can start."""
+    from cnnlab.config import load_config
+
+    cfg = load_config(config, overrides or [])
+    typer.echo(f"config: {config} is valid (loader {cfg.data.loader}, builder {cfg.model.builder})")
+    from cnnlab.check import check_output_dir, class_counts, parameter_counts, summarize
+    from cnnlab.environment import describe_device, precision_policy
+
+    check_output_dir(cfg)
+    model, data = summarize(cfg)
+    shape = "x".join(map(str, data.input_shape))
+    typer.echo(f"data: images of {shape}, {data.num_classes} classes")
+    for split, per_class, total in class_counts(data):
+        listed = " ".join(
+            f"{name}:{n}" for name, n in zip(data.class_names, per_class, strict=True)
+        )
+        typer.echo(f"  {split}: {total:,} images ({listed})")
+    if data.x_test is not None and data.y_test is None:
+        typer.echo(f"  test: {len(data.x_test):,} unlabelled images (a submission.csv is written)")
+    counts = parameter_counts(model)
+    typer.echo(
+        f"model: {model.name}, {counts['total']:,} parameters ({counts['trainable']:,} trainable)"
+    )
+    typer.echo(f"device: {describe_device()}, precision {precision_policy()}")
+    typer.echo(f"ok: `cnnlab train {config}` would start; runs go to {cfg.output_dir}")
+
+
 @data_app.command("mnist-to-kaggle")
 @user_errors
 def mnist_to_kaggle(

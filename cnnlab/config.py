@@ -7,13 +7,22 @@ second and one line of output.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import re
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from cnnlab.errors import ConfigError
 
@@ -165,6 +174,14 @@ class TrainConfig(Schema):
     early_stopping: EarlyStoppingConfig | None = EarlyStoppingConfig()  # null: run every epoch
     reduce_lr_on_plateau: ReduceLrConfig | None = None
     verbose: Literal[0, 1, 2] = 1  # Keras' fit verbosity: 1 is the progress bar
+    tensorboard: bool = False  # write TensorBoard logs to <run dir>/tensorboard
+
+    @field_validator("tensorboard")
+    @classmethod
+    def _tensorboard_installed(cls, wanted: bool) -> bool:
+        if wanted and importlib.util.find_spec("tensorboard") is None:
+            raise ValueError("needs the tensorboard package: pip install 'cnnlab[tensorboard]'")
+        return wanted
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:

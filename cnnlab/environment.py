@@ -24,6 +24,13 @@ def describe_device() -> str:
     return ", ".join(names)
 
 
+def precision_policy() -> str:
+    """The Keras dtype policy training will use (float32 unless mixed precision is set)."""
+    import keras
+
+    return keras.mixed_precision.global_policy().name
+
+
 def environment(seed: int, device: str) -> dict:
     """The record written to environment.json at the start of a run."""
     import keras
@@ -39,6 +46,7 @@ def environment(seed: int, device: str) -> dict:
         "numpy": np.__version__,
         "platform": platform.platform(),
         "device": device,
+        "precision": precision_policy(),
         "seed": seed,
         "command": sys.argv,
         "started": datetime.now().astimezone().isoformat(timespec="seconds"),

@@ -7,6 +7,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from cnnlab import reports
 from cnnlab.data import load_dataset
 from cnnlab.data.kaggle_csv import read_digits_csv
 from cnnlab.runs import load_run_model, open_run, write_json
@@ -31,6 +32,7 @@ def evaluate(run_dir: str | Path, csv: Path | None = None) -> dict:
     Returns:
         {"val": {...}, "test": {...} or None} or, with `csv`, {"csv": path, "test": {...}};
         the same dict is written to evaluation.json (evaluation-<csv stem>.json with `csv`).
+        Without `csv`, the run's plots and report.html are drawn again as well.
     """
     run_dir, cfg = open_run(run_dir)
     model = load_run_model(run_dir)
@@ -50,5 +52,6 @@ def evaluate(run_dir: str | Path, csv: Path | None = None) -> dict:
             "test": None if data.y_test is None else score(model, data.x_test, data.y_test),
         }
         out = run_dir / "evaluation.json"
+        reports.write_run_reports(run_dir, model, data)
     write_json(out, results)
     return results

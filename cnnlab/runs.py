@@ -8,12 +8,15 @@ Layout (all written by `cnnlab train`):
     last.keras        the model after the last epoch
     history.csv       per-epoch metrics (Keras CSVLogger)
     metrics.json      final train/val/test metrics, epochs, timings, parameter count
+    state.json        running / completed / failed (with the reason) / interrupted
+and the plots and reports of cnnlab.reports.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +34,8 @@ HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
 SUMMARY_FILE = "summary.txt"
 ENVIRONMENT_FILE = "environment.json"
+STATE_FILE = "state.json"
+STATES = ("running", "completed", "failed", "interrupted")
 
 
 def new_run_dir(cfg: Config, now: datetime | None = None) -> Path:
@@ -117,3 +122,31 @@ def load_run_model(run_dir: Path):
         return keras.models.load_model(path)
     except Exception as e:  # Keras raises ValueError, OSError or zipfile errors for bad files
         raise RunDirError(f"{path}: cannot load the model ({type(e).__name__}: {e})") from None
+
+
+def write_state(run_dir: Path, state: str, reason: str | None = None) -> None:
+    """Record where a run stands; `running` also records who runs it, to spot killed runs."""
+    record: dict[str, Any] = {"state": state}
+    if reason:
+        record["reason"] = reason
+    if state == "running":
+        record.update(pid=os.getpid(), host=socket.gethostname())
+    record["updated"] = datetime.now().astimezone().isoformat(timespec="seconds")
+    write_json(run_dir / STATE_FILE, record)
+
+
+def read_state(run_dir: Path) -> dict[str, Any]:
+    """The recorded state; a `running` run whose process is gone on this host is `interrupted`."""
+    try:
+        record = json.loads((run_dir / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        done = (run_dir / METRICS_FILE).is_file()
+        return {"state": "completed" if done else "interrupted", "reason": "no state.json"}
+    if record.get("state") == "running" and record.get("host") == socket.gethostname():
+        try:
+            os.kill(int(record["pid"]), 0)
+        except ProcessLookupError:
+            return {**record, "state": "interrupted", "reason": "its process is gone (killed?)"}
+        except (PermissionError, KeyError, ValueError, TypeError):
+            pass  # alive under another user, or an old record: leave it as it says
+    return record

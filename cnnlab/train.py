@@ -8,7 +8,7 @@ from pathlib import Path
 
 import keras
 
-from cnnlab import runs
+from cnnlab import reports, runs
 from cnnlab.config import Config, TrainConfig
 from cnnlab.data import Dataset, load_dataset
 from cnnlab.environment import describe_device, environment
@@ -81,6 +81,8 @@ def make_callbacks(cfg: TrainConfig, run_dir: Path) -> list[keras.callbacks.Call
                 verbose=1,
             )
         )
+    if cfg.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=run_dir / "tensorboard"))
     # Last, so the row it writes includes what the callbacks above added to the logs.
     callbacks.append(keras.callbacks.CSVLogger(run_dir / runs.HISTORY_FILE))
     return callbacks
@@ -110,10 +112,25 @@ def train(cfg: Config) -> Path:
         cfg: a validated config (see cnnlab.config.load_config).
 
     Returns:
-        The new run directory, holding the files listed in cnnlab.runs.
+        The new run directory, holding the files listed in cnnlab.runs and cnnlab.reports.
     """
     run_dir = runs.new_run_dir(cfg)
+    runs.write_state(run_dir, "running")
     print(f"cnnlab: run directory {run_dir}", flush=True)
+    try:
+        _run(cfg, run_dir)
+    except KeyboardInterrupt:
+        runs.write_state(run_dir, "interrupted", "stopped from the keyboard")
+        raise
+    except Exception as e:
+        reason = str(e) if isinstance(e, CnnlabError) else f"{type(e).__name__}: {e}"
+        runs.write_state(run_dir, "failed", reason)
+        raise
+    print(f"cnnlab: report {run_dir / reports.REPORT}", flush=True)
+    return run_dir
+
+
+def _run(cfg: Config, run_dir: Path) -> None:
     keras.utils.set_random_seed(cfg.seed)
     device = describe_device()
     print(f"cnnlab: training on {device}", flush=True)
@@ -164,6 +181,8 @@ def train(cfg: Config) -> Path:
         write_submission(predict_labels(best, data.x_test), run_dir / "submission.csv")
         print(f"cnnlab: wrote {run_dir / 'submission.csv'}", flush=True)
     runs.write_json(run_dir / runs.METRICS_FILE, metrics)
+    runs.write_state(run_dir, "completed")
+    reports.write_run_reports(run_dir, best, data)
     summary = ", ".join(
         f"{split} accuracy {metrics[split]['accuracy']:.4f}"
         for split in ("train", "val", "test")
@@ -174,4 +193,3 @@ def train(cfg: Config) -> Path:
         f"({train_seconds:.0f} s, {metrics['images_per_second']:,.0f} images/s)",
         flush=True,
     )
-    return run_dir

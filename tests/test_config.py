@@ -209,7 +209,7 @@ def test_resolved_config_round_trips(tmp_path):
 
 
 def test_every_shipped_config_validates(kaggle_dir):
-    shipped = sorted(CONFIGS.glob("*.yaml"))
+    shipped = sorted(CONFIGS.rglob("*.yaml"))
     assert len(shipped) >= 5
     for path in shipped:
         # The Kaggle config points at files `cnnlab data mnist-to-kaggle` makes; use test copies.
@@ -217,7 +217,13 @@ def test_every_shipped_config_validates(kaggle_dir):
             path, [f"data.train={kaggle_dir / 'train.csv'}"] if "kaggle" in path.name else []
         )
         assert isinstance(cfg, Config)
-        assert cfg.name == path.stem
+        assert cfg.name == (f"study_{path.stem}" if path.parent.name == "study" else path.stem)
+
+
+def test_the_study_covers_every_builder_with_one_budget():
+    study = [load_config(p) for p in sorted((CONFIGS / "study").glob("*.yaml"))]
+    assert {cfg.model.builder for cfg in study} == set(MODEL_SCHEMAS)
+    assert len({cfg.train.model_dump_json() for cfg in study}) == 1  # same training budget
 
 
 def test_each_builder_has_a_shipped_mnist_config():

@@ -1,0 +1,121 @@
+"""One table over many runs: what was trained, how well, how fast, and which runs did not
+finish (shown as such, never skipped)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from cnnlab import runs
+from cnnlab.errors import RunDirError
+
+COLUMNS = [
+    "run", "state", "dataset", "builder", "params", "epochs", "best_val_accuracy",
+    "test_accuracy", "train_seconds", "images_per_second",
+]  # fmt: skip
+
+
+# Shorter headers for the terminal; CSV and Markdown keep the column names above.
+HEADERS = [
+    "run", "state", "dataset", "builder", "params", "epochs", "best val acc", "test acc",
+    "train s", "images/s",
+]  # fmt: skip
+
+
+def find_runs(paths: list[Path]) -> list[Path]:
+    """Run directories among `paths`: each is a run, or a folder whose subfolders are runs."""
+    found: list[Path] = []
+    for path in paths:
+        if (path / runs.CONFIG_FILE).is_file():
+            found.append(path)
+        elif path.is_dir():
+            found.extend(sorted(p for p in path.iterdir() if (p / runs.CONFIG_FILE).is_file()))
+        else:
+            raise RunDirError(f"{path}: no such run directory or folder of runs")
+    return found
+
+
+def run_row(run_dir: Path) -> dict:
+    """One row of the table; missing pieces are None, and `state` says why."""
+    row: dict = dict.fromkeys(COLUMNS)
+    row["run"] = run_dir.name
+    state = runs.read_state(run_dir)
+    row["state"] = state["state"] + (f": {state['reason']}" if state["state"] == "failed" else "")
+    try:
+        # The raw YAML, not load_config: a run whose data has moved is still worth listing.
+        config = yaml.safe_load((run_dir / runs.CONFIG_FILE).read_text(encoding="utf-8")) or {}
+        row["dataset"] = config["data"]["loader"]
+        row["builder"] = config["model"]["builder"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        row["state"] += " (unreadable config.yaml)"
+    history = run_dir / runs.HISTORY_FILE
+    if history.is_file():
+        import pandas as pd
+
+        try:
+            frame = pd.read_csv(history)
+            row["epochs"] = len(frame)
+            if "val_accuracy" in frame and len(frame):
+                row["best_val_accuracy"] = float(frame["val_accuracy"].max())
+        except (pd.errors.ParserError, pd.errors.EmptyDataError):
+            pass
+    try:
+        metrics = json.loads((run_dir / runs.METRICS_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return row
+    row.update(
+        params=metrics.get("params"),
+        epochs=metrics.get("epochs_run"),
+        test_accuracy=(metrics.get("test") or {}).get("accuracy"),
+        train_seconds=metrics.get("train_seconds"),
+        images_per_second=metrics.get("images_per_second"),
+    )
+    return row
+
+
+def compare(paths: list[Path], sort: str = "test_accuracy", ascending: bool = False):
+    """A pandas DataFrame with COLUMNS, one row per run, sorted (missing values last)."""
+    import pandas as pd
+
+    if sort not in COLUMNS:
+        raise RunDirError(f"--sort {sort}: not a column; choose one of: {', '.join(COLUMNS)}")
+    found = find_runs(paths)
+    if not found:
+        raise RunDirError(f"no run directories in {', '.join(map(str, paths))}")
+    frame = pd.DataFrame([run_row(p) for p in found], columns=COLUMNS)
+    return frame.sort_values(sort, ascending=ascending, na_position="last", kind="stable")
+
+
+def _cell(value) -> str:
+    if value is None or value != value:  # None or NaN
+        return "—"
+    if isinstance(value, float):
+        if value <= 1:
+            return f"{value:.4f}"  # accuracies
+        return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def to_markdown(frame) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
+    for record in frame.to_dict("records"):
+        lines.append("| " + " | ".join(_cell(record[c]) for c in COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def print_table(frame) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*HEADERS)
+    for record in frame.to_dict("records"):
+        style = None if record["state"] == "completed" else "yellow"
+        table.add_row(*(_cell(record[c]) for c in COLUMNS), style=style)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=240)  # piped into a file: no reason to fold at 80 columns
+    console.print(table)

@@ -1,0 +1,254 @@
+"""What a run shows a person: learning curves, per-class results, the worst mistakes, and one
+self-contained HTML page with all of it. Matplotlib draws off-screen (Agg); nothing opens a
+window."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+
+from cnnlab import runs
+
+CURVES = "curves.png"
+CONFUSION = "confusion_matrix.png"
+PER_CLASS = "per_class.csv"
+CLASS_REPORT = "classification_report.txt"
+MISCLASSIFIED = "misclassified.png"
+REPORT = "report.html"
+PER_CLASS_COLUMNS = ["class", "precision", "recall", "f1", "support"]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, on machines with and without a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    plt = _pyplot()
+    with runs.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_curves(history_csv: Path, out: Path, best_epoch: int | None = None) -> None:
+    """Loss and accuracy per epoch, train vs validation, with the best epoch marked."""
+    import pandas as pd
+    from matplotlib.ticker import MaxNLocator
+
+    history = pd.read_csv(history_csv)
+    epochs = history["epoch"] + 1
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        ax.plot(epochs, history[metric], "o-", label="train")
+        if f"val_{metric}" in history:
+            ax.plot(epochs, history[f"val_{metric}"], "s-", label="validation")
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch ({best_epoch})")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("cross-entropy loss" if metric == "loss" else "accuracy (fraction correct)")
+        ax.set_title(f"{metric.capitalize()} per epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _save(fig, out)
+
+
+def write_class_report(
+    y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str], run_dir: Path, split: str
+) -> None:
+    """per_class.csv, classification_report.txt and confusion_matrix.png for one split."""
+    import pandas as pd
+    from sklearn.metrics import ConfusionMatrixDisplay, classification_report
+
+    labels = list(range(len(class_names)))
+    text = classification_report(
+        y_true, y_pred, labels=labels, target_names=class_names, digits=4, zero_division=0
+    )
+    runs.atomic_write(run_dir / CLASS_REPORT, f"Per-class results on the {split} set\n\n{text}")
+    report = classification_report(
+        y_true, y_pred, labels=labels, target_names=class_names, output_dict=True, zero_division=0
+    )
+    rows = [
+        {
+            "class": name,
+            "precision": report[name]["precision"],
+            "recall": report[name]["recall"],
+            "f1": report[name]["f1-score"],
+            "support": int(report[name]["support"]),
+        }
+        for name in class_names
+    ]
+    runs.atomic_write(
+        run_dir / PER_CLASS, pd.DataFrame(rows, columns=PER_CLASS_COLUMNS).to_csv(index=False)
+    )
+
+    plt = _pyplot()
+    size = max(6.0, 0.5 * len(class_names))
+    fig, ax = plt.subplots(figsize=(size, size))
+    ConfusionMatrixDisplay.from_predictions(
+        y_true, y_pred, labels=labels, display_labels=class_names, ax=ax, colorbar=False,
+        cmap="Blues", values_format="d",
+    )  # fmt: skip
+    ax.set_title(f"Confusion matrix, {split} set ({len(y_true):,} images)")
+    _save(fig, run_dir / CONFUSION)
+
+
+def plot_misclassified(
+    x: np.ndarray,
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    class_names: list[str],
+    out: Path,
+    split: str,
+    count: int = 25,
+) -> None:
+    """A grid of the most confident wrong predictions: true and predicted label, confidence."""
+    y_pred = probs.argmax(axis=1)
+    wrong = np.flatnonzero(y_pred != y_true)
+    worst = wrong[np.argsort(-probs[wrong, y_pred[wrong]])][:count]
+    plt = _pyplot()
+    cols = 5
+    rows = max(1, -(-len(worst) // cols))
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(2.2 * cols, 2.5 * rows + 0.4), squeeze=False, layout="constrained"
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, worst, strict=False):
+        image = x[i]
+        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=255)
+        ax.set_title(
+            f"true {class_names[y_true[i]]}, pred {class_names[y_pred[i]]}\n"
+            f"confidence {probs[i, y_pred[i]]:.0%}",
+            fontsize=9,
+        )
+    title = f"Most confident mistakes, {split} set ({len(wrong):,} of {len(y_true):,} wrong)"
+    if not len(worst):
+        axes.flat[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
+    fig.suptitle(title)
+    _save(fig, out)
+
+
+def write_run_reports(run_dir: Path, model, data) -> None:
+    """Every per-run plot and report, on the test set when it has labels, else validation."""
+    if data.y_test is not None:
+        split, x, y = "test", data.x_test, data.y_test
+    else:
+        split, x, y = "validation", data.x_val, data.y_val
+    probs = model.predict(x, batch_size=512, verbose=0)
+    metrics_file = run_dir / runs.METRICS_FILE
+    best = json.loads(metrics_file.read_text())["best_epoch"] if metrics_file.is_file() else None
+    if (run_dir / runs.HISTORY_FILE).is_file():
+        plot_curves(run_dir / runs.HISTORY_FILE, run_dir / CURVES, best)
+    write_class_report(y, probs.argmax(axis=1), data.class_names, run_dir, split)
+    plot_misclassified(x, y, probs, data.class_names, run_dir / MISCLASSIFIED, split)
+    write_html_report(run_dir)
+
+
+# ---------------------------------------------------------------------------------------------
+# report.html: one file, images embedded, no network needed to open it.
+
+
+def _read(path: Path) -> str | None:
+    return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
+def _table(rows: list[tuple[str, object]]) -> str:
+    cells = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in rows
+    )
+    return f"<table>{cells}</table>"
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if value < 10 else f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "—" if value is None else str(value)
+
+
+def _image(path: Path, alt: str) -> str:
+    if not path.is_file():
+        return f"<p class='missing'>{html.escape(alt)}: not produced for this run.</p>"
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'>"
+
+
+def write_html_report(run_dir: Path) -> Path:
+    """report.html: config, environment, model summary, metrics, timings and every plot."""
+    import pandas as pd
+
+    metrics = json.loads(_read(run_dir / runs.METRICS_FILE) or "null")
+    environment = json.loads(_read(run_dir / runs.ENVIRONMENT_FILE) or "{}")
+    state = runs.read_state(run_dir)
+    sections = []
+    if metrics:
+        split_rows = [
+            (f"{split} {name}", metrics[split][name] if metrics[split] else None)
+            for split in ("train", "val", "test")
+            for name in ("accuracy", "loss")
+        ]
+        sections.append(("Metrics", _table(split_rows)))
+        sections.append(
+            (
+                "Timings",
+                _table(
+                    [
+                        ("epochs run", metrics["epochs_run"]),
+                        ("best epoch", f"{metrics['best_epoch']} (by {metrics['monitor']})"),
+                        ("train seconds", f"{metrics['train_seconds']:,.1f}"),
+                        ("images per second", f"{metrics['images_per_second']:,.0f}"),
+                        ("parameters", metrics["params"]),
+                        ("device", metrics["device"]),
+                    ]
+                ),
+            )
+        )
+    else:
+        sections.append(
+            ("Metrics", "<p class='missing'>No metrics.json: training did not finish.</p>")
+        )
+    sections.append(("Learning curves", _image(run_dir / CURVES, "learning curves")))
+    sections.append(("Confusion matrix", _image(run_dir / CONFUSION, "confusion matrix")))
+    per_class = run_dir / PER_CLASS
+    if per_class.is_file():
+        frame = pd.read_csv(per_class)
+        sections.append(("Per-class results", frame.to_html(index=False, float_format="%.4f")))
+    sections.append(("Most confident mistakes", _image(run_dir / MISCLASSIFIED, "mistakes")))
+    for title, name in (("Model summary", runs.SUMMARY_FILE), ("Config", runs.CONFIG_FILE)):
+        text = _read(run_dir / name)
+        if text is not None:
+            sections.append((title, f"<pre>{html.escape(text)}</pre>"))
+    sections.append(("Environment", _table([(k, v) for k, v in environment.items()])))
+
+    body = "\n".join(f"<section><h2>{t}</h2>\n{content}</section>" for t, content in sections)
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>{html.escape(run_dir.name)} — cnnlab run report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25em 0.7em; text-align: left; }}
+pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 0.85em; }}
+img {{ max-width: 100%; }}
+.missing {{ color: #a33; }}
+</style></head><body>
+<h1>{html.escape(run_dir.name)}</h1>
+<p>State: <strong>{html.escape(state["state"])}</strong>{
+        html.escape(": " + state["reason"]) if state.get("reason") else ""
+    }</p>
+{body}
+</body></html>
+"""
+    runs.atomic_write(run_dir / REPORT, page)
+    return run_dir / REPORT

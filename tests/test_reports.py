@@ -1,0 +1,194 @@
+"""What a run shows: plots, per-class report, report.html; the compare, summary, check commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from cnnlab.cli import app
+from cnnlab.compare import COLUMNS
+from cnnlab.reports import PER_CLASS_COLUMNS
+
+from .conftest import CONFIGS
+
+REPORT_FILES = {
+    "curves.png", "confusion_matrix.png", "misclassified.png", "per_class.csv",
+    "classification_report.txt", "report.html", "state.json",
+}  # fmt: skip
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("outputs")
+    result = invoke(
+        "train", CONFIGS / "mnist_small_cnn.yaml", "--set", f"output_dir={out}",
+        "--set", "train.epochs=2", "--set", "train.verbose=0", "--set", "data.max_samples=500",
+        "--set", "train.tensorboard=true",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (run,) = out.iterdir()
+    return run
+
+
+def test_every_report_file_is_written(run_dir):
+    assert REPORT_FILES <= {p.name for p in run_dir.iterdir()}
+    assert json.loads((run_dir / "state.json").read_text())["state"] == "completed"
+    assert any((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize(
+    ("name", "min_size", "max_size"),
+    [
+        ("curves.png", (800, 300), (1200, 500)),
+        ("confusion_matrix.png", (450, 450), (800, 800)),
+        ("misclassified.png", (900, 1100), (1300, 1500)),
+    ],
+)
+def test_plots_are_real_pngs_of_sensible_size(run_dir, name, min_size, max_size):
+    with Image.open(run_dir / name) as image:
+        assert image.format == "PNG"
+        assert min_size[0] <= image.width <= max_size[0], image.size
+        assert min_size[1] <= image.height <= max_size[1], image.size
+        colours = image.convert("L").getextrema()
+    assert colours[0] < colours[1]  # not a blank canvas
+
+
+def test_per_class_report_matches_the_test_set(run_dir):
+    frame = pd.read_csv(run_dir / "per_class.csv")
+    assert list(frame.columns) == PER_CLASS_COLUMNS
+    assert frame["class"].astype(str).tolist() == [str(i) for i in range(10)]
+    assert frame["support"].sum() == 500  # max_samples test images
+    assert frame[["precision", "recall", "f1"]].stack().between(0, 1).all()
+    text = (run_dir / "classification_report.txt").read_text()
+    assert "test set" in text and "macro avg" in text and "accuracy" in text
+
+
+def test_html_report_is_self_contained(run_dir):
+    page = (run_dir / "report.html").read_text()
+    for section in (
+        "Metrics", "Timings", "Learning curves", "Confusion matrix", "Per-class results",
+        "Most confident mistakes", "Model summary", "Config", "Environment",
+    ):  # fmt: skip
+        assert f"<h2>{section}</h2>" in page
+    assert page.count("src='data:image/png;base64,") == 3
+    assert not re.search(r"(src|href)=['\"]?(https?:)?//", page)
+    assert "completed" in page and "104,202" in page
+
+
+def test_evaluate_redraws_the_reports(run_dir):
+    before = (run_dir / "confusion_matrix.png").stat().st_mtime_ns
+    (run_dir / "report.html").unlink()
+    assert invoke("evaluate", run_dir).exit_code == 0
+    assert (run_dir / "report.html").is_file()
+    assert (run_dir / "confusion_matrix.png").stat().st_mtime_ns >= before
+
+
+def fake_run(root, name, state=None, metrics=None, history=None):
+    run = root / name
+    run.mkdir()
+    (run / "config.yaml").write_text("data: {loader: mnist}\nmodel: {builder: mlp}\n")
+    if state is not None:
+        (run / "state.json").write_text(json.dumps(state))
+    if metrics is not None:
+        (run / "metrics.json").write_text(json.dumps(metrics))
+    if history is not None:
+        pd.DataFrame(history).to_csv(run / "history.csv", index=False)
+    return run
+
+
+def test_compare_shows_finished_failed_and_partial_runs(run_dir, tmp_path):
+    root = tmp_path / "runs"
+    root.mkdir()
+    fake_run(root, "failed-run", {"state": "failed", "reason": "data.csv:3: empty cell"})
+    fake_run(  # its process (an impossible pid) is gone: killed mid-training
+        root, "killed-run", {"state": "running", "pid": 2**22 + 7, "host": os.uname().nodename},
+        history={"epoch": [0, 1], "val_accuracy": [0.5, 0.75], "accuracy": [0.4, 0.6]},
+    )  # fmt: skip
+    fake_run(root, "old-run")  # no state.json, no metrics
+    csv = tmp_path / "table.csv"
+    md = tmp_path / "table.md"
+    result = invoke("compare", run_dir, root, "--csv", csv, "--markdown", md)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(csv)
+    assert list(table.columns) == COLUMNS
+    rows = table.set_index("run")
+    assert rows.loc[run_dir.name, "state"] == "completed"
+    assert rows.loc[run_dir.name, "params"] == 104_202
+    assert rows.loc["failed-run", "state"] == "failed: data.csv:3: empty cell"
+    assert rows.loc["killed-run", "state"] == "interrupted"
+    assert rows.loc["killed-run", "best_val_accuracy"] == 0.75
+    assert rows.loc["killed-run", "epochs"] == 2
+    assert rows.loc["old-run", "state"] == "interrupted"
+    assert table["run"].iloc[0] == run_dir.name  # the only test accuracy sorts first
+    assert md.read_text().startswith("| run | state | dataset |")
+    for name in ("failed-run", "killed-run", "old-run", run_dir.name):
+        assert name in result.output
+
+
+def test_compare_sorting_and_errors(run_dir, tmp_path):
+    bad = invoke("compare", run_dir, "--sort", "speed")
+    assert bad.exit_code == 1 and "--sort speed: not a column" in bad.output
+    empty = invoke("compare", tmp_path)
+    assert empty.exit_code == 1 and "no run directories" in empty.output
+    assert invoke("compare", tmp_path / "nope").exit_code == 1
+
+
+def test_failed_training_records_why(kaggle_dir, tmp_path):
+    broken = tmp_path / "test.csv"
+    broken.write_text((kaggle_dir / "test.csv").read_text().replace(",0,", ",,", 1))
+    result = invoke(
+        "train", CONFIGS / "mnist_kaggle_deep_cnn.yaml", "--set", f"output_dir={tmp_path / 'o'}",
+        "--set", f"data.train={kaggle_dir / 'train.csv'}", "--set", f"data.test={broken}",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert result.output.startswith(f"cnnlab: run directory {tmp_path / 'o'}")
+    assert f"error: {broken}:2: column" in result.output and "empty cell" in result.output
+    (run,) = (tmp_path / "o").iterdir()
+    state = json.loads((run / "state.json").read_text())
+    assert state["state"] == "failed" and "empty cell" in state["reason"]
+
+
+def test_summary_prints_layers_parameters_and_flops():
+    result = invoke("summary", CONFIGS / "mnist_deep_cnn.yaml", "--set", "data.max_samples=100")
+    assert result.exit_code == 0, result.output
+    assert "parameters: 936,426 (936,426 trainable, 0 non-trainable)" in result.output
+    # 2 x multiply-adds of the four convolutions and three dense layers, per 28x28 image
+    assert "FLOPs per image (conv and dense layers): 38.32 M" in result.output
+
+
+def test_check_passes_on_a_good_config():
+    result = invoke("check", CONFIGS / "mnist_lenet5.yaml", "--set", "data.max_samples=200")
+    assert result.exit_code == 0, result.output
+    assert "train: 180 images (0:" in result.output
+    assert "model: lenet5, 61,706 parameters" in result.output
+    assert "precision float32" in result.output
+    assert result.output.strip().splitlines()[-1].startswith("ok: `cnnlab train")
+
+
+def test_check_fails_clearly_on_broken_inputs(kaggle_dir, tmp_path):
+    bad_config = invoke("check", CONFIGS / "mnist_lenet5.yaml", "--set", "train.epoch=3")
+    assert bad_config.exit_code == 2 and "did you mean 'epochs'" in bad_config.output
+
+    broken = tmp_path / "train.csv"
+    broken.write_text((kaggle_dir / "train.csv").read_text().replace("\n5,", "\n15,", 1))
+    bad_data = invoke(
+        "check", CONFIGS / "mnist_kaggle_deep_cnn.yaml", "--set", f"data.train={broken}"
+    )
+    assert bad_data.exit_code == 1
+    assert "column 'label' (column 1): 15 is not a class index 0-9" in bad_data.output
+    assert "ok:" not in bad_data.output
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    bad_out = invoke("check", CONFIGS / "mnist_lenet5.yaml", "--set", f"output_dir={blocker}/runs")
+    assert bad_out.exit_code == 1 and "cannot create run directories there" in bad_out.output
