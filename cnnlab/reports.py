@@ -39,12 +39,18 @@ def _save(fig, path: Path) -> None:
 
 
 def plot_curves(history_csv: Path, out: Path, best_epoch: int | None = None) -> None:
-    """Loss and accuracy per epoch, train vs validation, with the best epoch marked."""
+    """Loss and accuracy per epoch, train vs validation, best epoch and phase starts marked."""
     import pandas as pd
     from matplotlib.ticker import MaxNLocator
 
     history = pd.read_csv(history_csv)
     epochs = history["epoch"] + 1
+    # A phased run (e.g. frozen base, then fine-tuning) logs a `phase` column; mark where the
+    # second and later phases begin (1-based epoch numbers).
+    phase_starts: list[int] = []
+    if "phase" in history and len(history):
+        changed = history["phase"].ne(history["phase"].shift()).to_numpy()
+        phase_starts = [int(e) for e in epochs[changed].iloc[1:]]
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
@@ -53,6 +59,15 @@ def plot_curves(history_csv: Path, out: Path, best_epoch: int | None = None) -> 
             ax.plot(epochs, history[f"val_{metric}"], "s-", label="validation")
         if best_epoch is not None:
             ax.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch ({best_epoch})")
+        for n, start in enumerate(phase_starts):
+            ax.axvline(
+                start - 0.5, color="purple", linestyle=":", label="phase start" if not n else None
+            )
+            label = f"phase {history['phase'][start - 1]}"
+            ax.annotate(
+                label, (start - 0.5, 1), xycoords=("data", "axes fraction"), xytext=(3, -12),
+                textcoords="offset points", color="purple", fontsize=8,
+            )  # fmt: skip
         ax.set_xlabel("epoch")
         ax.set_ylabel("cross-entropy loss" if metric == "loss" else "accuracy (fraction correct)")
         ax.set_title(f"{metric.capitalize()} per epoch")

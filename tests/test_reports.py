@@ -6,6 +6,7 @@ import json
 import os
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -192,3 +193,28 @@ def test_check_fails_clearly_on_broken_inputs(kaggle_dir, tmp_path):
     blocker.write_text("")
     bad_out = invoke("check", CONFIGS / "mnist_lenet5.yaml", "--set", f"output_dir={blocker}/runs")
     assert bad_out.exit_code == 1 and "cannot create run directories there" in bad_out.output
+
+
+def purple_pixels(path) -> int:
+    with Image.open(path) as image:
+        rgb = np.asarray(image.convert("RGB")).astype(int)
+    return int(((rgb[..., 0] > 100) & (rgb[..., 1] < 50) & (rgb[..., 2] > 100)).sum())
+
+
+def test_curves_mark_phase_boundaries(tmp_path):
+    from cnnlab.reports import plot_curves
+
+    frame = pd.DataFrame(
+        {
+            "epoch": range(6), "phase": [1, 1, 1, 2, 2, 2],
+            "loss": [1.0, 0.8, 0.7, 0.5, 0.4, 0.35], "val_loss": [1.1, 0.9, 0.8, 0.6, 0.5, 0.52],
+            "accuracy": [0.6, 0.7, 0.75, 0.8, 0.85, 0.86],
+            "val_accuracy": [0.55, 0.65, 0.7, 0.8, 0.82, 0.81],
+        }
+    )  # fmt: skip
+    frame.to_csv(tmp_path / "phased.csv", index=False)
+    frame.drop(columns="phase").to_csv(tmp_path / "plain.csv", index=False)
+    plot_curves(tmp_path / "phased.csv", tmp_path / "phased.png", best_epoch=5)
+    plot_curves(tmp_path / "plain.csv", tmp_path / "plain.png", best_epoch=5)
+    assert purple_pixels(tmp_path / "plain.png") == 0
+    assert purple_pixels(tmp_path / "phased.png") > 50  # the dotted phase line and its label
