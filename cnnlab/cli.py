@@ -79,16 +79,40 @@ Overrides = Annotated[
 @app.command()
 @user_errors
 def train(
-    config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
+    config: Annotated[Path | None, typer.Argument(help="Experiment YAML file.")] = None,
     overrides: Overrides = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Continue this interrupted run from its last complete epoch."),
+    ] = None,
 ) -> None:
     """Train a model as CONFIG describes and write a new run directory under output_dir."""
+    from cnnlab import runs
     from cnnlab.config import load_config
 
-    cfg = load_config(config, overrides or [])
+    if config is None and resume is None:
+        raise CnnlabError("give a CONFIG file, or --resume RUN_DIR")
+    if config is None and overrides:
+        raise CnnlabError("--set needs a CONFIG; a resumed run keeps the config it started with")
+    cfg = load_config(config, overrides or []) if config is not None else None
+    if resume is None:
+        found = runs.find_resumable(cfg)
+        if found is not None:
+            if sys.stdin.isatty() and typer.confirm(
+                f"{found} is an interrupted run of this config. Resume it?", default=True
+            ):
+                resume = found
+            else:
+                typer.echo(
+                    f"note: {found} is an interrupted run of this config; "
+                    f"`cnnlab train --resume {found}` continues it. Starting a new run.",
+                    err=True,
+                )
+    if resume is not None:
+        resume, cfg = runs.prepare_resume(resume, cfg)
     from cnnlab.train import train as run_training
 
-    run_training(cfg)
+    run_training(cfg, resume)
 
 
 @app.command()

@@ -200,6 +200,7 @@ class TrainConfig(Schema):
 class Config(Schema):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] | None = None
     seed: int = 42
+    deterministic: bool = False  # identical results for the same seed (slower on some ops)
     output_dir: DirPath = Path("outputs")
     data: DataConfig
     model: ModelConfig
@@ -249,8 +250,9 @@ def _index(node: yaml.Node, path: Key, lines: dict[Key, str], source: str) -> No
 
 
 def _parse_yaml(text: str, source: str, lines: dict[Key, str]) -> Any:
-    loader = _Loader(text)
+    loader = None
     try:
+        loader = _Loader(text)
         node = loader.get_single_node()
         if node is None:
             return None
@@ -264,7 +266,8 @@ def _parse_yaml(text: str, source: str, lines: dict[Key, str]) -> Any:
     except yaml.YAMLError as e:
         raise ConfigError(f"{source}: invalid YAML: {e}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _apply_override(data: dict, item: str, lines: dict[Key, str]) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.config import Config, dump_config, load_config
-from cnnlab.errors import RunDirError
+from cnnlab.errors import CnnlabError, RunDirError
 
 CONFIG_FILE = "config.yaml"
 BEST_MODEL = "model.keras"
@@ -35,6 +35,8 @@ METRICS_FILE = "metrics.json"
 SUMMARY_FILE = "summary.txt"
 ENVIRONMENT_FILE = "environment.json"
 STATE_FILE = "state.json"
+RESUME_DIR = ".resume"  # see cnnlab.checkpoints
+PROGRESS_FILE = "progress.json"
 STATES = ("running", "completed", "failed", "interrupted")
 
 
@@ -66,7 +68,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
     Readers never see half a file, and a crash or full disk keeps the previous version.
     """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # Keep the suffix: Keras only saves to names ending in .keras.
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent
+    )
     os.close(fd)
     try:
         yield Path(tmp)
@@ -106,6 +111,8 @@ def open_run(run_dir: str | Path) -> tuple[Path, Config]:
 def model_file(run_dir: Path) -> Path:
     """The best model of a run, or a clear error when training never saved one."""
     path = run_dir / BEST_MODEL
+    if path.is_dir():
+        raise RunDirError(f"{path}: is a folder (a SavedModel?), not a .keras model file")
     if not path.is_file():
         raise RunDirError(
             f"{run_dir}: no {BEST_MODEL} (training stopped before its first epoch ended?)"
@@ -150,3 +157,72 @@ def read_state(run_dir: Path) -> dict[str, Any]:
         except (PermissionError, KeyError, ValueError, TypeError):
             pass  # alive under another user, or an old record: leave it as it says
     return record
+
+
+# ---------------------------------------------------------------------------------------------
+# Resuming.
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: data}
+
+
+def config_differences(old: Config, new: Config) -> list[str]:
+    """'key: old -> new' for every setting that differs between two configs."""
+    a, b = _flatten(old.model_dump(mode="json")), _flatten(new.model_dump(mode="json"))
+    return [
+        f"{k}: {a.get(k)!r} -> {b.get(k)!r}"
+        for k in sorted(a.keys() | b.keys())
+        if a.get(k) != b.get(k)
+    ]
+
+
+def resumable(run_dir: Path) -> bool:
+    return (run_dir / RESUME_DIR / PROGRESS_FILE).is_file()
+
+
+def prepare_resume(run_dir: str | Path, cfg: Config | None = None) -> tuple[Path, Config]:
+    """Check that `run_dir` can be continued (with `cfg`, when given) and return its config.
+
+    Raises:
+        RunDirError: the run is complete, still running, has no complete epoch, or `cfg`
+            differs from the config it was started with (the differences are listed).
+    """
+    run_dir, saved = open_run(run_dir)
+    state = read_state(run_dir)
+    if state["state"] == "completed":
+        raise RunDirError(f"{run_dir}: already completed; start a new run instead")
+    if state["state"] == "running":
+        where = f" (pid {state.get('pid')} on {state.get('host')})" if state.get("pid") else ""
+        raise RunDirError(f"{run_dir}: still running{where}")
+    if not resumable(run_dir):
+        raise RunDirError(f"{run_dir}: no complete epoch to continue from; start a new run")
+    if cfg is not None:
+        differences = config_differences(saved, cfg)
+        if differences:
+            raise RunDirError(
+                f"{run_dir}: cannot resume with a different config ({'; '.join(differences)}); "
+                "the run and its backup are unchanged"
+            )
+    return run_dir, saved
+
+
+def find_resumable(cfg: Config) -> Path | None:
+    """The newest interrupted run of this very config under its output_dir, if any."""
+    root = Path(cfg.output_dir)
+    if not root.is_dir():
+        return None
+    for run_dir in sorted(root.glob(f"{cfg.name}-*"), reverse=True):
+        if not resumable(run_dir) or read_state(run_dir)["state"] != "interrupted":
+            continue
+        try:
+            if not config_differences(load_config(run_dir / CONFIG_FILE), cfg):
+                return run_dir
+        except CnnlabError:
+            continue
+    return None

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import keras
 
 from cnnlab import reports, runs
+from cnnlab.checkpoints import (
+    ResumableEarlyStopping,
+    ResumableReduceLROnPlateau,
+    RunCheckpoint,
+    StopOnNaN,
+    load_resume_model,
+    read_progress,
+)
 from cnnlab.config import Config, TrainConfig
 from cnnlab.data import Dataset, load_dataset
 from cnnlab.environment import describe_device, environment
@@ -41,58 +48,39 @@ def compile_model(model: keras.Model, cfg: TrainConfig, train_size: int) -> None
     )
 
 
-class EpochTimer(keras.callbacks.Callback):
-    """Adds `epoch_seconds` to each epoch's logs (and so to history.csv)."""
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["epoch_seconds"] = time.perf_counter() - self._start
-
-
-def make_callbacks(cfg: TrainConfig, run_dir: Path) -> list[keras.callbacks.Callback]:
-    callbacks: list[keras.callbacks.Callback] = [
-        EpochTimer(),
-        keras.callbacks.ModelCheckpoint(
-            run_dir / runs.BEST_MODEL, monitor=cfg.monitor, save_best_only=True
-        ),
-        keras.callbacks.ModelCheckpoint(run_dir / runs.LAST_MODEL),
-    ]
+def make_callbacks(
+    cfg: TrainConfig, run_dir: Path, progress: dict | None = None, best_weights=None
+) -> list[keras.callbacks.Callback]:
+    """The run's callbacks; `progress` (from a resumed run) restores their counters."""
+    restored = (progress or {}).get("callbacks", {})
+    stateful: dict[str, keras.callbacks.Callback] = {}
+    callbacks: list[keras.callbacks.Callback] = [StopOnNaN()]
     if cfg.early_stopping is not None:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=cfg.monitor,
-                patience=cfg.early_stopping.patience,
-                min_delta=cfg.early_stopping.min_delta,
-                restore_best_weights=True,
-                verbose=1,
-            )
+        stateful["early_stopping"] = ResumableEarlyStopping(
+            monitor=cfg.monitor,
+            patience=cfg.early_stopping.patience,
+            min_delta=cfg.early_stopping.min_delta,
+            restore_best_weights=True,
+            verbose=1,
+            state=restored.get("early_stopping"),
+            best_weights=best_weights,
         )
     if cfg.reduce_lr_on_plateau is not None:
         plateau = cfg.reduce_lr_on_plateau
-        callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(
-                monitor=cfg.monitor,
-                factor=plateau.factor,
-                patience=plateau.patience,
-                min_lr=plateau.min_lr,
-                verbose=1,
-            )
+        stateful["reduce_lr_on_plateau"] = ResumableReduceLROnPlateau(
+            monitor=cfg.monitor,
+            factor=plateau.factor,
+            patience=plateau.patience,
+            min_lr=plateau.min_lr,
+            verbose=1,
+            state=restored.get("reduce_lr_on_plateau"),
         )
+    callbacks.extend(stateful.values())
     if cfg.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=run_dir / "tensorboard"))
-    # Last, so the row it writes includes what the callbacks above added to the logs.
-    callbacks.append(keras.callbacks.CSVLogger(run_dir / runs.HISTORY_FILE))
+    # Last: it saves the counters the callbacks above updated in the same epoch.
+    callbacks.append(RunCheckpoint(run_dir, cfg.monitor, progress, stateful))
     return callbacks
-
-
-def _best_epoch(history: dict[str, list[float]], monitor: str) -> int:
-    """1-based epoch with the best monitored value (the one model.keras holds)."""
-    values = history[monitor]
-    pick = max if monitor.endswith("accuracy") else min
-    return values.index(pick(values)) + 1
 
 
 def _describe_data(data: Dataset) -> str:
@@ -105,20 +93,22 @@ def _describe_data(data: Dataset) -> str:
     )
 
 
-def train(cfg: Config) -> Path:
-    """Run one experiment end to end.
+def train(cfg: Config, resume: Path | None = None) -> Path:
+    """Run one experiment end to end, or continue an interrupted one.
 
     Args:
         cfg: a validated config (see cnnlab.config.load_config).
+        resume: a run directory to continue from its last complete epoch; `cfg` must be the
+            config it was started with (cnnlab.resume checks that).
 
     Returns:
-        The new run directory, holding the files listed in cnnlab.runs and cnnlab.reports.
+        The run directory, holding the files listed in cnnlab.runs and cnnlab.reports.
     """
-    run_dir = runs.new_run_dir(cfg)
+    run_dir = resume if resume is not None else runs.new_run_dir(cfg)
     runs.write_state(run_dir, "running")
-    print(f"cnnlab: run directory {run_dir}", flush=True)
+    print(f"cnnlab: {'resuming' if resume else 'run directory'} {run_dir}", flush=True)
     try:
-        _run(cfg, run_dir)
+        _run(cfg, run_dir, read_progress(run_dir) if resume else None)
     except KeyboardInterrupt:
         runs.write_state(run_dir, "interrupted", "stopped from the keyboard")
         raise
@@ -130,35 +120,54 @@ def train(cfg: Config) -> Path:
     return run_dir
 
 
-def _run(cfg: Config, run_dir: Path) -> None:
+def _run(cfg: Config, run_dir: Path, progress: dict | None) -> None:
     keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     device = describe_device()
     print(f"cnnlab: training on {device}", flush=True)
-    runs.write_json(run_dir / runs.ENVIRONMENT_FILE, environment(cfg.seed, device))
+    if progress is None:
+        runs.write_json(run_dir / runs.ENVIRONMENT_FILE, environment(cfg.seed, device))
 
     data = load_dataset(cfg.data, cfg.seed)
     print(f"cnnlab: {_describe_data(data)}", flush=True)
-    model = build_model(cfg.model, data.input_shape, data.num_classes)
-    compile_model(model, cfg.train, len(data.x_train))
-    lines: list[str] = []
-    model.summary(print_fn=lambda text, **_: lines.append(text))
-    runs.atomic_write(run_dir / runs.SUMMARY_FILE, "\n".join(lines) + "\n")
+    best_weights = None
+    if progress is None:
+        model = build_model(cfg.model, data.input_shape, data.num_classes)
+        compile_model(model, cfg.train, len(data.x_train))
+        lines: list[str] = []
+        model.summary(print_fn=lambda text, **_: lines.append(text))
+        runs.atomic_write(run_dir / runs.SUMMARY_FILE, "\n".join(lines) + "\n")
+    else:
+        # Weights, optimizer state (and so the learning-rate schedule's step) of the last
+        # complete epoch; early stopping's best weights are those of model.keras.
+        model = load_resume_model(run_dir, progress)
+        if (run_dir / runs.BEST_MODEL).is_file():
+            best_weights = runs.load_run_model(run_dir).get_weights()
+        print(f"cnnlab: continuing after epoch {progress['epoch']}/{cfg.train.epochs}", flush=True)
+    data.check_labels(int(model.output_shape[-1]))
     print(f"cnnlab: model {model.name}, {model.count_params():,} parameters", flush=True)
 
-    started = time.perf_counter()
-    history = model.fit(
-        data.x_train,
-        data.y_train,
-        batch_size=cfg.train.batch_size,
-        epochs=cfg.train.epochs,
-        validation_data=(data.x_val, data.y_val),
-        callbacks=make_callbacks(cfg.train, run_dir),
-        verbose=cfg.train.verbose,
-    ).history
-    train_seconds = time.perf_counter() - started
-    epochs_run = len(history["loss"])
+    callbacks = make_callbacks(cfg.train, run_dir, progress, best_weights)
+    checkpoint = callbacks[-1]
+    start_epoch = progress["epoch"] if progress else 0
+    if not (progress and progress["fit_done"]) and start_epoch < cfg.train.epochs:
+        model.fit(
+            data.x_train,
+            data.y_train,
+            batch_size=cfg.train.batch_size,
+            epochs=cfg.train.epochs,
+            initial_epoch=start_epoch,
+            validation_data=(data.x_val, data.y_val),
+            callbacks=callbacks,
+            verbose=cfg.train.verbose,
+        )
+    epochs_run = len(checkpoint.history)
+    train_seconds = checkpoint.train_seconds
 
-    if not (run_dir / runs.BEST_MODEL).is_file():
+    if checkpoint.best_epoch is None:
         raise CnnlabError(
             f"{run_dir}: no epoch produced a finite {cfg.train.monitor}, so no best model was "
             "saved; lower train.learning_rate"
@@ -170,12 +179,13 @@ def _run(cfg: Config, run_dir: Path) -> None:
         "val": score(best, data.x_val, data.y_val),
         "test": None if data.y_test is None else score(best, data.x_test, data.y_test),
         "epochs_run": epochs_run,
-        "best_epoch": _best_epoch(history, cfg.train.monitor),
+        "best_epoch": checkpoint.best_epoch,
         "monitor": cfg.train.monitor,
         "train_seconds": round(train_seconds, 3),
         "images_per_second": round(len(data.x_train) * epochs_run / train_seconds, 1),
         "params": int(best.count_params()),
         "device": device,
+        "resumed": progress is not None,
     }
     if data.x_test is not None and data.y_test is None:
         write_submission(predict_labels(best, data.x_test), run_dir / "submission.csv")

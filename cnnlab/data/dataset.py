@@ -30,6 +30,21 @@ class Dataset:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def check_labels(self, num_classes: int) -> None:
+        """Refuse labels the model cannot output, before any training time is spent."""
+        from cnnlab.errors import DataError
+
+        for split, y in (
+            ("train", self.y_train),
+            ("validation", self.y_val),
+            ("test", self.y_test),
+        ):
+            if y is not None and len(y) and (y.min() < 0 or y.max() >= num_classes):
+                raise DataError(
+                    f"{split} labels run from {y.min()} to {y.max()}, but the model has "
+                    f"{num_classes} outputs (classes 0-{num_classes - 1})"
+                )
+
 
 def split_validation(
     x: np.ndarray, y: np.ndarray, fraction: float, seed: int

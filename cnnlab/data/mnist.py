@@ -42,6 +42,8 @@ def read_mnist_npz(path: Path) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
                 f"{path}: x_{split} must be uint8 (N, H, W) with one label each; "
                 f"got {x.dtype} {x.shape} and {len(y)} labels"
             )
+        if len(y) and (y.min() < 0 or y.max() > 9):
+            raise DataError(f"{path}: y_{split} holds {y.min()}..{y.max()}; MNIST labels are 0-9")
     return (
         (arrays["x_train"][..., None], arrays["y_train"].astype(np.int32)),
         (arrays["x_test"][..., None], arrays["y_test"].astype(np.int32)),

@@ -1,0 +1,201 @@
+"""Checkpoints a run can be continued from, written so that a crash never leaves half a file.
+
+After every epoch, in this order (each file written beside its target, then renamed over it):
+    model.keras                    when the monitored value improved
+    last.keras                     the model now
+    history.csv                    every epoch so far, rewritten whole
+    .resume/epoch-NNNN.keras       the model with its optimizer state
+    .resume/progress.json          epochs done, best value, callback counters, history, time;
+                                   written last, so it always names a complete model file
+
+Keras' BackupAndRestore is not enough for this: on resume, ModelCheckpoint(save_best_only)
+forgets the best value and overwrites model.keras with a worse model (keras#17012), and
+EarlyStopping and ReduceLROnPlateau restart their counters. Here those are carried over too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from cnnlab import runs
+from cnnlab.errors import CnnlabError, RunDirError
+
+RESUME_DIR, PROGRESS_FILE = runs.RESUME_DIR, runs.PROGRESS_FILE
+
+
+def _improved(value: float, best: float | None, monitor: str) -> bool:
+    if not math.isfinite(value):
+        return False
+    if best is None:
+        return True
+    return value > best if monitor.endswith("accuracy") else value < best
+
+
+def save_model(model: keras.Model, path: Path) -> None:
+    with runs.atomic_path(path) as tmp:
+        model.save(tmp)
+
+
+def read_progress(run_dir: Path) -> dict[str, Any] | None:
+    """The last complete epoch's progress record, or None when there is none."""
+    path = run_dir / RESUME_DIR / PROGRESS_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise RunDirError(f"{path}: damaged ({e.msg}); the run cannot be resumed") from None
+
+
+def load_resume_model(run_dir: Path, progress: dict[str, Any]) -> keras.Model:
+    path = run_dir / RESUME_DIR / progress["model_file"]
+    try:
+        return keras.models.load_model(path)
+    except Exception as e:  # see runs.load_run_model
+        raise RunDirError(
+            f"{path}: cannot load the saved epoch ({type(e).__name__}: {e})"
+        ) from None
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping whose counters and best weights can be restored after a restart."""
+
+    def __init__(self, *args, state: dict | None = None, best_weights=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._restored = state
+        self._restored_weights = best_weights
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self._restored:
+            self.wait = self._restored["wait"]
+            self.best = self._restored["best"]
+            self.best_epoch = self._restored["best_epoch"]
+            self.best_weights = self._restored_weights
+
+    def state(self) -> dict:
+        best = None if self.best is None else float(self.best)
+        return {"wait": int(self.wait), "best": best, "best_epoch": int(self.best_epoch)}
+
+
+class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
+    """ReduceLROnPlateau whose counters can be restored (the rate itself is optimizer state)."""
+
+    def __init__(self, *args, state: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._restored = state
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self._restored:
+            self.wait = self._restored["wait"]
+            self.best = self._restored["best"]
+            self.cooldown_counter = self._restored["cooldown_counter"]
+
+    def state(self) -> dict:
+        best = None if self.best is None else float(self.best)
+        return {
+            "wait": int(self.wait),
+            "best": best,
+            "cooldown_counter": int(self.cooldown_counter),
+        }
+
+
+class StopOnNaN(keras.callbacks.TerminateOnNaN):
+    """Stop at the first NaN/Inf loss with the project's error (and so a one-line message)."""
+
+    def __init__(self):
+        super().__init__(raise_error=True)
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        try:
+            super().on_batch_end(batch, logs)
+        except RuntimeError:
+            loss = (logs or {}).get("loss")
+            raise CnnlabError(
+                f"the loss became {loss} in epoch {self._epoch + 1}, batch {batch + 1}: training "
+                "stopped; model.keras keeps the best epoch so far. Lower train.learning_rate"
+            ) from None
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """Writes model.keras, last.keras, history.csv and the resume record after every epoch.
+
+    Put it last among the callbacks: it records the counters the others updated this epoch.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        monitor: str,
+        progress: dict[str, Any] | None = None,
+        stateful: dict[str, keras.callbacks.Callback] | None = None,
+    ):
+        super().__init__()
+        self.run_dir = run_dir
+        self.monitor = monitor
+        progress = progress or {}
+        self.best: float | None = progress.get("best")
+        self.best_epoch: int | None = progress.get("best_epoch")
+        self.history: list[dict] = progress.get("history", [])
+        self.train_seconds: float = progress.get("train_seconds", 0.0)
+        self.stateful = stateful or {}
+        (run_dir / RESUME_DIR).mkdir(exist_ok=True)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        seconds = time.perf_counter() - self._started
+        logs["epoch_seconds"] = seconds
+        self.train_seconds += seconds
+        self.history.append({"epoch": epoch, **{k: float(v) for k, v in logs.items()}})
+        value = logs.get(self.monitor)
+        if value is not None and _improved(float(value), self.best, self.monitor):
+            self.best, self.best_epoch = float(value), epoch + 1
+            save_model(self.model, self.run_dir / runs.BEST_MODEL)
+        save_model(self.model, self.run_dir / runs.LAST_MODEL)
+        self._write_history()
+        self._write_progress(epoch + 1, done=bool(self.model.stop_training))
+
+    def on_train_end(self, logs=None):
+        if self.history:
+            self._write_progress(len(self.history), done=True)
+
+    def _write_history(self) -> None:
+        import pandas as pd
+
+        runs.atomic_write(
+            self.run_dir / runs.HISTORY_FILE, pd.DataFrame(self.history).to_csv(index=False)
+        )
+
+    def _write_progress(self, epochs_done: int, done: bool) -> None:
+        folder = self.run_dir / RESUME_DIR
+        model_file = f"epoch-{epochs_done:04d}.keras"
+        if not (folder / model_file).is_file():
+            save_model(self.model, folder / model_file)
+        record = {
+            "epoch": epochs_done,
+            "model_file": model_file,
+            "fit_done": done,
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "train_seconds": self.train_seconds,
+            "callbacks": {name: cb.state() for name, cb in self.stateful.items()},
+            "history": self.history,
+        }
+        runs.write_json(folder / PROGRESS_FILE, record)
+        for old in folder.glob("epoch-*.keras"):
+            if old.name != model_file:
+                old.unlink(missing_ok=True)

@@ -1,0 +1,348 @@
+"""Nothing lost: kill-and-resume, atomic files, NaN stops, determinism."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cnnlab.cli import app
+from cnnlab.errors import CnnlabError
+from cnnlab.runs import atomic_path
+
+from .conftest import CONFIGS, ROOT
+
+SMALL = [
+    "--set", "data.max_samples=3000", "--set", "train.epochs=4", "--set", "train.batch_size=32",
+    "--set", "train.verbose=0",
+]  # fmt: skip
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def metrics_of(run_dir):
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_killed_run_resumes_to_the_same_end(tmp_path):
+    killed_out, whole_out = tmp_path / "killed", tmp_path / "whole"
+    config = CONFIGS / "mnist_small_cnn.yaml"
+    cmd = [
+        sys.executable,
+        "-m",
+        "cnnlab",
+        "train",
+        str(config),
+        *SMALL,
+        "--set",
+        f"output_dir={killed_out}",
+    ]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        progress = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            found = list(killed_out.glob("*/.resume/progress.json"))
+            if found and json.loads(found[0].read_text())["epoch"] >= 2:
+                progress = found[0]
+                break
+            time.sleep(0.05)
+        assert progress is not None, "training never finished its second epoch"
+        time.sleep(0.4)  # into the third epoch
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    (run_dir,) = killed_out.iterdir()
+    assert not (run_dir / "metrics.json").exists()
+    assert json.loads(progress.read_text())["epoch"] in (2, 3)
+
+    # A plain re-run notices the interrupted run and says how to continue it.
+    rerun = invoke("compare", killed_out)
+    assert "interrupted" in rerun.output
+    changed = invoke(
+        "train",
+        config,
+        *SMALL,
+        "--set",
+        "train.epochs=5",
+        "--set",
+        f"output_dir={killed_out}",
+        "--resume",
+        run_dir,
+    )
+    assert changed.exit_code == 1
+    assert "cannot resume with a different config (train.epochs: 4 -> 5)" in changed.output
+    assert json.loads(progress.read_text())["epoch"] in (2, 3)  # backup untouched
+
+    resumed = invoke("train", "--resume", run_dir)
+    assert resumed.exit_code == 0, resumed.output
+    assert f"resuming {run_dir}" in resumed.output
+    whole = invoke("train", config, *SMALL, "--set", f"output_dir={whole_out}")
+    assert whole.exit_code == 0, whole.output
+    (whole_dir,) = whole_out.iterdir()
+
+    a, b = metrics_of(run_dir), metrics_of(whole_dir)
+    assert a["epochs_run"] == b["epochs_run"] == 4 and a["resumed"] and not b["resumed"]
+    history = pd.read_csv(run_dir / "history.csv")
+    assert history["epoch"].tolist() == [0, 1, 2, 3]
+    # model.keras is still the most accurate epoch of all four, not the last one written.
+    assert a["best_epoch"] == int(history["val_accuracy"].idxmax()) + 1
+    assert a["val"]["accuracy"] == pytest.approx(history["val_accuracy"].max(), abs=1e-6)
+    assert a["test"]["accuracy"] == pytest.approx(b["test"]["accuracy"], abs=0.03)
+    assert json.loads((run_dir / "state.json").read_text())["state"] == "completed"
+    again = invoke("train", "--resume", run_dir)
+    assert again.exit_code == 1 and "already completed" in again.output
+
+
+def test_rerunning_an_interrupted_config_offers_to_resume(tmp_path):
+    run = tmp_path / "mnist_lenet5-20260101-000000"
+    (run / ".resume").mkdir(parents=True)
+    from cnnlab.config import dump_config, load_config
+
+    cfg = load_config(
+        CONFIGS / "mnist_lenet5.yaml",
+        [f"output_dir={tmp_path}", "train.epochs=1", "data.max_samples=100", "train.verbose=0"],
+    )
+    (run / "config.yaml").write_text(dump_config(cfg))
+    (run / ".resume" / "progress.json").write_text("{}")
+    (run / "state.json").write_text(json.dumps({"state": "interrupted"}))
+    result = invoke(
+        "train",
+        CONFIGS / "mnist_lenet5.yaml",
+        "--set",
+        f"output_dir={tmp_path}",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "data.max_samples=100",
+        "--set",
+        "train.verbose=0",
+    )
+    assert result.exit_code == 0, result.output
+    assert f"note: {run} is an interrupted run of this config" in result.output
+    assert f"cnnlab train --resume {run}" in result.output
+
+
+def test_resume_needs_a_complete_epoch(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("data: {loader: mnist}\nmodel: {builder: mlp}\n")
+    (run / "state.json").write_text(json.dumps({"state": "failed", "reason": "x"}))
+    result = invoke("train", "--resume", run)
+    assert result.exit_code == 1 and "no complete epoch to continue from" in result.output
+    assert invoke("train").exit_code == 1
+    assert "--set needs a CONFIG" in invoke("train", "--resume", run, "--set", "seed=1").output
+
+
+def test_nan_stops_training_and_keeps_the_last_good_model(tmp_path):
+    import keras
+
+    from cnnlab.checkpoints import RunCheckpoint, StopOnNaN
+
+    (tmp_path / "run").mkdir()
+    run_dir = tmp_path / "run"
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
+
+    def batches():
+        rng = np.random.default_rng(0)
+        for step in range(100):
+            x = rng.normal(size=(8, 4)).astype("float32")
+            if step >= 4:  # the second epoch meets broken input
+                x[0, 0] = np.nan
+            yield x, rng.integers(0, 3, 8)
+
+    val = (np.zeros((8, 4), "float32"), np.zeros(8, int))
+    with pytest.raises(CnnlabError, match=r"the loss became nan in epoch 2, batch 1"):
+        model.fit(
+            batches(),
+            steps_per_epoch=4,
+            epochs=3,
+            validation_data=val,
+            verbose=0,
+            shuffle=False,
+            callbacks=[StopOnNaN(), RunCheckpoint(run_dir, "val_loss")],
+        )
+    good = keras.models.load_model(run_dir / "model.keras")
+    assert all(np.isfinite(w).all() for w in good.get_weights())
+    progress = json.loads((run_dir / ".resume" / "progress.json").read_text())
+    assert progress["epoch"] == 1 and len(pd.read_csv(run_dir / "history.csv")) == 1
+
+
+def test_nan_through_the_cli_is_one_line_and_recorded(tmp_path):
+    result = invoke(
+        "train",
+        CONFIGS / "mnist_mlp.yaml",
+        "--set",
+        f"output_dir={tmp_path}",
+        "--set",
+        "train.learning_rate=1e12",
+        "--set",
+        "train.optimizer=sgd",
+        "--set",
+        "data.max_samples=300",
+        "--set",
+        "train.verbose=0",
+    )
+    assert result.exit_code == 1
+    assert "the loss became" in result.output and "Lower train.learning_rate" in result.output
+    (run_dir,) = tmp_path.iterdir()
+    assert json.loads((run_dir / "state.json").read_text())["state"] == "failed"
+
+
+def test_deterministic_runs_repeat_exactly(tmp_path):
+    outs = []
+    for n in range(2):
+        result = invoke(
+            "train",
+            CONFIGS / "mnist_small_cnn.yaml",
+            "--set",
+            f"output_dir={tmp_path / str(n)}",
+            "--set",
+            "deterministic=true",
+            "--set",
+            "data.max_samples=400",
+            "--set",
+            "train.epochs=2",
+            "--set",
+            "train.verbose=0",
+        )
+        assert result.exit_code == 0, result.output
+        (run_dir,) = (tmp_path / str(n)).iterdir()
+        outs.append(metrics_of(run_dir))
+        env = json.loads((run_dir / "environment.json").read_text())
+        assert env["seed"] == 42 and env["tensorflow"] and env["keras"]
+    for split in ("train", "val", "test"):
+        assert outs[0][split] == outs[1][split]
+
+
+def test_no_temporary_files_are_left_behind(tmp_path):
+    result = invoke(
+        "train",
+        CONFIGS / "mnist_mlp.yaml",
+        "--set",
+        f"output_dir={tmp_path}",
+        "--set",
+        "data.max_samples=200",
+        "--set",
+        "train.epochs=2",
+        "--set",
+        "train.verbose=0",
+    )
+    assert result.exit_code == 0, result.output
+    leftovers = [p.name for p in tmp_path.rglob("*") if ".tmp" in p.name]
+    assert leftovers == []
+
+
+def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "metrics.json"
+    target.write_text("old")
+    with pytest.raises(OSError), atomic_path(target) as tmp:
+        tmp.write_text("half of the new")
+        raise OSError("disk full")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_resumable_callbacks_restore_their_counters():
+    from cnnlab.checkpoints import ResumableEarlyStopping, ResumableReduceLROnPlateau
+
+    es = ResumableEarlyStopping(patience=5, state={"wait": 3, "best": 0.25, "best_epoch": 4})
+    es.on_train_begin()
+    assert (es.wait, es.best, es.best_epoch) == (3, 0.25, 4)
+    assert es.state() == {"wait": 3, "best": 0.25, "best_epoch": 4}
+    lr = ResumableReduceLROnPlateau(state={"wait": 1, "best": 0.5, "cooldown_counter": 2})
+    lr.on_train_begin()
+    assert (lr.wait, lr.best, lr.cooldown_counter) == (1, 0.5, 2)
+    fresh = ResumableEarlyStopping(patience=5)
+    fresh.on_train_begin()
+    assert fresh.wait == 0 and fresh.best is None
+
+
+def test_labels_outside_the_model_are_refused(tmp_path, mnist_arrays):
+    bad = tmp_path / "bad.npz"
+    y = mnist_arrays["y_train"][:50].copy()
+    y[7] = 12
+    np.savez(
+        bad,
+        x_train=mnist_arrays["x_train"][:50],
+        y_train=y,
+        x_test=mnist_arrays["x_test"][:10],
+        y_test=mnist_arrays["y_test"][:10],
+    )
+    result = invoke("check", CONFIGS / "mnist_mlp.yaml", "--set", f"data.path={bad}")
+    assert result.exit_code == 1 and "y_train holds 0..12; MNIST labels are 0-9" in result.output
+
+    from cnnlab.data.dataset import Dataset
+
+    data = Dataset(
+        np.zeros((2, 2, 2, 1)),
+        np.array([0, 3]),
+        np.zeros((1, 2, 2, 1)),
+        np.array([1]),
+        None,
+        None,
+        ["a", "b", "c"],
+    )
+    with pytest.raises(CnnlabError, match="train labels run from 0 to 3, but the model has 3"):
+        data.check_labels(3)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    result = invoke(
+        "train",
+        CONFIGS / "mnist_mlp.yaml",
+        "--set",
+        f"output_dir={out}",
+        "--set",
+        "data.max_samples=200",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "train.verbose=0",
+    )
+    assert result.exit_code == 0, result.output
+    (run_dir,) = out.iterdir()
+    return run_dir
+
+
+def test_a_lambda_layer_is_refused_by_safe_mode(trained_run, tmp_path):
+    import shutil
+
+    import keras
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    inputs = keras.Input((28, 28, 1))
+    outputs = keras.layers.Lambda(lambda t: keras.ops.reshape(t, (-1, 784))[:, :10])(inputs)
+    keras.Model(inputs, outputs).save(run / "model.keras")
+    result = invoke("evaluate", run)
+    assert result.exit_code == 1
+    assert result.output.startswith(f"error: {run / 'model.keras'}: cannot load the model")
+    assert "Lambda" in result.output and "\n" not in result.output.strip()
+
+
+def test_a_folder_where_a_model_file_belongs(trained_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "model.keras").unlink()
+    (run / "model.keras").mkdir()
+    result = invoke("predict-csv", run, "whatever.csv")
+    assert (
+        result.exit_code == 1
+        and "is a folder (a SavedModel?), not a .keras model file" in result.output
+    )
