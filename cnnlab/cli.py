@@ -66,6 +66,19 @@ def user_errors(command: Callable) -> Callable:
     return wrapper
 
 
+def _open_finished_run(run_dir: Path) -> None:
+    """Fail before TensorFlow loads on a wrong path; say so when the run did not complete."""
+    from cnnlab.runs import open_run, read_state
+
+    open_run(run_dir)
+    state = read_state(run_dir)
+    if state["state"] != "completed":
+        reason = f" ({state['reason']})" if state.get("reason") else ""
+        typer.echo(
+            f"note: {run_dir} is {state['state']}{reason}; using its best model so far", err=True
+        )
+
+
 Overrides = Annotated[
     list[str] | None,
     typer.Option(
@@ -125,9 +138,7 @@ def evaluate(
     ] = None,
 ) -> None:
     """Score a run's best model and write evaluation.json into the run directory."""
-    from cnnlab.runs import open_run
-
-    open_run(run_dir)  # a wrong path or broken config fails before TensorFlow loads
+    _open_finished_run(run_dir)
     from cnnlab.evaluate import evaluate as run_evaluation
 
     results = run_evaluation(run_dir, csv)
@@ -146,9 +157,7 @@ def predict_csv(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
 ) -> None:
     """Write a Kaggle submission (ImageId,Label) with a run's best model."""
-    from cnnlab.runs import open_run
-
-    open_run(run_dir)
+    _open_finished_run(run_dir)
     from cnnlab.predict import predict_csv as run_prediction
 
     out, rows = run_prediction(run_dir, test_csv, output, overwrite)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +77,12 @@ def test_trailing_blank_lines_are_fine(tmp_path):
 
 def test_long_row(tmp_path):
     path = write(tmp_path, HEADER, row(1), row(1) + ",0")
-    assert error_of(path) == f"{path}:3: expected 785 fields (as in the header), found 786"
+    assert error_of(path) == f"{path}:3: expected 785 fields (as in the header), found 786 fields"
+
+
+def test_extra_field_on_the_first_row_is_not_taken_as_an_index(tmp_path):
+    path = write(tmp_path, HEADER, row(1) + ",0", row(1))
+    assert error_of(path) == f"{path}:2: expected 785 fields (as in the header), found 786 fields"
 
 
 def test_short_row_is_not_padded(tmp_path):
@@ -205,3 +211,40 @@ def test_score_submission(kaggle_dir, tmp_path):
     wrong.iloc[:10].to_csv(tmp_path / "short.csv", index=False)
     with pytest.raises(DataError, match="40 ImageIds .* have no prediction"):
         score_submission(tmp_path / "short.csv", answers)
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    # Parse 3 rows at a time, so a few lines cross several chunk boundaries.
+    # (cnnlab.data.kaggle_csv the attribute is the loader function; patch the module itself)
+    monkeypatch.setattr(sys.modules["cnnlab.data.kaggle_csv"], "CHUNK_ROWS", 3)
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", "")
+
+
+def test_chunked_reading_gives_the_same_arrays(kaggle_dir, small_chunks, mnist_arrays, monkeypatch):
+    monkeypatch.setattr(sys.modules["cnnlab.data.kaggle_csv"], "CHUNK_ROWS", 64)
+    x, y = read_digits_csv(kaggle_dir / "train.csv", require_label=True)
+    np.testing.assert_array_equal(x[..., 0], mnist_arrays["x_train"][:400])
+    np.testing.assert_array_equal(y, mnist_arrays["y_train"][:400])
+
+
+def test_errors_in_later_chunks_name_the_right_line(tmp_path, small_chunks):
+    pixels = [0] * 784
+    pixels[3] = 300
+    path = write(tmp_path, HEADER, *[row(1)] * 7, row(2, pixels))
+    assert error_of(path) == (
+        f"{path}:9: column 'pixel3' (column 5): 300 is outside the pixel range 0-255"
+    )
+    path = write(tmp_path, HEADER, *[row(1)] * 4, row(12))
+    assert error_of(path) == f"{path}:6: column 'label' (column 1): 12 is not a class index 0-9"
+    path = write(tmp_path, HEADER, *[row(1)] * 5, row(1, [0] * 700))
+    assert error_of(path) == f"{path}:7: expected 785 fields (as in the header), found 701 fields"
+
+
+def test_blank_lines_across_chunks(tmp_path, small_chunks):
+    path = write(tmp_path, HEADER, row(1), row(2), row(3), "", "", "", "", row(4))
+    assert error_of(path) == (
+        f"{path}:5: expected 785 fields (as in the header), found an empty line"
+    )
+    path = write(tmp_path, HEADER, row(1), row(2), "", "", "", "", "")
+    assert read_digits_csv(path, require_label=True)[1].tolist() == [1, 2]

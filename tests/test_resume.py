@@ -346,3 +346,14 @@ def test_a_folder_where_a_model_file_belongs(trained_run, tmp_path):
         result.exit_code == 1
         and "is a folder (a SavedModel?), not a .keras model file" in result.output
     )
+
+
+def test_evaluate_says_when_a_run_did_not_finish(trained_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "state.json").write_text(json.dumps({"state": "interrupted", "reason": "killed"}))
+    result = invoke("evaluate", run)
+    assert result.exit_code == 0, result.output
+    assert f"note: {run} is interrupted (killed); using its best model so far" in result.output

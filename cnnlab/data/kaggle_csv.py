@@ -7,7 +7,7 @@ own pads short rows with NaN, reads `0.5` as a float and `abc` as text without c
 from __future__ import annotations
 
 import hashlib
-import io
+import itertools
 import os
 import re
 from pathlib import Path
@@ -23,6 +23,7 @@ from cnnlab.errors import DataError
 ID_COLUMNS = {"id", "index", "imageid", "unnamed: 0"}
 LABEL_COLUMN = "label"
 _CACHE_VERSION = "1"
+CHUNK_ROWS = 20_000  # rows parsed at a time: ~60 MB of int64 for 785 columns
 
 
 def kaggle_csv(cfg: KaggleCsvData, seed: int) -> Dataset:
@@ -70,15 +71,16 @@ def read_digits_csv(
     """
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read: {e.strerror}") from None
-    key = hashlib.sha256(raw).hexdigest()[:32] + f"-{'x'.join(map(str, image_shape))}-{num_classes}"
+    key = f"{digest[:32]}-{'x'.join(map(str, image_shape))}-{num_classes}"
     cached = _cache_load(key)
     if cached is None:
-        x, y = _parse(raw, path, image_shape, num_classes)
+        x, y = _parse(path, image_shape, num_classes)
         _cache_store(key, x, y)
     else:
         x, y = cached
@@ -88,38 +90,69 @@ def read_digits_csv(
 
 
 def _parse(
-    raw: bytes, path: Path, image_shape: tuple[int, int, int], num_classes: int
+    path: Path, image_shape: tuple[int, int, int], num_classes: int
 ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Parse and check the file in chunks of rows: memory stays bounded by the uint8 result."""
     n_pixels = int(np.prod(image_shape))
-    if not raw.strip():
-        raise DataError(f"{path}: file is empty")
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    rows = 0
+    blank_since: int | None = None  # line of the first blank line not yet followed by data
     try:
         # skip_blank_lines=False keeps row i on line i + 2, so every message can name its line.
-        df = pd.read_csv(io.BytesIO(raw), skip_blank_lines=False, low_memory=False)
+        reader = pd.read_csv(path, skip_blank_lines=False, low_memory=False, chunksize=CHUNK_ROWS)
+        for df in reader:
+            start_line = rows + 2
+            rows += len(df)
+            if start_line == 2:
+                if not isinstance(df.index, pd.RangeIndex):
+                    # pandas quietly turns a first column without a header into the index
+                    # when the data rows have one field more than the header.
+                    _raise_short_row(path, 2, df.shape[1] + 1, df.shape[1])
+                label_at, pixel_at = _columns(df, path, image_shape, n_pixels)
+            blank = df.isna().all(axis=1).to_numpy()
+            data_rows = np.flatnonzero(~blank)
+            if data_rows.size and blank_since is not None:
+                _raise_short_row(path, blank_since, 0, df.shape[1])
+            if data_rows.size:
+                last = int(data_rows[-1])
+                # Blank lines are only allowed at the end of the file.
+                df = df.iloc[: last + 1]
+                blank_since = start_line + last + 1 if last + 1 < len(blank) else None
+            else:
+                blank_since = start_line if blank_since is None else blank_since
+                continue
+            x, y = _check_chunk(df, path, start_line, label_at, pixel_at, num_classes)
+            xs.append(x)
+            if y is not None:
+                ys.append(y)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: file is empty") from None
     except pd.errors.ParserError as e:
         m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
         if m:
             expected, line, saw = m.groups()
             raise DataError(
-                f"{path}:{line}: expected {expected} fields (as in the header), found {saw}"
+                f"{path}:{line}: expected {expected} fields (as in the header), found {saw} fields"
             ) from None
         raise DataError(f"{path}: not a readable CSV: {e}") from None
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not a text CSV file ({e.reason})") from None
+    if not xs:
+        raise DataError(f"{path}: has a header but no data rows")
+    return np.concatenate(xs), (np.concatenate(ys) if ys else None)
 
+
+def _columns(
+    df: pd.DataFrame, path: Path, image_shape: tuple[int, int, int], n_pixels: int
+) -> tuple[int | None, list[int]]:
+    """Where the label and pixel columns are, from the header."""
     names = [str(c).strip().lower() for c in df.columns]
     if sum(_is_number(n) for n in names) > len(names) / 2:
         raise DataError(
             f"{path}:1: the first line looks like data, not a header; "
             f"add a header line (label,pixel0,...,pixel{n_pixels - 1})"
         )
-    # Trailing blank lines are harmless; blank lines between rows are reported below.
-    blank = df.isna().all(axis=1).to_numpy()
-    end = len(df) - int(np.argmin(blank[::-1])) if not blank.all() else 0
-    df = df.iloc[:end]
-    if len(df) == 0:
-        raise DataError(f"{path}: has a header but no data rows")
-
     label_at = names.index(LABEL_COLUMN) if LABEL_COLUMN in names else None
     pixel_at = [i for i, n in enumerate(names) if n not in ID_COLUMNS and i != label_at]
     if len(pixel_at) != n_pixels:
@@ -127,29 +160,38 @@ def _parse(
             f"{path}:1: found {len(pixel_at)} pixel columns besides label/id, expected "
             f"{n_pixels} (images of {'x'.join(map(str, image_shape))})"
         )
+    return label_at, pixel_at
 
+
+def _check_chunk(
+    df: pd.DataFrame,
+    path: Path,
+    start_line: int,
+    label_at: int | None,
+    pixel_at: list[int],
+    num_classes: int,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Check one block of rows (row r is on line start_line + r) and convert it."""
     used = ([label_at] if label_at is not None else []) + pixel_at
-    _check_complete(df, raw, path)
-    _check_numeric(df, path, used)
-
-    _check_pixels(df, path, pixel_at)
+    _check_complete(df, path, start_line)
+    _check_numeric(df, path, used, start_line)
+    _check_pixels(df, path, pixel_at, start_line)
     # Column by column: read_csv leaves one block per column, and a plain to_numpy() would
     # first build an int64 copy of the whole table.
     pixels = np.empty((len(df), len(pixel_at)), np.uint8)
     for j, i in enumerate(pixel_at):
         pixels[:, j] = df.iloc[:, i].to_numpy()
-    y = None
-    if label_at is not None:
-        labels = df.iloc[:, label_at].to_numpy()
-        bad = ~np.isin(labels, np.arange(num_classes))
-        if bad.any():
-            r = int(np.flatnonzero(bad)[0])
-            raise DataError(
-                f"{_where(path, r, df, label_at)}: {labels[r].item()!r} is not a class index "
-                f"0-{num_classes - 1}"
-            )
-        y = labels.astype(np.int32)
-    return pixels, y
+    if label_at is None:
+        return pixels, None
+    labels = df.iloc[:, label_at].to_numpy()
+    bad = ~np.isin(labels, np.arange(num_classes))
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{_where(path, start_line + r, df, label_at)}: {labels[r].item()!r} is not a "
+            f"class index 0-{num_classes - 1}"
+        )
+    return pixels, labels.astype(np.int32)
 
 
 def _is_number(text: str) -> bool:
@@ -160,44 +202,50 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _where(path: Path, row: int, df: pd.DataFrame, col: int) -> str:
-    return f"{path}:{row + 2}: column '{df.columns[col]}' (column {col + 1})"
+def _where(path: Path, line: int, df: pd.DataFrame, col: int) -> str:
+    return f"{path}:{line}: column '{df.columns[col]}' (column {col + 1})"
 
 
-def _check_complete(df: pd.DataFrame, raw: bytes, path: Path) -> None:
+def _raise_short_row(path: Path, line: int, fields: int, expected: int) -> None:
+    kind = "an empty line" if fields == 0 else f"{fields} fields"
+    raise DataError(f"{path}:{line}: expected {expected} fields (as in the header), found {kind}")
+
+
+def _check_complete(df: pd.DataFrame, path: Path, start_line: int) -> None:
     """Short rows and empty cells both read as NaN; the raw line tells them apart."""
     missing = df.isna().to_numpy()
     if not missing.any():
         return
     row, col = divmod(int(np.flatnonzero(missing)[0]), missing.shape[1])
-    line = raw.splitlines()[row + 1]
-    fields = line.count(b",") + 1 if line.strip() else 0
+    line = start_line + row
+    with open(path, "rb") as f:
+        raw = next(itertools.islice(f, line - 1, None), b"")
+    fields = raw.count(b",") + 1 if raw.strip() else 0
     if fields != df.shape[1]:
-        kind = "an empty line" if fields == 0 else f"{fields} fields"
-        raise DataError(
-            f"{path}:{row + 2}: expected {df.shape[1]} fields (as in the header), found {kind}"
-        )
-    raise DataError(f"{_where(path, row, df, col)}: empty cell")
+        _raise_short_row(path, line, fields, df.shape[1])
+    raise DataError(f"{_where(path, line, df, col)}: empty cell")
 
 
-def _check_numeric(df: pd.DataFrame, path: Path, used: list[int]) -> None:
+def _check_numeric(df: pd.DataFrame, path: Path, used: list[int], start_line: int) -> None:
     for col in used:
         series = df.iloc[:, col]
         if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
             continue
         numbers = pd.to_numeric(series, errors="coerce")
         row = int(np.flatnonzero(numbers.isna().to_numpy())[0]) if numbers.isna().any() else 0
-        raise DataError(f"{_where(path, row, df, col)}: {series.iloc[row]!r} is not a number")
+        raise DataError(
+            f"{_where(path, start_line + row, df, col)}: {series.iloc[row]!r} is not a number"
+        )
 
 
-def _check_pixels(df: pd.DataFrame, path: Path, pixel_at: list[int]) -> None:
+def _check_pixels(df: pd.DataFrame, path: Path, pixel_at: list[int], start_line: int) -> None:
     """Pixels must be integers 0-255. Column reductions keep this cheap on 47M cells; the
     offending cell is located only when a column fails."""
 
     def first_bad(columns: list[int], bad_cells) -> tuple[str, object]:
         values = df.iloc[:, columns].to_numpy()
         row, sub = divmod(int(np.flatnonzero(bad_cells(values))[0]), len(columns))
-        return _where(path, row, df, columns[sub]), values[row, sub].item()
+        return _where(path, start_line + row, df, columns[sub]), values[row, sub].item()
 
     floats = [i for i in pixel_at if df.dtypes.iloc[i].kind == "f"]
     if floats:
