@@ -4,9 +4,10 @@ Layout (all written by `cnnlab train`):
     config.yaml       the resolved config (after --set), written before training starts
     environment.json  versions, device, seed and command line
     summary.txt       the model summary
+    .resume/          the last complete epoch, for `cnnlab train --resume`
     model.keras       the best model by the monitored metric
     last.keras        the model after the last epoch
-    history.csv       per-epoch metrics (Keras CSVLogger)
+    history.csv       per-epoch metrics and epoch_seconds (see cnnlab.checkpoints)
     metrics.json      final train/val/test metrics, epochs, timings, parameter count
     state.json        running / completed / failed (with the reason) / interrupted
 and the plots and reports of cnnlab.reports.

@@ -57,7 +57,7 @@ def test_killed_run_resumes_to_the_same_end(tmp_path):
                 break
             time.sleep(0.05)
         assert progress is not None, "training never finished its second epoch"
-        time.sleep(0.4)  # into the third epoch
+        time.sleep(0.2)  # into the third epoch
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.kill()
