@@ -214,7 +214,10 @@ def test_every_shipped_config_validates(kaggle_dir):
     for path in shipped:
         # The Kaggle config points at files `cnnlab data mnist-to-kaggle` makes; use test copies.
         cfg = load_config(
-            path, [f"data.train={kaggle_dir / 'train.csv'}"] if "kaggle" in path.name else []
+            path,
+            [f"data.train={kaggle_dir / 'train.csv'}", f"data.test={kaggle_dir / 'test.csv'}"]
+            if "kaggle" in path.name
+            else [],
         )
         assert isinstance(cfg, Config)
         assert cfg.name == (f"study_{path.stem}" if path.parent.name == "study" else path.stem)

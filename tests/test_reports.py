@@ -183,7 +183,12 @@ def test_check_fails_clearly_on_broken_inputs(kaggle_dir, tmp_path):
     broken = tmp_path / "train.csv"
     broken.write_text((kaggle_dir / "train.csv").read_text().replace("\n5,", "\n15,", 1))
     bad_data = invoke(
-        "check", CONFIGS / "mnist_kaggle_deep_cnn.yaml", "--set", f"data.train={broken}"
+        "check",
+        CONFIGS / "mnist_kaggle_deep_cnn.yaml",
+        "--set",
+        f"data.train={broken}",
+        "--set",
+        f"data.test={kaggle_dir / 'test.csv'}",
     )
     assert bad_data.exit_code == 1
     assert "column 'label' (column 1): 15 is not a class index 0-9" in bad_data.output
