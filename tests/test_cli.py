@@ -241,3 +241,13 @@ def test_runs_never_share_a_directory(tmp_path):
     assert first.name == "mnist_mlp-20260102-030405"
     assert second.name == "mnist_mlp-20260102-030405-2"
     assert load_config(first / "config.yaml") == cfg
+
+
+def test_output_dir_that_cannot_be_created(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = invoke("train", CONFIGS / "mnist_mlp.yaml", "--set", f"output_dir={blocker}/runs")
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"error: output_dir {blocker}/runs: cannot create it: Not a directory"
+    )
