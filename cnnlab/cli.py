@@ -99,7 +99,7 @@ def train(
         typer.Option(help="Continue this interrupted run from its last complete epoch."),
     ] = None,
 ) -> None:
-    """Train a model as CONFIG describes and write a new run directory under output_dir."""
+    """Train a model as CONFIG describes into a new run directory, or continue one (--resume)."""
     from cnnlab import runs
     from cnnlab.config import load_config
 

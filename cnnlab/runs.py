@@ -4,7 +4,7 @@ Layout (all written by `cnnlab train`):
     config.yaml       the resolved config (after --set), written before training starts
     environment.json  versions, device, seed and command line
     summary.txt       the model summary
-    .resume/          the last complete epoch, for `cnnlab train --resume`
+    .resume/          the last complete epoch, for `cnnlab train --resume` (until completed)
     model.keras       the best model by the monitored metric
     last.keras        the model after the last epoch
     history.csv       per-epoch metrics and epoch_seconds (see cnnlab.checkpoints)

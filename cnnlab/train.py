@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import keras
@@ -192,6 +193,8 @@ def _run(cfg: Config, run_dir: Path, progress: dict | None) -> None:
         print(f"cnnlab: wrote {run_dir / 'submission.csv'}", flush=True)
     runs.write_json(run_dir / runs.METRICS_FILE, metrics)
     runs.write_state(run_dir, "completed")
+    # The resume record duplicates last.keras; a completed run has no use for it.
+    shutil.rmtree(run_dir / runs.RESUME_DIR, ignore_errors=True)
     reports.write_run_reports(run_dir, best, data)
     summary = ", ".join(
         f"{split} accuracy {metrics[split]['accuracy']:.4f}"

@@ -100,6 +100,7 @@ def test_killed_run_resumes_to_the_same_end(tmp_path):
     assert a["val"]["accuracy"] == pytest.approx(history["val_accuracy"].max(), abs=1e-6)
     assert a["test"]["accuracy"] == pytest.approx(b["test"]["accuracy"], abs=0.03)
     assert json.loads((run_dir / "state.json").read_text())["state"] == "completed"
+    assert not (run_dir / ".resume").exists()  # no use for a backup once complete
     again = invoke("train", "--resume", run_dir)
     assert again.exit_code == 1 and "already completed" in again.output
 
