@@ -227,22 +227,8 @@ def test_deterministic_runs_repeat_exactly(tmp_path):
         assert outs[0][split] == outs[1][split]
 
 
-def test_no_temporary_files_are_left_behind(tmp_path):
-    result = invoke(
-        "train",
-        CONFIGS / "mnist_mlp.yaml",
-        "--set",
-        f"output_dir={tmp_path}",
-        "--set",
-        "data.max_samples=200",
-        "--set",
-        "train.epochs=2",
-        "--set",
-        "train.verbose=0",
-    )
-    assert result.exit_code == 0, result.output
-    leftovers = [p.name for p in tmp_path.rglob("*") if ".tmp" in p.name]
-    assert leftovers == []
+def test_no_temporary_files_are_left_behind(trained_run):
+    assert [p.name for p in trained_run.rglob("*") if ".tmp" in p.name] == []
 
 
 def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
