@@ -26,8 +26,6 @@ import keras
 from cnnlab import runs
 from cnnlab.errors import CnnlabError, RunDirError
 
-RESUME_DIR, PROGRESS_FILE = runs.RESUME_DIR, runs.PROGRESS_FILE
-
 
 def _improved(value: float, best: float | None, monitor: str) -> bool:
     if not math.isfinite(value):
@@ -44,7 +42,7 @@ def save_model(model: keras.Model, path: Path) -> None:
 
 def read_progress(run_dir: Path) -> dict[str, Any] | None:
     """The last complete epoch's progress record, or None when there is none."""
-    path = run_dir / RESUME_DIR / PROGRESS_FILE
+    path = run_dir / runs.RESUME_DIR / runs.PROGRESS_FILE
     if not path.is_file():
         return None
     try:
@@ -54,7 +52,7 @@ def read_progress(run_dir: Path) -> dict[str, Any] | None:
 
 
 def load_resume_model(run_dir: Path, progress: dict[str, Any]) -> keras.Model:
-    path = run_dir / RESUME_DIR / progress["model_file"]
+    path = run_dir / runs.RESUME_DIR / progress["model_file"]
     try:
         return keras.models.load_model(path)
     except Exception as e:  # see runs.load_run_model
@@ -63,48 +61,48 @@ def load_resume_model(run_dir: Path, progress: dict[str, Any]) -> keras.Model:
         ) from None
 
 
-class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-    """EarlyStopping whose counters and best weights can be restored after a restart."""
+class _Resumable:
+    """Mixin for Keras callbacks whose counters (named in STATE) must survive a restart.
 
-    def __init__(self, *args, state: dict | None = None, best_weights=None, **kwargs):
+    Keras resets them in on_train_begin, so the saved values are put back right after it.
+    """
+
+    STATE: tuple[str, ...] = ()
+
+    def __init__(self, *args, state: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self._restored = state
+        self._restored = state or {}
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        for name, value in self._restored.items():
+            setattr(self, name, value)
+
+    def state(self) -> dict:
+        """The counters as plain JSON numbers (Keras keeps some as NumPy scalars)."""
+        values = {name: getattr(self, name) for name in self.STATE}
+        return {k: v if v is None or isinstance(v, int) else float(v) for k, v in values.items()}
+
+
+class ResumableEarlyStopping(_Resumable, keras.callbacks.EarlyStopping):
+    """EarlyStopping that also gets its best weights back (those of model.keras)."""
+
+    STATE = ("wait", "best", "best_epoch")
+
+    def __init__(self, *args, best_weights=None, **kwargs):
+        super().__init__(*args, **kwargs)
         self._restored_weights = best_weights
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         if self._restored:
-            self.wait = self._restored["wait"]
-            self.best = self._restored["best"]
-            self.best_epoch = self._restored["best_epoch"]
             self.best_weights = self._restored_weights
 
-    def state(self) -> dict:
-        best = None if self.best is None else float(self.best)
-        return {"wait": int(self.wait), "best": best, "best_epoch": int(self.best_epoch)}
 
+class ResumableReduceLROnPlateau(_Resumable, keras.callbacks.ReduceLROnPlateau):
+    """ReduceLROnPlateau with its counters restored (the rate itself is optimizer state)."""
 
-class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
-    """ReduceLROnPlateau whose counters can be restored (the rate itself is optimizer state)."""
-
-    def __init__(self, *args, state: dict | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._restored = state
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        if self._restored:
-            self.wait = self._restored["wait"]
-            self.best = self._restored["best"]
-            self.cooldown_counter = self._restored["cooldown_counter"]
-
-    def state(self) -> dict:
-        best = None if self.best is None else float(self.best)
-        return {
-            "wait": int(self.wait),
-            "best": best,
-            "cooldown_counter": int(self.cooldown_counter),
-        }
+    STATE = ("wait", "best", "cooldown_counter")
 
 
 class StopOnNaN(keras.callbacks.TerminateOnNaN):
@@ -150,7 +148,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.history: list[dict] = progress.get("history", [])
         self.train_seconds: float = progress.get("train_seconds", 0.0)
         self.stateful = stateful or {}
-        (run_dir / RESUME_DIR).mkdir(exist_ok=True)
+        (run_dir / runs.RESUME_DIR).mkdir(exist_ok=True)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._started = time.perf_counter()
@@ -181,7 +179,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         )
 
     def _write_progress(self, epochs_done: int, done: bool) -> None:
-        folder = self.run_dir / RESUME_DIR
+        folder = self.run_dir / runs.RESUME_DIR
         model_file = f"epoch-{epochs_done:04d}.keras"
         if not (folder / model_file).is_file():
             save_model(self.model, folder / model_file)
@@ -195,7 +193,7 @@ class RunCheckpoint(keras.callbacks.Callback):
             "callbacks": {name: cb.state() for name, cb in self.stateful.items()},
             "history": self.history,
         }
-        runs.write_json(folder / PROGRESS_FILE, record)
+        runs.write_json(folder / runs.PROGRESS_FILE, record)
         for old in folder.glob("epoch-*.keras"):
             if old.name != model_file:
                 old.unlink(missing_ok=True)

@@ -38,7 +38,6 @@ ENVIRONMENT_FILE = "environment.json"
 STATE_FILE = "state.json"
 RESUME_DIR = ".resume"  # see cnnlab.checkpoints
 PROGRESS_FILE = "progress.json"
-STATES = ("running", "completed", "failed", "interrupted")
 
 
 def new_run_dir(cfg: Config, now: datetime | None = None) -> Path:
@@ -88,15 +87,6 @@ def atomic_write(path: Path, text: str) -> None:
 
 def write_json(path: Path, obj: Any) -> None:
     atomic_write(path, json.dumps(obj, indent=2) + "\n")
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunDirError(f"{path}: not found") from None
-    except json.JSONDecodeError as e:
-        raise RunDirError(f"{path}:{e.lineno}: not valid JSON: {e.msg}") from None
 
 
 def open_run(run_dir: str | Path) -> tuple[Path, Config]:
