@@ -98,6 +98,14 @@ def train(
         Path | None,
         typer.Option(help="Continue this interrupted run from its last complete epoch."),
     ] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            metavar="N,N,...",
+            help="Train one run per seed (e.g. 1,2,3), one after another: the members of an "
+            "ensemble for `cnnlab evaluate` / `predict-csv` with several runs.",
+        ),
+    ] = None,
 ) -> None:
     """Train a model as CONFIG describes into a new run directory, or continue one (--resume)."""
     from cnnlab import runs
@@ -107,6 +115,22 @@ def train(
         raise CnnlabError("give a CONFIG file, or --resume RUN_DIR")
     if config is None and overrides:
         raise CnnlabError("--set needs a CONFIG; a resumed run keeps the config it started with")
+    if seeds is not None:
+        if resume is not None:
+            raise CnnlabError("--seeds starts new runs; it cannot be combined with --resume")
+        seed_list = _parse_seeds(seeds)
+        configs = [load_config(config, [*(overrides or []), f"seed={s}"]) for s in seed_list]
+        from cnnlab.train import train as run_training
+
+        done = []
+        for i, cfg in enumerate(configs, 1):
+            typer.echo(f"cnnlab: seed {cfg.seed} ({i}/{len(configs)})")
+            done.append(run_training(cfg))
+        listed = " ".join(str(d) for d in done)
+        typer.echo(
+            f"cnnlab: {len(done)} runs; score them as an ensemble with\n  cnnlab evaluate {listed}"
+        )
+        return
     cfg = load_config(config, overrides or []) if config is not None else None
     if resume is None:
         found = runs.find_resumable(cfg)
@@ -128,40 +152,95 @@ def train(
     run_training(cfg, resume)
 
 
+def _parse_seeds(text: str) -> list[int]:
+    """'1,2,3' → [1, 2, 3]; a malformed or repeated seed is an error naming it."""
+    seeds = []
+    for part in text.split(","):
+        try:
+            seed = int(part.strip())
+        except ValueError:
+            raise CnnlabError(
+                f"--seeds: {part.strip()!r} is not an integer; give e.g. --seeds 1,2,3"
+            ) from None
+        if seed in seeds:
+            raise CnnlabError(f"--seeds: seed {seed} is given twice")
+        seeds.append(seed)
+    return seeds
+
+
 @app.command()
 @user_errors
 def evaluate(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory made by `cnnlab train`.")],
+    run_dirs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="A run directory made by `cnnlab train`; several: score their average.",
+            metavar="RUN_DIR",
+            show_default=False,
+        ),
+    ],
     csv: Annotated[
         Path | None,
         typer.Option(help="Score this labelled Kaggle-format CSV instead of the run's data."),
     ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Several runs: also write the result as JSON here."),
+    ] = None,
 ) -> None:
-    """Score a run's best model and write evaluation.json into the run directory."""
-    _open_finished_run(run_dir)
-    from cnnlab.evaluate import evaluate as run_evaluation
+    """Score a run's best model and write evaluation.json into the run directory.
 
-    results = run_evaluation(run_dir, csv)
+    With several runs, their averaged class probabilities (an ensemble) are scored on the test
+    set (or --csv), next to each member's own score; nothing is written into the runs.
+    """
+    for run_dir in run_dirs:
+        _open_finished_run(run_dir)
+    if len(run_dirs) == 1:
+        if output is not None:
+            raise CnnlabError("--output is for several runs; one run writes evaluation.json")
+        from cnnlab.evaluate import evaluate as run_evaluation
+
+        results = run_evaluation(run_dirs[0], csv)
+    else:
+        from cnnlab.evaluate import evaluate_ensemble
+
+        results = evaluate_ensemble(run_dirs, csv, output)
     typer.echo(json.dumps(results, indent=2))
 
 
 @app.command("predict-csv")
 @user_errors
 def predict_csv(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory made by `cnnlab train`.")],
-    test_csv: Annotated[Path, typer.Argument(help="Kaggle-format CSV of pixels (test.csv).")],
+    run_dirs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Run directories made by `cnnlab train`; several: average their predictions.",
+            metavar="RUN_DIR",
+            show_default=False,
+        ),
+    ],
+    test_csv: Annotated[
+        Path, typer.Argument(help="Kaggle-format CSV of pixels (test.csv).", metavar="TEST_CSV")
+    ],
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Submission file [default: RUN_DIR/submission.csv]."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Submission file (default: RUN_DIR/submission.csv; several runs: "
+            "submission-ensemble.csv).",
+        ),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
 ) -> None:
-    """Write a Kaggle submission (ImageId,Label) with a run's best model."""
-    _open_finished_run(run_dir)
+    """Write a Kaggle submission (ImageId,Label) with a run's best model, or several runs'."""
+    for run_dir in run_dirs:
+        _open_finished_run(run_dir)
     from cnnlab.predict import predict_csv as run_prediction
 
-    out, rows = run_prediction(run_dir, test_csv, output, overwrite)
-    typer.echo(f"wrote {rows:,} predictions to {out}")
+    out, rows = run_prediction(run_dirs, test_csv, output, overwrite)
+    members = f" (average of {len(run_dirs)} runs)" if len(run_dirs) > 1 else ""
+    typer.echo(f"wrote {rows:,} predictions{members} to {out}")
 
 
 @app.command()
@@ -169,7 +248,7 @@ def predict_csv(
 def compare(
     paths: Annotated[
         list[Path] | None,
-        typer.Argument(help="Run directories, or folders of them [default: outputs]."),
+        typer.Argument(help="Run directories, or folders of them (default: outputs)."),
     ] = None,
     sort: Annotated[str, typer.Option(help="Column to sort by.")] = "test_accuracy",
     ascending: Annotated[bool, typer.Option(help="Smallest first.")] = False,
@@ -225,7 +304,7 @@ def check(
     cfg = load_config(config, overrides or [])
     typer.echo(f"config: {config} is valid (loader {cfg.data.loader}, builder {cfg.model.builder})")
     from cnnlab.check import check_output_dir, class_counts, parameter_counts, summarize
-    from cnnlab.environment import describe_device, precision_policy
+    from cnnlab.environment import describe_device, resolve_precision
 
     check_output_dir(cfg)
     model, data = summarize(cfg)
@@ -242,7 +321,8 @@ def check(
     typer.echo(
         f"model: {model.name}, {counts['total']:,} parameters ({counts['trainable']:,} trainable)"
     )
-    typer.echo(f"device: {describe_device()}, precision {precision_policy()}")
+    precision, why = resolve_precision(cfg.train.precision)
+    typer.echo(f"device: {describe_device()}, precision {precision} ({why})")
     typer.echo(f"ok: `cnnlab train {config}` would start; runs go to {cfg.output_dir}")
 
 

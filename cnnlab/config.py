@@ -102,7 +102,30 @@ DataConfig = Annotated[Union[tuple(DATA_SCHEMAS.values())], Field(discriminator=
 # Model builders: the `builder` key picks one schema; cnnlab.models.BUILDERS has a function each.
 
 
-class MlpModel(Schema):
+class AugmentationConfig(Schema):
+    """Random transforms of training batches, as Keras layers inside the model.
+
+    They act only while training (fit); evaluate, predict and validation see the images as they
+    are. Each transform left at its default is not added.
+    """
+
+    flip: Literal["none", "horizontal", "vertical", "horizontal_and_vertical"] = "none"
+    rotation: Annotated[float, Field(ge=0, le=180)] = 0.0  # up to ± this many degrees
+    zoom: Dropout = 0.0  # up to ± this fraction of the size
+    translation: Dropout = 0.0  # up to ± this fraction of the height and width
+    contrast: Dropout = 0.0  # contrast scaled by a random factor in [1 - c, 1 + c]
+    # How pixels moved in from outside the image are filled: `constant` (black) suits digits on
+    # a black background, `reflect` photos.
+    fill_mode: Literal["reflect", "constant", "nearest", "wrap"] = "reflect"
+
+
+class ModelSchema(Schema):
+    """What every builder takes besides its own keys."""
+
+    augmentation: AugmentationConfig | None = None
+
+
+class MlpModel(ModelSchema):
     """Fully connected layers on the flattened image (784-512-512-10 on MNIST)."""
 
     builder: Literal["mlp"]
@@ -111,7 +134,7 @@ class MlpModel(Schema):
     dropout: Dropout = 0.0  # after each hidden layer
 
 
-class SmallCnnModel(Schema):
+class SmallCnnModel(ModelSchema):
     """Chollet's MNIST convnet: 3x3 convs with 2x2 max pooling between them, one dense layer."""
 
     builder: Literal["small_cnn"]
@@ -119,7 +142,7 @@ class SmallCnnModel(Schema):
     dropout: Dropout = 0.0  # before the output layer
 
 
-class DeepCnnModel(Schema):
+class DeepCnnModel(ModelSchema):
     """The Kaggle deep CNN: blocks of two 3x3 'same' convs and max pooling, then dense layers."""
 
     builder: Literal["deep_cnn"]
@@ -129,11 +152,24 @@ class DeepCnnModel(Schema):
     dropout: Dropout = 0.5  # before the output layer
 
 
-class Lenet5Model(Schema):
+class Lenet5Model(ModelSchema):
     """LeCun's LeNet-5: conv6-avgpool-conv16-avgpool-120-84 with tanh."""
 
     builder: Literal["lenet5"]
     activation: Activation = "tanh"
+
+
+class StridedCnnModel(ModelSchema):
+    """Chris Deotte's Kaggle MNIST net: per block conv3-conv3-conv5/2, BatchNorm after each.
+
+    Downsampling is a stride-2 5x5 convolution instead of pooling; dropout after each block; a
+    4x4-kernel convolution to `head_filters` features before the classifier (flattened).
+    """
+
+    builder: Literal["strided_cnn"]
+    filters: PositiveInts = [32, 64]  # one block per entry
+    head_filters: Annotated[int, Field(ge=1)] = 128
+    dropout: Dropout = 0.4  # after each block and before the classifier
 
 
 MODEL_SCHEMAS: dict[str, type[Schema]] = {
@@ -141,6 +177,7 @@ MODEL_SCHEMAS: dict[str, type[Schema]] = {
     "small_cnn": SmallCnnModel,
     "deep_cnn": DeepCnnModel,
     "lenet5": Lenet5Model,
+    "strided_cnn": StridedCnnModel,
 }
 ModelConfig = Annotated[Union[tuple(MODEL_SCHEMAS.values())], Field(discriminator="builder")]  # noqa: UP007
 
@@ -173,6 +210,15 @@ class TrainConfig(Schema):
     monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
     early_stopping: EarlyStoppingConfig | None = EarlyStoppingConfig()  # null: run every epoch
     reduce_lr_on_plateau: ReduceLrConfig | None = None
+    # Keras dtype policy. auto: mixed_bfloat16 on CPUs with AVX512_BF16 or AMX and on GPUs of
+    # compute capability 8.0 or more, mixed_float16 on older GPUs (7.x), float32 otherwise.
+    # The output layer always computes in float32.
+    precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = "auto"
+    # XLA compilation of the training step. auto: Keras' choice, on for GPUs, off on CPU-only
+    # machines (where it is several times slower).
+    jit_compile: Literal["auto"] | bool = "auto"
+    # Batches run per call into the compiled step; more cuts per-step Python overhead.
+    steps_per_execution: Annotated[int, Field(ge=1)] = 1
     verbose: Literal[0, 1, 2] = 1  # Keras' fit verbosity: 1 is the progress bar
     tensorboard: bool = False  # write TensorBoard logs to <run dir>/tensorboard
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 from cnnlab import __version__
@@ -24,8 +26,53 @@ def describe_device() -> str:
     return ", ".join(names)
 
 
+CPUINFO = "/proc/cpuinfo"
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512_BF16 or AMX), per /proc/cpuinfo."""
+    try:
+        with open(CPUINFO) as f:
+            flags = next((line.split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(choice: str) -> tuple[str, str]:
+    """The Keras dtype policy for a `train.precision` value, and why it was picked."""
+    if choice != "auto":
+        return choice, "as configured"
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability")
+        if capability and capability >= (8, 0):
+            return "mixed_bfloat16", f"auto: GPU compute capability {capability[0]}.{capability[1]}"
+        if capability and capability >= (7, 0):
+            return "mixed_float16", f"auto: GPU compute capability {capability[0]}.{capability[1]}"
+        return "float32", "auto: GPU without fast half precision"
+    if cpu_has_bf16():
+        return "mixed_bfloat16", "auto: CPU has AVX512_BF16/AMX"
+    return "float32", "auto: CPU without native bfloat16"
+
+
+@contextmanager
+def dtype_policy(name: str) -> Iterator[None]:
+    """Build and train under Keras dtype policy `name`; the previous policy is restored after."""
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
 def precision_policy() -> str:
-    """The Keras dtype policy training will use (float32 unless mixed precision is set)."""
+    """The Keras dtype policy in force (float32 unless mixed precision is set)."""
     import keras
 
     return keras.mixed_precision.global_policy().name

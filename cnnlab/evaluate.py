@@ -10,6 +10,8 @@ import numpy as np
 from cnnlab import reports
 from cnnlab.data import load_dataset
 from cnnlab.data.kaggle_csv import read_digits_csv
+from cnnlab.errors import RunDirError
+from cnnlab.predict import PREDICT_BATCH_SIZE, load_members
 from cnnlab.runs import load_run_model, open_run, write_json
 
 EVAL_BATCH_SIZE = 512
@@ -54,4 +56,72 @@ def evaluate(run_dir: str | Path, csv: Path | None = None) -> dict:
         out = run_dir / "evaluation.json"
         reports.write_run_reports(run_dir, model, data)
     write_json(out, results)
+    return results
+
+
+def probability_scores(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Cross-entropy and accuracy of class probabilities against integer labels."""
+    picked = np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0)
+    return {
+        "loss": float(-np.log(picked).mean()),
+        "accuracy": float((probs.argmax(axis=1) == y).mean()),
+    }
+
+
+def evaluate_ensemble(
+    run_dirs: list[str | Path], csv: Path | None = None, output: Path | None = None
+) -> dict:
+    """Score the average of several runs' class probabilities on a labelled test set.
+
+    Args:
+        run_dirs: directories made by `cnnlab train` for the same task (e.g. one config trained
+            with different seeds).
+        csv: a labelled Kaggle-format CSV; by default the test set of the runs' data config,
+            which must then be the same for every run and have labels. (Validation sets are not
+            scored: with different seeds each member trained on others' validation images.)
+        output: also write the result here as JSON; nothing is written into the runs.
+
+    Returns:
+        {"runs": [...], "members": [{"run", "loss", "accuracy"}, ...], "test": {...}} with
+        "csv" when `csv` was given.
+    """
+    opened = [open_run(run_dir) for run_dir in run_dirs]
+    dirs = [run_dir for run_dir, _ in opened]
+    models = load_members(dirs)
+    if csv is not None:
+        x, y = read_digits_csv(
+            csv,
+            image_shape=tuple(models[0].input_shape[1:]),
+            num_classes=int(models[0].output_shape[-1]),
+            require_label=True,
+        )
+    else:
+        first_dir, first = opened[0]
+        for run_dir, cfg in opened[1:]:
+            if cfg.data != first.data:
+                raise RunDirError(
+                    f"{run_dir}: its data config differs from {first_dir}'s, so they have no "
+                    "common test set; pass --csv with a labelled test file"
+                )
+        data = load_dataset(first.data, first.seed)
+        if data.y_test is None:
+            raise RunDirError(
+                f"{first_dir}: its data config has no labelled test set; pass --csv with one"
+            )
+        x, y = data.x_test, data.y_test
+    members = []
+    total = np.zeros((len(x), int(models[0].output_shape[-1])))
+    for run_dir, model in zip(dirs, models, strict=True):
+        probs = model.predict(x, batch_size=PREDICT_BATCH_SIZE, verbose=0)
+        total += probs
+        members.append({"run": str(run_dir), **probability_scores(probs, y)})
+    results = {
+        "runs": [str(d) for d in dirs],
+        "members": members,
+        "test": probability_scores(total / len(models), y),
+    }
+    if csv is not None:
+        results["csv"] = str(Path(csv).resolve())
+    if output is not None:
+        write_json(Path(output), results)
     return results

@@ -1,4 +1,5 @@
-"""Kaggle submissions: `ImageId,Label` for every row of an unlabelled CSV."""
+"""Kaggle submissions: `ImageId,Label` for every row of an unlabelled CSV, from one run or the
+average of several (an ensemble)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,37 @@ from cnnlab.errors import RunDirError
 from cnnlab.runs import atomic_path, load_run_model, open_run
 
 PREDICT_BATCH_SIZE = 512
+ENSEMBLE_SUBMISSION = Path("submission-ensemble.csv")
 
 
 def predict_labels(model: keras.Model, x: np.ndarray) -> np.ndarray:
     """The most probable class index for each image."""
     return model.predict(x, batch_size=PREDICT_BATCH_SIZE, verbose=0).argmax(axis=1)
+
+
+def load_members(run_dirs: list[Path]) -> list[keras.Model]:
+    """The best models of `run_dirs`, checked to take the same images and give the same classes."""
+    models = [load_run_model(run_dir) for run_dir in run_dirs]
+    first = models[0]
+    for run_dir, model in zip(run_dirs[1:], models[1:], strict=True):
+        for what, ours, theirs in (
+            ("input shape", first.input_shape, model.input_shape),
+            ("number of classes", first.output_shape[-1], model.output_shape[-1]),
+        ):
+            if ours != theirs:
+                raise RunDirError(
+                    f"{run_dir}: its model's {what} {theirs} differs from {run_dirs[0]}'s "
+                    f"{ours}; an ensemble needs models of the same task"
+                )
+    return models
+
+
+def ensemble_probabilities(models: list[keras.Model], x: np.ndarray) -> np.ndarray:
+    """The mean of the models' class probabilities (soft voting)."""
+    total = np.zeros((len(x), int(models[0].output_shape[-1])), dtype=np.float64)
+    for model in models:
+        total += model.predict(x, batch_size=PREDICT_BATCH_SIZE, verbose=0)
+    return total / len(models)
 
 
 def write_submission(labels: np.ndarray, path: Path) -> None:
@@ -29,31 +56,39 @@ def write_submission(labels: np.ndarray, path: Path) -> None:
 
 
 def predict_csv(
-    run_dir: str | Path, csv_in: Path, csv_out: Path | None = None, overwrite: bool = False
+    run_dirs: list[str | Path],
+    csv_in: Path,
+    csv_out: Path | None = None,
+    overwrite: bool = False,
 ) -> tuple[Path, int]:
-    """Predict a label for every row of `csv_in` with a run's best model.
+    """Predict a label for every row of `csv_in` with a run's best model, or several runs'.
 
     Args:
-        run_dir: a directory made by `cnnlab train`.
+        run_dirs: directories made by `cnnlab train`; with more than one, their class
+            probabilities are averaged.
         csv_in: Kaggle-format pixels (a `label` column, if present, is ignored).
-        csv_out: where to write; default `<run_dir>/submission.csv`.
+        csv_out: where to write; default `<run_dir>/submission.csv` for one run,
+            `submission-ensemble.csv` in the working directory for several.
         overwrite: replace an existing `csv_out`.
 
     Returns:
         The path written and the number of rows.
     """
-    run_dir, _ = open_run(run_dir)
-    out = Path(csv_out) if csv_out is not None else run_dir / "submission.csv"
+    run_dirs = [open_run(run_dir)[0] for run_dir in run_dirs]
+    if csv_out is not None:
+        out = Path(csv_out)
+    else:
+        out = run_dirs[0] / "submission.csv" if len(run_dirs) == 1 else ENSEMBLE_SUBMISSION
     if out.exists() and not overwrite:
         raise RunDirError(f"{out}: already exists; pass --overwrite to replace it")
-    if not out.parent.is_dir():
+    if not out.resolve().parent.is_dir():
         raise RunDirError(f"{out}: folder {out.parent} does not exist")
-    model = load_run_model(run_dir)
+    models = load_members(run_dirs)
     x, _ = read_digits_csv(
         csv_in,
-        image_shape=tuple(model.input_shape[1:]),
-        num_classes=int(model.output_shape[-1]),
+        image_shape=tuple(models[0].input_shape[1:]),
+        num_classes=int(models[0].output_shape[-1]),
         require_label=False,
     )
-    write_submission(predict_labels(model, x), out)
+    write_submission(ensemble_probabilities(models, x).argmax(axis=1), out)
     return out, len(x)

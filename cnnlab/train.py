@@ -19,7 +19,7 @@ from cnnlab.checkpoints import (
 )
 from cnnlab.config import Config, TrainConfig
 from cnnlab.data import Dataset, load_dataset
-from cnnlab.environment import describe_device, environment
+from cnnlab.environment import describe_device, dtype_policy, environment, resolve_precision
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import score
 from cnnlab.models import build_model
@@ -46,6 +46,8 @@ def compile_model(model: keras.Model, cfg: TrainConfig, train_size: int) -> None
         optimizer=make_optimizer(cfg, math.ceil(train_size / cfg.batch_size)),
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=["accuracy"],
+        jit_compile=cfg.jit_compile,
+        steps_per_execution=cfg.steps_per_execution,
     )
 
 
@@ -128,9 +130,16 @@ def _run(cfg: Config, run_dir: Path, progress: dict | None) -> None:
 
         tf.config.experimental.enable_op_determinism()
     device = describe_device()
-    print(f"cnnlab: training on {device}", flush=True)
-    if progress is None:
-        runs.write_json(run_dir / runs.ENVIRONMENT_FILE, environment(cfg.seed, device))
+    precision, why = resolve_precision(cfg.train.precision)
+    print(f"cnnlab: training on {device}, precision {precision} ({why})", flush=True)
+    with dtype_policy(precision):
+        if progress is None:
+            runs.write_json(run_dir / runs.ENVIRONMENT_FILE, environment(cfg.seed, device))
+        _fit_and_score(cfg, run_dir, progress, device)
+
+
+def _fit_and_score(cfg: Config, run_dir: Path, progress: dict | None, device: str) -> None:
+    from cnnlab.data.pipeline import batches
 
     data = load_dataset(cfg.data, cfg.seed)
     print(f"cnnlab: {_describe_data(data)}", flush=True)
@@ -156,12 +165,12 @@ def _run(cfg: Config, run_dir: Path, progress: dict | None) -> None:
     start_epoch = progress["epoch"] if progress else 0
     if not (progress and progress["fit_done"]) and start_epoch < cfg.train.epochs:
         model.fit(
-            data.x_train,
-            data.y_train,
-            batch_size=cfg.train.batch_size,
+            # Seeded per run; a resumed run reshuffles from the seed again.
+            batches(data.x_train, data.y_train, cfg.train.batch_size, shuffle_seed=cfg.seed),
             epochs=cfg.train.epochs,
             initial_epoch=start_epoch,
-            validation_data=(data.x_val, data.y_val),
+            validation_data=batches(data.x_val, data.y_val, cfg.train.batch_size),
+            shuffle=False,  # the batches are shuffled already
             callbacks=callbacks,
             verbose=cfg.train.verbose,
         )
@@ -186,6 +195,8 @@ def _run(cfg: Config, run_dir: Path, progress: dict | None) -> None:
         "images_per_second": round(len(data.x_train) * epochs_run / train_seconds, 1),
         "params": int(best.count_params()),
         "device": device,
+        "precision": keras.mixed_precision.global_policy().name,
+        "jit_compile": bool(model.jit_compile),
         "resumed": progress is not None,
     }
     if data.x_test is not None and data.y_test is None:

@@ -67,9 +67,11 @@ def test_metrics_are_complete_and_consistent(mnist_run):
     history = pd.read_csv(run_dir / "history.csv")
     assert len(history) == metrics["epochs_run"]
     assert {"loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds"} <= set(history)
-    best = history["val_loss"].idxmin() + 1
+    monitored = history[metrics["monitor"]]
+    # The first epoch that reached the best value (a later tie is no improvement).
+    best = (monitored.idxmax() if metrics["monitor"] == "val_accuracy" else monitored.idxmin()) + 1
     assert metrics["best_epoch"] == best
-    assert metrics["val"]["loss"] == pytest.approx(history["val_loss"].min(), rel=1e-4)
+    assert metrics["val"]["loss"] == pytest.approx(history["val_loss"][best - 1], rel=1e-4)
 
 
 def test_resolved_config_and_environment_are_recorded(mnist_run):

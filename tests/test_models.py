@@ -9,7 +9,13 @@ from cnnlab.config import MODEL_SCHEMAS
 from cnnlab.models import BUILDERS, build_model
 
 # Parameter counts on MNIST (28x28x1, 10 classes) that the reference models are known by.
-MNIST_PARAMS = {"mlp": 669_706, "small_cnn": 104_202, "deep_cnn": 936_426, "lenet5": 61_706}
+MNIST_PARAMS = {
+    "mlp": 669_706,
+    "small_cnn": 104_202,
+    "deep_cnn": 936_426,
+    "lenet5": 61_706,
+    "strided_cnn": 327_242,  # Deotte's Kaggle kernel summary
+}
 
 
 def default_cfg(name: str):
@@ -68,3 +74,67 @@ def test_scaling_is_inside_the_model():
     model = build_model(default_cfg("mlp"), (28, 28, 1), 10)
     assert model.layers[1].name == "scale"
     assert model.layers[1].scale == pytest.approx(1 / 255)
+
+
+AUGMENT_ALL = {
+    "flip": "horizontal",
+    "rotation": 10,
+    "zoom": 0.1,
+    "translation": 0.1,
+    "contrast": 0.2,
+    "fill_mode": "constant",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_augmentation_acts_in_training_only_and_adds_no_parameters(name):
+    import keras
+
+    plain = build_model(default_cfg(name), (28, 28, 1), 10)
+    cfg = MODEL_SCHEMAS[name](builder=name, augmentation=AUGMENT_ALL)
+    model = build_model(cfg, (28, 28, 1), 10)
+    assert model.count_params() == plain.count_params()
+    names = {layer.name for layer in model.layers}
+    assert {"random_flip", "random_rotation", "random_zoom", "random_translation"} <= names
+    assert "random_contrast" in names
+    # The augmented tensor: after the last transform.
+    probe = keras.Model(model.input, model.get_layer("random_contrast").output)
+    x = np.random.default_rng(1).integers(0, 256, (8, 28, 28, 1), dtype=np.uint8)
+    np.testing.assert_allclose(probe(x, training=False), x / 255, atol=1e-6)
+    assert not np.allclose(probe(x, training=True), x / 255, atol=1e-3)
+
+
+def test_only_the_transforms_asked_for_are_added():
+    cfg = MODEL_SCHEMAS["small_cnn"](builder="small_cnn", augmentation={"rotation": 15})
+    names = [layer.name for layer in build_model(cfg, (28, 28, 1), 10).layers]
+    assert [n for n in names if n.startswith("random_")] == ["random_rotation"]
+
+
+def test_augmented_model_saves_and_loads(tmp_path):
+    import keras
+
+    cfg = MODEL_SCHEMAS["deep_cnn"](builder="deep_cnn", augmentation=AUGMENT_ALL)
+    model = build_model(cfg, (28, 28, 1), 10)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    x = np.random.default_rng(2).integers(0, 256, (4, 28, 28, 1), dtype=np.uint8)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_keeps_float32_weights_and_output(policy):
+    import keras
+
+    from cnnlab.environment import dtype_policy
+
+    with dtype_policy(policy):
+        model = build_model(default_cfg("strided_cnn"), (28, 28, 1), 10)
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored
+    conv = model.get_layer(index=2)
+    assert conv.compute_dtype == policy.removeprefix("mixed_")
+    assert all(w.dtype == "float32" for w in model.weights)
+    assert model.get_layer("predictions").compute_dtype == "float32"
+    x = np.random.default_rng(3).integers(0, 256, (4, 28, 28, 1), dtype=np.uint8)
+    probs = model.predict(x, verbose=0)
+    assert probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)

@@ -172,7 +172,9 @@ def test_check_passes_on_a_good_config():
     assert result.exit_code == 0, result.output
     assert "train: 180 images (0:" in result.output
     assert "model: lenet5, 61,706 parameters" in result.output
-    assert "precision float32" in result.output
+    from cnnlab.environment import resolve_precision
+
+    assert "precision {} ({})".format(*resolve_precision("auto")) in result.output
     assert result.output.strip().splitlines()[-1].startswith("ok: `cnnlab train")
 
 

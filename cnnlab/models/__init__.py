@@ -5,10 +5,16 @@ The registry key is the `model.builder` name in YAML and the function's name; th
 for each lives in cnnlab.config.MODEL_SCHEMAS under the same key.
 """
 
-from cnnlab.models.cnn import deep_cnn, lenet5, small_cnn
+from cnnlab.models.cnn import deep_cnn, lenet5, small_cnn, strided_cnn
 from cnnlab.models.dense import mlp
 
-BUILDERS = {"mlp": mlp, "small_cnn": small_cnn, "deep_cnn": deep_cnn, "lenet5": lenet5}
+BUILDERS = {
+    "mlp": mlp,
+    "small_cnn": small_cnn,
+    "deep_cnn": deep_cnn,
+    "lenet5": lenet5,
+    "strided_cnn": strided_cnn,
+}
 
 
 def build_model(model_cfg, input_shape: tuple[int, ...], num_classes: int):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from cnnlab.config import DeepCnnModel, Lenet5Model, SmallCnnModel
+from cnnlab.config import DeepCnnModel, Lenet5Model, SmallCnnModel, StridedCnnModel
 from cnnlab.models.common import classifier, image_input
 
 
@@ -14,7 +14,7 @@ def small_cnn(cfg: SmallCnnModel, input_shape: tuple[int, ...], num_classes: int
 
     104,202 parameters on MNIST; 'valid' padding, so 28 → 26 → 13 → 11 → 5 → 3.
     """
-    inputs, x = image_input(input_shape)
+    inputs, x = image_input(input_shape, cfg.augmentation)
     for i, filters in enumerate(cfg.filters):
         if i:
             x = layers.MaxPooling2D(2)(x)
@@ -31,7 +31,7 @@ def deep_cnn(cfg: DeepCnnModel, input_shape: tuple[int, ...], num_classes: int) 
     With the defaults: conv32×2-pool-dropout0.25-conv64×2-pool-dense256-dense256-dropout0.5,
     936,426 parameters on MNIST.
     """
-    inputs, x = image_input(input_shape)
+    inputs, x = image_input(input_shape, cfg.augmentation)
     for i, filters in enumerate(cfg.filters):
         x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
         x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
@@ -53,7 +53,7 @@ def lenet5(cfg: Lenet5Model, input_shape: tuple[int, ...], num_classes: int) -> 
     a dense layer on the flattened 5x5x16 maps, which equals the paper's 5x5 convolution and
     works for other input sizes. 61,706 parameters on MNIST.
     """
-    inputs, x = image_input(input_shape)
+    inputs, x = image_input(input_shape, cfg.augmentation)
     x = layers.Conv2D(6, 5, padding="same", activation=cfg.activation)(x)
     x = layers.AveragePooling2D(2)(x)
     x = layers.Conv2D(16, 5, activation=cfg.activation)(x)
@@ -62,3 +62,29 @@ def lenet5(cfg: Lenet5Model, input_shape: tuple[int, ...], num_classes: int) -> 
     x = layers.Dense(120, activation=cfg.activation)(x)
     x = layers.Dense(84, activation=cfg.activation)(x)
     return keras.Model(inputs, classifier(x, num_classes), name="lenet5")
+
+
+def strided_cnn(
+    cfg: StridedCnnModel, input_shape: tuple[int, ...], num_classes: int
+) -> keras.Model:
+    """Deotte's Kaggle MNIST net (99.65%+ single, 99.75% as an ensemble of 15).
+
+    Per block: conv3x3-BN, conv3x3-BN, conv5x5 stride 2 ('same')-BN, dropout. Then a 4x4
+    convolution to `head_filters`, BN, flatten, dropout, classifier. With the defaults on MNIST:
+    32C3-32C3-32C5S2-64C3-64C3-64C5S2-128C4, 28 → 26 → 24 → 12 → 10 → 8 → 4 → 1.
+    """
+    inputs, x = image_input(input_shape, cfg.augmentation)
+
+    def conv(x, filters, size, **kwargs):
+        x = layers.Conv2D(filters, size, activation="relu", **kwargs)(x)
+        return layers.BatchNormalization()(x)
+
+    for filters in cfg.filters:
+        x = conv(x, filters, 3)
+        x = conv(x, filters, 3)
+        x = conv(x, filters, 5, strides=2, padding="same")
+        x = layers.Dropout(cfg.dropout)(x)
+    x = conv(x, cfg.head_filters, min(4, *x.shape[1:3]))
+    x = layers.Flatten()(x)
+    x = layers.Dropout(cfg.dropout)(x)
+    return keras.Model(inputs, classifier(x, num_classes), name="strided_cnn")

@@ -5,15 +5,58 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from cnnlab.config import AugmentationConfig
 
-def image_input(input_shape: tuple[int, ...]) -> tuple[keras.KerasTensor, keras.KerasTensor]:
-    """A raw-pixel input and its [0, 1]-scaled tensor.
+# Image transforms compute in float32 whatever the precision policy: they resample pixels, and
+# bfloat16 keeps only 8 bits of mantissa.
+EXACT = {"dtype": "float32"}
+
+
+def augmentation_layers(cfg: AugmentationConfig) -> list[keras.Layer]:
+    """Keras preprocessing layers for the transforms `cfg` asks for, on [0, 1]-scaled images.
+
+    They run on whole batches inside the model's graph, and only when called with
+    training=True (fit); otherwise each passes its input through unchanged.
+    """
+    found: list[keras.Layer] = []
+    if cfg.flip != "none":
+        found.append(layers.RandomFlip(cfg.flip, name="random_flip", **EXACT))
+    if cfg.rotation:
+        found.append(
+            layers.RandomRotation(
+                cfg.rotation / 360, fill_mode=cfg.fill_mode, name="random_rotation", **EXACT
+            )
+        )
+    if cfg.zoom:
+        found.append(
+            layers.RandomZoom(cfg.zoom, fill_mode=cfg.fill_mode, name="random_zoom", **EXACT)
+        )
+    if cfg.translation:
+        found.append(
+            layers.RandomTranslation(
+                cfg.translation, cfg.translation, fill_mode=cfg.fill_mode, name="random_translation"
+            )
+        )
+    if cfg.contrast:
+        found.append(
+            layers.RandomContrast(cfg.contrast, value_range=(0, 1), name="random_contrast", **EXACT)
+        )
+    return found
+
+
+def image_input(
+    input_shape: tuple[int, ...], augmentation: AugmentationConfig | None = None
+) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    """A raw-pixel input and its [0, 1]-scaled, optionally augmented, tensor.
 
     Scaling inside the model means a saved model takes the same uint8 pixels the loaders
     produce, and nobody re-implements preprocessing at predict time.
     """
     inputs = keras.Input(shape=input_shape, name="pixels")
-    return inputs, layers.Rescaling(1.0 / 255, name="scale")(inputs)
+    x = layers.Rescaling(1.0 / 255, name="scale")(inputs)
+    for layer in augmentation_layers(augmentation) if augmentation is not None else []:
+        x = layer(x)
+    return inputs, x
 
 
 def classifier(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:

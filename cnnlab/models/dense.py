@@ -11,7 +11,7 @@ from cnnlab.models.common import classifier, image_input
 
 def mlp(cfg: MlpModel, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """Dense layers on the flattened image: 784-512-512-10 (669,706 parameters) on MNIST."""
-    inputs, x = image_input(input_shape)
+    inputs, x = image_input(input_shape, cfg.augmentation)
     x = layers.Flatten()(x)
     for units in cfg.units:
         x = layers.Dense(units, activation=cfg.activation)(x)

@@ -1,0 +1,90 @@
+"""train.precision and train.jit_compile: what `auto` picks, and what a run records."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cnnlab import environment
+from cnnlab.environment import cpu_has_bf16, resolve_precision
+
+from .conftest import CONFIGS
+
+ZEN4_FLAGS = "fpu vme sse sse2 avx2 avx512f avx512bw avx512_bf16 vaes"
+SAPPHIRE_RAPIDS_FLAGS = "fpu sse avx512f amx_bf16 amx_tile amx_int8"
+SKYLAKE_FLAGS = "fpu sse sse2 avx2 avx512f avx512bw avx512_vnni"
+
+
+def fake_cpuinfo(tmp_path, monkeypatch, flags: str | None) -> None:
+    path = tmp_path / "cpuinfo"
+    if flags is not None:
+        path.write_text(f"processor\t: 0\nmodel name\t: test\nflags\t\t: {flags}\n\n")
+    monkeypatch.setattr(environment, "CPUINFO", str(path))
+
+
+@pytest.mark.parametrize(
+    ("flags", "native"),
+    [(ZEN4_FLAGS, True), (SAPPHIRE_RAPIDS_FLAGS, True), (SKYLAKE_FLAGS, False), (None, False)],
+)
+def test_cpu_bf16_is_read_from_the_cpu_flags(tmp_path, monkeypatch, flags, native):
+    fake_cpuinfo(tmp_path, monkeypatch, flags)
+    assert cpu_has_bf16() is native
+
+
+@pytest.fixture
+def cpu_only():
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("auto picks by GPU here")
+
+
+@pytest.mark.parametrize(
+    ("flags", "policy"), [(ZEN4_FLAGS, "mixed_bfloat16"), (SKYLAKE_FLAGS, "float32")]
+)
+def test_auto_precision_on_cpu(cpu_only, tmp_path, monkeypatch, flags, policy):
+    fake_cpuinfo(tmp_path, monkeypatch, flags)
+    assert resolve_precision("auto")[0] == policy
+
+
+@pytest.mark.parametrize("choice", ["float32", "mixed_bfloat16", "mixed_float16"])
+def test_explicit_precision_is_kept(choice):
+    assert resolve_precision(choice) == (choice, "as configured")
+
+
+@pytest.mark.parametrize(
+    ("precision", "jit_compile", "expected_jit"),
+    [("mixed_bfloat16", "false", False), ("float32", "true", True)],
+)
+def test_a_run_records_its_precision_and_xla(cli, quick, tmp_path, precision, jit_compile,
+                                             expected_jit):  # fmt: skip
+    import keras
+
+    result = cli(
+        "train", CONFIGS / "mnist_mlp.yaml", *quick(tmp_path, samples=200, epochs=1),
+        "--set", f"train.precision={precision}", "--set", f"train.jit_compile={jit_compile}",
+        "--set", "model.units=[32]",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"precision {precision} (as configured)" in result.output
+    (run_dir,) = [p.parent for p in tmp_path.glob("*/metrics.json")]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["precision"] == precision
+    assert metrics["jit_compile"] is expected_jit
+    assert json.loads((run_dir / "environment.json").read_text())["precision"] == precision
+    # The policy was the run's alone; the saved model keeps it per layer.
+    assert keras.mixed_precision.global_policy().name == "float32"
+    model = keras.models.load_model(run_dir / "model.keras")
+    assert model.layers[2].dtype_policy.name == precision
+    assert model.get_layer("predictions").compute_dtype == "float32"
+
+
+def test_auto_xla_stays_off_on_cpu(cpu_only, cli, quick, tmp_path):
+    result = cli(
+        "train", CONFIGS / "mnist_mlp.yaml", *quick(tmp_path, samples=200, epochs=1),
+        "--set", "model.units=[32]",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (run_dir,) = [p.parent for p in tmp_path.glob("*/metrics.json")]
+    assert json.loads((run_dir / "metrics.json").read_text())["jit_compile"] is False
