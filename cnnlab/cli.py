@@ -89,6 +89,17 @@ Overrides = Annotated[
 ]
 
 
+RunDirs = Annotated[
+    list[Path],
+    typer.Argument(
+        help="Run directories made by `cnnlab train`; several make an ensemble: their class "
+        "probabilities are averaged.",
+        metavar="RUN_DIR",
+        show_default=False,
+    ),
+]
+
+
 @app.command()
 @user_errors
 def train(
@@ -171,14 +182,7 @@ def _parse_seeds(text: str) -> list[int]:
 @app.command()
 @user_errors
 def evaluate(
-    run_dirs: Annotated[
-        list[Path],
-        typer.Argument(
-            help="A run directory made by `cnnlab train`; several: score their average.",
-            metavar="RUN_DIR",
-            show_default=False,
-        ),
-    ],
+    run_dirs: RunDirs,
     csv: Annotated[
         Path | None,
         typer.Option(help="Score this labelled Kaggle-format CSV instead of the run's data."),
@@ -190,8 +194,7 @@ def evaluate(
 ) -> None:
     """Score a run's best model and write evaluation.json into the run directory.
 
-    With several runs, their averaged class probabilities (an ensemble) are scored on the test
-    set (or --csv), next to each member's own score; nothing is written into the runs.
+    Several runs: their averaged probabilities (an ensemble) are scored instead, on the test set.
     """
     for run_dir in run_dirs:
         _open_finished_run(run_dir)
@@ -211,14 +214,7 @@ def evaluate(
 @app.command("predict-csv")
 @user_errors
 def predict_csv(
-    run_dirs: Annotated[
-        list[Path],
-        typer.Argument(
-            help="Run directories made by `cnnlab train`; several: average their predictions.",
-            metavar="RUN_DIR",
-            show_default=False,
-        ),
-    ],
+    run_dirs: RunDirs,
     test_csv: Annotated[
         Path, typer.Argument(help="Kaggle-format CSV of pixels (test.csv).", metavar="TEST_CSV")
     ],
