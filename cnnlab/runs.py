@@ -115,6 +115,8 @@ def load_run_model(run_dir: Path):
     """Load a run's best model, reporting a damaged file as such rather than as missing."""
     import keras
 
+    import cnnlab.models.layers  # noqa: F401  (registers cnnlab's layers with Keras)
+
     path = model_file(run_dir)
     try:
         return keras.models.load_model(path)

@@ -6,6 +6,7 @@ import keras
 from keras import layers
 
 from cnnlab.config import AugmentationConfig
+from cnnlab.models.layers import RandomAffine
 
 # Image transforms compute in float32 whatever the precision policy: they resample pixels, and
 # bfloat16 keeps only 8 bits of mantissa.
@@ -21,20 +22,15 @@ def augmentation_layers(cfg: AugmentationConfig) -> list[keras.Layer]:
     found: list[keras.Layer] = []
     if cfg.flip != "none":
         found.append(layers.RandomFlip(cfg.flip, name="random_flip", **EXACT))
-    if cfg.rotation:
+    if cfg.rotation or cfg.zoom or cfg.translation:
         found.append(
-            layers.RandomRotation(
-                cfg.rotation / 360, fill_mode=cfg.fill_mode, name="random_rotation", **EXACT
-            )
-        )
-    if cfg.zoom:
-        found.append(
-            layers.RandomZoom(cfg.zoom, fill_mode=cfg.fill_mode, name="random_zoom", **EXACT)
-        )
-    if cfg.translation:
-        found.append(
-            layers.RandomTranslation(
-                cfg.translation, cfg.translation, fill_mode=cfg.fill_mode, name="random_translation"
+            RandomAffine(
+                cfg.rotation,
+                cfg.zoom,
+                cfg.translation,
+                fill_mode=cfg.fill_mode,
+                name="random_affine",
+                **EXACT,
             )
         )
     if cfg.contrast:
