@@ -11,7 +11,7 @@ from cnnlab import reports
 from cnnlab.data import load_dataset
 from cnnlab.data.kaggle_csv import read_digits_csv
 from cnnlab.errors import RunDirError
-from cnnlab.predict import PREDICT_BATCH_SIZE, load_members
+from cnnlab.predict import load_members, member_probabilities
 from cnnlab.runs import load_run_model, open_run, write_json
 
 EVAL_BATCH_SIZE = 512
@@ -109,16 +109,13 @@ def evaluate_ensemble(
                 f"{first_dir}: its data config has no labelled test set; pass --csv with one"
             )
         x, y = data.x_test, data.y_test
-    members = []
-    total = np.zeros((len(x), int(models[0].output_shape[-1])))
-    for run_dir, model in zip(dirs, models, strict=True):
-        probs = model.predict(x, batch_size=PREDICT_BATCH_SIZE, verbose=0)
-        total += probs
-        members.append({"run": str(run_dir), **probability_scores(probs, y)})
+    probs = member_probabilities(models, x)
     results = {
         "runs": [str(d) for d in dirs],
-        "members": members,
-        "test": probability_scores(total / len(models), y),
+        "members": [
+            {"run": str(d), **probability_scores(p, y)} for d, p in zip(dirs, probs, strict=True)
+        ],
+        "test": probability_scores(np.mean(probs, axis=0), y),
     }
     if csv is not None:
         results["csv"] = str(Path(csv).resolve())

@@ -38,12 +38,9 @@ def load_members(run_dirs: list[Path]) -> list[keras.Model]:
     return models
 
 
-def ensemble_probabilities(models: list[keras.Model], x: np.ndarray) -> np.ndarray:
-    """The mean of the models' class probabilities (soft voting)."""
-    total = np.zeros((len(x), int(models[0].output_shape[-1])), dtype=np.float64)
-    for model in models:
-        total += model.predict(x, batch_size=PREDICT_BATCH_SIZE, verbose=0)
-    return total / len(models)
+def member_probabilities(models: list[keras.Model], x: np.ndarray) -> list[np.ndarray]:
+    """Each model's class probabilities for `x`; their mean is the ensemble's (soft voting)."""
+    return [model.predict(x, batch_size=PREDICT_BATCH_SIZE, verbose=0) for model in models]
 
 
 def write_submission(labels: np.ndarray, path: Path) -> None:
@@ -90,5 +87,5 @@ def predict_csv(
         num_classes=int(models[0].output_shape[-1]),
         require_label=False,
     )
-    write_submission(ensemble_probabilities(models, x).argmax(axis=1), out)
+    write_submission(np.mean(member_probabilities(models, x), axis=0).argmax(axis=1), out)
     return out, len(x)
