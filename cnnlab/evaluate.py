@@ -9,9 +9,8 @@ import numpy as np
 
 from cnnlab import reports
 from cnnlab.data import load_dataset
-from cnnlab.data.kaggle_csv import read_digits_csv
 from cnnlab.errors import RunDirError
-from cnnlab.predict import load_members, member_probabilities
+from cnnlab.predict import load_members, member_probabilities, read_csv_for
 from cnnlab.runs import load_run_model, open_run, write_json
 
 EVAL_BATCH_SIZE = 512
@@ -39,12 +38,7 @@ def evaluate(run_dir: str | Path, csv: Path | None = None) -> dict:
     run_dir, cfg = open_run(run_dir)
     model = load_run_model(run_dir)
     if csv is not None:
-        x, y = read_digits_csv(
-            csv,
-            image_shape=tuple(model.input_shape[1:]),
-            num_classes=int(model.output_shape[-1]),
-            require_label=True,
-        )
+        x, y = read_csv_for(model, csv, require_label=True)
         results = {"csv": str(Path(csv).resolve()), "test": score(model, x, y)}
         out = run_dir / f"evaluation-{Path(csv).stem}.json"
     else:
@@ -89,12 +83,7 @@ def evaluate_ensemble(
     dirs = [run_dir for run_dir, _ in opened]
     models = load_members(dirs)
     if csv is not None:
-        x, y = read_digits_csv(
-            csv,
-            image_shape=tuple(models[0].input_shape[1:]),
-            num_classes=int(models[0].output_shape[-1]),
-            require_label=True,
-        )
+        x, y = read_csv_for(models[0], csv, require_label=True)
     else:
         first_dir, first = opened[0]
         for run_dir, cfg in opened[1:]:

@@ -21,6 +21,16 @@ def predict_labels(model: keras.Model, x: np.ndarray) -> np.ndarray:
     return model.predict(x, batch_size=PREDICT_BATCH_SIZE, verbose=0).argmax(axis=1)
 
 
+def read_csv_for(model: keras.Model, csv: Path, require_label: bool):
+    """A Kaggle-format CSV read as `model` takes it: its image shape, labels within its classes."""
+    return read_digits_csv(
+        csv,
+        image_shape=tuple(model.input_shape[1:]),
+        num_classes=int(model.output_shape[-1]),
+        require_label=require_label,
+    )
+
+
 def load_members(run_dirs: list[Path]) -> list[keras.Model]:
     """The best models of `run_dirs`, checked to take the same images and give the same classes."""
     models = [load_run_model(run_dir) for run_dir in run_dirs]
@@ -81,11 +91,6 @@ def predict_csv(
     if not out.resolve().parent.is_dir():
         raise RunDirError(f"{out}: folder {out.parent} does not exist")
     models = load_members(run_dirs)
-    x, _ = read_digits_csv(
-        csv_in,
-        image_shape=tuple(models[0].input_shape[1:]),
-        num_classes=int(models[0].output_shape[-1]),
-        require_label=False,
-    )
+    x, _ = read_csv_for(models[0], csv_in, require_label=False)
     write_submission(np.mean(member_probabilities(models, x), axis=0).argmax(axis=1), out)
     return out, len(x)
