@@ -5,8 +5,11 @@ After every epoch, in this order (each file written beside its target, then rena
     last.keras                     the model now
     history.csv                    every epoch so far, rewritten whole
     .resume/epoch-NNNN.keras       the model with its optimizer state
-    .resume/progress.json          epochs done, best value, callback counters, history, time;
-                                   written last, so it always names a complete model file
+    .resume/progress.json          epochs done, phase, best value, callback counters, history,
+                                   time; written last, so it always names a complete model file
+
+Epochs are numbered across the phases of a run (phase 2 of 5 + 10 epochs runs epochs 6-15,
+or fewer when phase 1 stopped early); model.keras is the best of all phases.
 
 Keras' BackupAndRestore is not enough for this: on resume, ModelCheckpoint(save_best_only)
 forgets the best value and overwrites model.keras with a worse model (keras#17012), and
@@ -129,7 +132,8 @@ class StopOnNaN(keras.callbacks.TerminateOnNaN):
 class RunCheckpoint(keras.callbacks.Callback):
     """Writes model.keras, last.keras, history.csv and the resume record after every epoch.
 
-    Put it last among the callbacks: it records the counters the others updated this epoch.
+    One instance serves every phase of a run (see `begin_phase`). Put it last among the
+    callbacks: it records the counters the others updated this epoch.
     """
 
     def __init__(
@@ -147,8 +151,61 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.best_epoch: int | None = progress.get("best_epoch")
         self.history: list[dict] = progress.get("history", [])
         self.train_seconds: float = progress.get("train_seconds", 0.0)
+        self.phases: list[dict[str, Any]] = progress.get("phases", [])
         self.stateful = stateful or {}
+        self.phase_index, self.phase_start, self.last_phase = 0, 0, True
+        self.target: keras.Model | None = None
         (run_dir / runs.RESUME_DIR).mkdir(exist_ok=True)
+
+    def begin_phase(
+        self,
+        index: int,
+        phase,
+        start_epoch: int,
+        stateful: dict[str, keras.callbacks.Callback],
+        target: keras.Model | None = None,
+        last: bool = True,
+    ) -> None:
+        """Record the epochs from `start_epoch` as phase `index` (a PhaseConfig).
+
+        Args:
+            stateful: the phase's callbacks whose counters go into the resume record.
+            target: the model to save, when fit trains only part of it (a head on cached
+                features); default the model being fit.
+            last: whether the run ends with this phase.
+        """
+        self.phase_index, self.phase_start, self.last_phase = index, start_epoch, last
+        self.stateful, self.target = stateful, target
+        if len(self.phases) <= index:
+            self.phases.append(
+                {
+                    "name": phase.name,
+                    "unfreeze": phase.unfreeze,
+                    "optimizer": phase.optimizer,
+                    "learning_rate": phase.learning_rate,
+                    "first_epoch": start_epoch + 1,
+                    "epochs_run": 0,
+                    "best_epoch": None,
+                    f"best_{self.monitor}": None,
+                    "train_seconds": 0.0,
+                }
+            )
+
+    def on_train_begin(self, logs=None):
+        if not self.phases:  # used without begin_phase: one phase
+            self.phases.append(
+                {
+                    "name": "phase1",
+                    "first_epoch": 1,
+                    "epochs_run": 0,
+                    "best_epoch": None,
+                    f"best_{self.monitor}": None,
+                    "train_seconds": 0.0,
+                }
+            )
+        self.phases[self.phase_index]["trainable_params"] = sum(
+            int(math.prod(w.shape)) for w in self.model.trainable_weights
+        )
 
     def on_epoch_begin(self, epoch, logs=None):
         self._started = time.perf_counter()
@@ -158,18 +215,33 @@ class RunCheckpoint(keras.callbacks.Callback):
         seconds = time.perf_counter() - self._started
         logs["epoch_seconds"] = seconds
         self.train_seconds += seconds
-        self.history.append({"epoch": epoch, **{k: float(v) for k, v in logs.items()}})
+        self.history.append(
+            {
+                "epoch": epoch,
+                "phase": self.phase_index + 1,
+                **{k: float(v) for k, v in logs.items()},
+            }
+        )
+        phase = self.phases[self.phase_index]
+        phase["epochs_run"] += 1
+        phase["train_seconds"] = round(phase["train_seconds"] + seconds, 3)
+        target = self.target or self.model
         value = logs.get(self.monitor)
+        if value is not None and math.isfinite(float(value)):
+            key = f"best_{self.monitor}"
+            if _improved(float(value), phase[key], self.monitor):
+                phase[key], phase["best_epoch"] = float(value), epoch + 1
         if value is not None and _improved(float(value), self.best, self.monitor):
             self.best, self.best_epoch = float(value), epoch + 1
-            save_model(self.model, self.run_dir / runs.BEST_MODEL)
-        save_model(self.model, self.run_dir / runs.LAST_MODEL)
+            save_model(target, self.run_dir / runs.BEST_MODEL)
+        save_model(target, self.run_dir / runs.LAST_MODEL)
         self._write_history()
-        self._write_progress(epoch + 1, done=bool(self.model.stop_training))
+        phase_done = bool(self.model.stop_training) or epoch + 1 >= self.params.get("epochs", 0)
+        self._write_progress(epoch + 1, phase_done=phase_done)
 
     def on_train_end(self, logs=None):
         if self.history:
-            self._write_progress(len(self.history), done=True)
+            self._write_progress(len(self.history), phase_done=True)
 
     def _write_history(self) -> None:
         import pandas as pd
@@ -178,19 +250,23 @@ class RunCheckpoint(keras.callbacks.Callback):
             self.run_dir / runs.HISTORY_FILE, pd.DataFrame(self.history).to_csv(index=False)
         )
 
-    def _write_progress(self, epochs_done: int, done: bool) -> None:
+    def _write_progress(self, epochs_done: int, phase_done: bool) -> None:
         folder = self.run_dir / runs.RESUME_DIR
         model_file = f"epoch-{epochs_done:04d}.keras"
         if not (folder / model_file).is_file():
-            save_model(self.model, folder / model_file)
+            save_model(self.target or self.model, folder / model_file)
         record = {
             "epoch": epochs_done,
             "model_file": model_file,
-            "fit_done": done,
+            "phase": self.phase_index,
+            "phase_start": self.phase_start,
+            "phase_done": phase_done,
+            "fit_done": phase_done and self.last_phase,
             "best": self.best,
             "best_epoch": self.best_epoch,
             "train_seconds": self.train_seconds,
             "callbacks": {name: cb.state() for name, cb in self.stateful.items()},
+            "phases": self.phases,
             "history": self.history,
         }
         runs.write_json(folder / runs.PROGRESS_FILE, record)

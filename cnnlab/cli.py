@@ -313,6 +313,10 @@ def check(
         typer.echo(f"  {split}: {total:,} images ({listed})")
     if data.x_test is not None and data.y_test is None:
         typer.echo(f"  test: {len(data.x_test):,} unlabelled images (a submission.csv is written)")
+    if data.problems:
+        from cnnlab.data.image_dir import describe_problems
+
+        typer.echo(f"  would skip {describe_problems(data.problems)}")
     counts = parameter_counts(model)
     typer.echo(
         f"model: {model.name}, {counts['total']:,} parameters ({counts['trainable']:,} trainable)"
@@ -336,6 +340,26 @@ def mnist_to_kaggle(
 
     for name, path in convert(npz, out_dir, overwrite).items():
         typer.echo(f"wrote {path} ({name})")
+
+
+@data_app.command("cats-vs-dogs-subset")
+@user_errors
+def cats_vs_dogs_subset(
+    kaggle_train_dir: Annotated[
+        Path, typer.Argument(help="Kaggle Dogs vs. Cats train/ folder (cat.0.jpg, dog.0.jpg, ...).")
+    ],
+    out_dir: Annotated[Path, typer.Argument(help="New (or empty) folder for the split.")],
+    train: Annotated[int, typer.Option(min=1, help="Training images per class.")] = 1000,
+    val: Annotated[int, typer.Option(min=1, help="Validation images per class.")] = 500,
+    test: Annotated[int, typer.Option(min=1, help="Test images per class.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Picks which images; same seed, same split.")] = 0,
+) -> None:
+    """Copy a small cats-vs-dogs split: OUT_DIR/{train,validation,test}/{cats,dogs}."""
+    from cnnlab.data.cats_vs_dogs import make_subset
+
+    counts = make_subset(kaggle_train_dir, out_dir, train, val, test, seed)
+    listed = ", ".join(f"{split} {n:,}" for split, n in counts.items())
+    typer.echo(f"copied {sum(counts.values()):,} images into {out_dir} ({listed})")
 
 
 @data_app.command("score")

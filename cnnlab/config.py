@@ -53,13 +53,71 @@ Activation = Literal["relu", "tanh", "sigmoid", "elu", "selu", "gelu", "swish"]
 PositiveInts = Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)]
 
 DEFAULT_MNIST_PATH = Path("data/mnist.npz")
+# Where the official CIFAR archives are looked for when no path is given (then downloaded).
+DEFAULT_CIFAR_PATHS = {
+    "cifar10": (Path("data/cifar-10-python.tar.gz"), Path("data/cifar-10-batches-py")),
+    "cifar100": (Path("data/cifar-100-python.tar.gz"), Path("data/cifar-100-python")),
+}
+Size = Annotated[
+    tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]], Field(strict=False)
+]
+
+
+def _existing(path: Path) -> Path:
+    path = path.expanduser().resolve()
+    if not path.exists():
+        raise ValueError(f"not found: {path}")
+    return path
+
+
+def _existing_dir(path: Path) -> Path:
+    path = _existing(path)
+    if not path.is_dir():
+        raise ValueError(f"not a folder: {path}")
+    return path
+
+
+ExistingPath = Annotated[Path, Field(strict=False), AfterValidator(_existing)]
+ExistingDir = Annotated[Path, Field(strict=False), AfterValidator(_existing_dir)]
 
 
 # ---------------------------------------------------------------------------------------------
 # Data loaders: the `loader` key picks one schema; cnnlab.data.LOADERS has a function per name.
 
 
-class MnistData(Schema):
+class ArrayData(Schema):
+    """Options of the loaders whose images have a fixed size (everything but image_dir).
+
+    ImageNet bases such as VGG16 need 3 channels and at least 32x32 pixels; these adapt small
+    grayscale images to them. The same change is made to CSVs given to evaluate and predict-csv.
+    """
+
+    resize: Size | None = None  # [height, width], bilinear
+    to_rgb: bool = False  # repeat a single channel three times
+
+    @property
+    def raw_shape(self) -> tuple[int, int, int]:
+        """The shape of the images as stored, before `resize` and `to_rgb`."""
+        raise NotImplementedError
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """The shape of the images the model receives."""
+        height, width, channels = self.raw_shape
+        if self.resize is not None:
+            height, width = self.resize
+        return height, width, 3 if self.to_rgb else channels
+
+    @model_validator(mode="after")
+    def _to_rgb_needs_gray(self) -> ArrayData:
+        if self.to_rgb and self.raw_shape[-1] != 1:
+            raise ValueError(
+                f"to_rgb: true needs single-channel images; these have {self.raw_shape[-1]}"
+            )
+        return self
+
+
+class MnistData(ArrayData):
     """MNIST from a local .npz in keras.datasets' layout; downloaded when the default is absent."""
 
     loader: Literal["mnist"]
@@ -77,8 +135,12 @@ class MnistData(Schema):
             self.path = default if default.is_file() else None
         return self
 
+    @property
+    def raw_shape(self) -> tuple[int, int, int]:
+        return 28, 28, 1
 
-class KaggleCsvData(Schema):
+
+class KaggleCsvData(ArrayData):
     """Kaggle Digit Recognizer CSVs: `label` plus one column per pixel, one image per row."""
 
     loader: Literal["kaggle_csv"]
@@ -86,6 +148,7 @@ class KaggleCsvData(Schema):
     validation: FilePath | None = None  # labelled; replaces validation_split when given
     test: FilePath | None = None  # labelled → test metrics; unlabelled → a submission.csv
     validation_split: Fraction = 0.1
+    # (height, width, channels) of the images in the file: height*width*channels pixel columns
     image_shape: Annotated[
         tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)], Literal[1, 3]],
         Field(strict=False),
@@ -93,8 +156,85 @@ class KaggleCsvData(Schema):
     num_classes: Annotated[int, Field(ge=2)] = 10
     max_samples: Annotated[int, Field(ge=1)] | None = None
 
+    @property
+    def raw_shape(self) -> tuple[int, int, int]:
+        return self.image_shape
 
-DATA_SCHEMAS: dict[str, type[Schema]] = {"mnist": MnistData, "kaggle_csv": KaggleCsvData}
+
+class _CifarData(ArrayData):
+    """The official CIFAR python archive (.tar.gz) or its extracted folder.
+
+    Without `path`, data/ is searched for the archive or folder under its official name, and
+    the data is downloaded with keras.datasets when neither is there.
+    """
+
+    path: ExistingPath | None = None
+    validation_split: Fraction = 0.1
+    max_samples: Annotated[int, Field(ge=1)] | None = None  # first N of train and test
+
+    @model_validator(mode="after")
+    def _locate_default(self) -> _CifarData:
+        if "path" not in self.model_fields_set:
+            found = [p.resolve() for p in DEFAULT_CIFAR_PATHS[self.loader] if p.exists()]
+            self.path = found[0] if found else None
+        return self
+
+    @property
+    def raw_shape(self) -> tuple[int, int, int]:
+        return 32, 32, 3
+
+
+class Cifar10Data(_CifarData):
+    """CIFAR-10: 50,000 train and 10,000 test colour images of 32x32, 10 classes."""
+
+    loader: Literal["cifar10"]
+
+
+class Cifar100Data(_CifarData):
+    """CIFAR-100: like CIFAR-10 with 100 fine classes, grouped into 20 coarse ones."""
+
+    loader: Literal["cifar100"]
+    label_mode: Literal["fine", "coarse"] = "fine"
+
+
+class ImageDirData(Schema):
+    """A folder of class sub-folders of image files (jpg, jpeg, png, bmp, gif).
+
+    Either `root/train/<class>/...` with optional `root/validation/` and `root/test/` (missing
+    validation is split off train), or `root/<class>/...` split by `validation_split` and
+    `test_split`. Every file is decoded before training; see `on_bad_file`.
+    """
+
+    loader: Literal["image_dir"]
+    root: ExistingDir
+    image_size: Size = (180, 180)  # [height, width] every image is resized to
+    color_mode: Literal["grayscale", "rgb", "rgba"] = "rgb"  # files are converted to it
+    interpolation: Literal["bilinear", "nearest", "bicubic", "lanczos", "box", "hamming"] = (
+        "bilinear"
+    )
+    # Split off train when there is no validation/ (or test/) folder; seeded by `seed`.
+    validation_split: Fraction = 0.2
+    test_split: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    # Files that cannot be used (empty, truncated, not an image, macOS `._` files, other
+    # extensions, files outside a class folder): `error` stops and lists them, `skip` trains
+    # without them. Both write the list to bad_files.csv in the run directory.
+    on_bad_file: Literal["error", "skip"] = "error"
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        channels = {"grayscale": 1, "rgb": 3, "rgba": 4}[self.color_mode]
+        return *self.image_size, channels
+
+    raw_shape = input_shape
+
+
+DATA_SCHEMAS: dict[str, type[Schema]] = {
+    "mnist": MnistData,
+    "kaggle_csv": KaggleCsvData,
+    "cifar10": Cifar10Data,
+    "cifar100": Cifar100Data,
+    "image_dir": ImageDirData,
+}
 DataConfig = Annotated[Union[tuple(DATA_SCHEMAS.values())], Field(discriminator="loader")]  # noqa: UP007
 
 
@@ -172,13 +312,70 @@ class StridedCnnModel(ModelSchema):
     dropout: Dropout = 0.4  # after each block and before the classifier
 
 
+class AlexnetLiteModel(ModelSchema):
+    """A small AlexNet for 32x32 colour images: 3 conv + 2 dense layers, max pooling.
+
+    Per block: a conv (5x5, 5x5, 3x3 by default) with 'same' padding, ReLU and overlapping 3x3
+    max pooling of stride 2; then dense layers with dropout.
+    """
+
+    builder: Literal["alexnet_lite"]
+    filters: PositiveInts = [64, 128, 256]
+    kernel_sizes: PositiveInts = [5, 5, 3]  # one per entry of filters
+    dense_units: PositiveInts = [384, 192]
+    dropout: Dropout = 0.5  # after each dense layer
+    batch_norm: bool = False  # BatchNormalization after each conv
+
+    @model_validator(mode="after")
+    def _kernel_per_filter(self) -> AlexnetLiteModel:
+        if len(self.kernel_sizes) != len(self.filters):
+            raise ValueError(
+                f"kernel_sizes has {len(self.kernel_sizes)} entries and filters "
+                f"{len(self.filters)}; give one kernel size per conv layer"
+            )
+        return self
+
+
+class ConvnetModel(ModelSchema):
+    """Chollet's cats-vs-dogs convnet: 3x3 conv + 2x2 max pooling per entry of `filters`."""
+
+    builder: Literal["convnet"]
+    filters: PositiveInts = [32, 64, 128, 256, 256]  # the last conv has no pooling after it
+    dense_units: list[Annotated[int, Field(ge=1)]] = []  # hidden dense layers before the output
+    dropout: Dropout = 0.0  # before the dense layers (0.5 in the augmented recipe)
+
+
+class Vgg16Model(ModelSchema):
+    """VGG16's convolutional base (no top) with a new classifier head.
+
+    The base computes with VGG16's own preprocessing, inside the model, and in inference mode.
+    It starts frozen; `train.phases[*].unfreeze` makes its top layers trainable for fine-tuning.
+    """
+
+    builder: Literal["vgg16"]
+    # imagenet: Keras downloads them once (~58 MB) into ~/.keras/models; none: random; or the
+    # path of a weights file (vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5).
+    weights: Literal["imagenet", "none"] | FilePath = "imagenet"
+    pooling: Literal["flatten", "avg", "max"] = "flatten"  # base output to a vector
+    dense_units: list[Annotated[int, Field(ge=1)]] = [256]
+    dropout: Dropout = 0.5  # before the output layer
+    # Run the frozen base once over the data and train the head on the stored features: far
+    # faster on a CPU. Needs a base frozen in every phase and no augmentation.
+    cache_features: bool = False
+
+
 MODEL_SCHEMAS: dict[str, type[Schema]] = {
     "mlp": MlpModel,
     "small_cnn": SmallCnnModel,
     "deep_cnn": DeepCnnModel,
     "lenet5": Lenet5Model,
     "strided_cnn": StridedCnnModel,
+    "alexnet_lite": AlexnetLiteModel,
+    "convnet": ConvnetModel,
+    "vgg16": Vgg16Model,
 }
+# The smallest image an ImageNet base takes (five 2x2 poolings), and its channels.
+BASE_MIN_SIZE, BASE_CHANNELS = 32, 3
 ModelConfig = Annotated[Union[tuple(MODEL_SCHEMAS.values())], Field(discriminator="builder")]  # noqa: UP007
 
 
@@ -199,17 +396,55 @@ class ReduceLrConfig(Schema):
     min_lr: Annotated[float, Field(ge=0)] = 1e-6
 
 
-class TrainConfig(Schema):
+class _Optimization(Schema):
+    """The keys a training phase may set for itself."""
+
     epochs: Annotated[int, Field(ge=1)] = 10
-    batch_size: Annotated[int, Field(ge=1)] = 128
     optimizer: Literal["adam", "rmsprop", "sgd"] = "adam"
     learning_rate: Annotated[float, Field(gt=0)] = 1e-3
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0  # sgd and rmsprop only
-    # cosine: decay from learning_rate to 0 over all the epochs' steps
+    # cosine: decay from learning_rate to 0 over all the epochs' steps (of the phase)
     lr_schedule: Literal["constant", "cosine"] = "constant"
-    monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
     early_stopping: EarlyStoppingConfig | None = EarlyStoppingConfig()  # null: run every epoch
     reduce_lr_on_plateau: ReduceLrConfig | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.momentum and self.optimizer == "adam":
+            raise ValueError(
+                "momentum applies to sgd and rmsprop only; remove it or change optimizer"
+            )
+        if self.lr_schedule != "constant" and self.reduce_lr_on_plateau is not None:
+            raise ValueError(
+                "reduce_lr_on_plateau needs lr_schedule: constant (a schedule already sets the "
+                "learning rate); remove one of them"
+            )
+        return self
+
+
+PHASE_KEYS = tuple(_Optimization.model_fields)
+
+
+class PhaseConfig(_Optimization):
+    """One stage of training with its own optimizer and trainable layers.
+
+    Keys left out take the value of the same key under `train`. The model is compiled again
+    at the start of each phase (fresh optimizer state); the run's history, best model and
+    checkpoints span all phases.
+    """
+
+    name: str | None = None  # default phase<N>
+    # Layers of a pretrained base (vgg16) that train in this phase, counted from its top: 0
+    # keeps it frozen, 4 is Chollet's block5 fine-tuning, all unfreezes every layer.
+    unfreeze: Annotated[int, Field(ge=0)] | Literal["all"] = 0
+
+
+class TrainConfig(_Optimization):
+    batch_size: Annotated[int, Field(ge=1)] = 128
+    monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
+    # Training in stages, e.g. a frozen base then fine-tuning; without it, one phase made of
+    # the keys above.
+    phases: Annotated[list[PhaseConfig], Field(min_length=1)] | None = None
     # Keras dtype policy. auto: mixed_bfloat16 on CPUs with AVX512_BF16 or AMX and on GPUs of
     # compute capability 8.0 or more, mixed_float16 on older GPUs (7.x), float32 otherwise.
     # The output layer always computes in float32.
@@ -229,18 +464,31 @@ class TrainConfig(Schema):
             raise ValueError("needs the tensorboard package: pip install 'cnnlab[tensorboard]'")
         return wanted
 
-    @model_validator(mode="after")
-    def _consistent(self) -> TrainConfig:
-        if self.momentum and self.optimizer == "adam":
-            raise ValueError(
-                "momentum applies to sgd and rmsprop only; remove it or change optimizer"
-            )
-        if self.lr_schedule != "constant" and self.reduce_lr_on_plateau is not None:
-            raise ValueError(
-                "reduce_lr_on_plateau needs lr_schedule: constant (a schedule already sets the "
-                "learning rate); remove one of them"
-            )
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _phases_inherit(cls, data: Any) -> Any:
+        # Fill each phase's missing keys from train's own, so that the config written into
+        # the run directory spells every phase out (and reads back the same).
+        if not isinstance(data, dict) or not isinstance(data.get("phases"), list):
+            return data
+        inherited = {k: data[k] for k in PHASE_KEYS if k in data}
+        phases = [
+            {**inherited, **phase} if isinstance(phase, dict) else phase for phase in data["phases"]
+        ]
+        return {**data, "phases": phases}
+
+    def stages(self) -> list[PhaseConfig]:
+        """The phases to train, in order: `phases`, or one made of train's own keys."""
+        if self.phases:
+            return [
+                p if p.name else p.model_copy(update={"name": f"phase{i + 1}"})
+                for i, p in enumerate(self.phases)
+            ]
+        return [PhaseConfig(name="phase1", **{k: getattr(self, k) for k in PHASE_KEYS})]
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(p.epochs for p in self.stages())
 
 
 class Config(Schema):
@@ -251,6 +499,45 @@ class Config(Schema):
     data: DataConfig
     model: ModelConfig
     train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="after")
+    def _model_fits_data(self) -> Config:
+        unfrozen = [i for i, p in enumerate(self.train.phases or []) if p.unfreeze]
+        if self.model.builder != "vgg16":
+            if unfrozen:
+                raise ValueError(
+                    f"train.phases.{unfrozen[0]}.unfreeze: only a pretrained base (builder "
+                    f"vgg16) has layers to unfreeze; {self.model.builder} trains all its layers"
+                )
+            return self
+        height, width, channels = self.data.input_shape
+        if min(height, width) < BASE_MIN_SIZE or channels != BASE_CHANNELS:
+            if self.data.loader == "image_dir":
+                fix = (
+                    f"set data.image_size to at least [{BASE_MIN_SIZE}, {BASE_MIN_SIZE}] "
+                    "and data.color_mode: rgb"
+                )
+            else:
+                fix = f"set data.resize: [{BASE_MIN_SIZE}, {BASE_MIN_SIZE}] (or larger)"
+                if self.data.raw_shape[-1] == 1:
+                    fix += " and data.to_rgb: true"
+            raise ValueError(
+                f"model.builder vgg16 needs colour images of at least {BASE_MIN_SIZE}x"
+                f"{BASE_MIN_SIZE}; the data gives {'x'.join(map(str, self.data.input_shape))}: "
+                f"{fix}"
+            )
+        if self.model.cache_features:
+            if self.model.augmentation is not None:
+                raise ValueError(
+                    "model.cache_features: features computed once cannot be augmented; remove "
+                    "model.augmentation or set cache_features: false"
+                )
+            if unfrozen:
+                raise ValueError(
+                    f"model.cache_features needs the base frozen in every phase, but "
+                    f"train.phases.{unfrozen[0]}.unfreeze is set; set cache_features: false"
+                )
+        return self
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,14 +609,23 @@ def _apply_override(data: dict, item: str, lines: dict[Key, str]) -> None:
         raise ConfigError(f"--set {item}: expected KEY.PATH=VALUE, e.g. --set train.epochs=3")
     source = f"--set {item}"
     value = _parse_yaml(raw, source, {}) if raw.strip() else None
-    parts = key.strip().split(".")
-    node = data
-    for i, part in enumerate(parts[:-1]):
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"{source}: '{'.'.join(parts[: i + 1])}' is not a mapping")
-        node = child
-    node[parts[-1]] = value
+    parts: list[str | int] = list(key.strip().split("."))
+    node: Any = data
+    for i, part in enumerate(parts):
+        if isinstance(node, list):
+            # A list entry by position: train.phases.1.unfreeze=4
+            if not (isinstance(part, str) and part.isdigit() and int(part) < len(node)):
+                raise ConfigError(
+                    f"{source}: '{'.'.join(map(str, parts[:i]))}' has {len(node)} entries; "
+                    f"'{part}' is not one of their positions 0-{len(node) - 1}"
+                )
+            parts[i] = part = int(part)
+        elif not isinstance(node, dict):
+            raise ConfigError(f"{source}: '{'.'.join(map(str, parts[:i]))}' is not a mapping")
+        if i == len(parts) - 1:
+            node[part] = value
+        else:
+            node = node.setdefault(part, {}) if isinstance(node, dict) else node[part]
     lines[tuple(parts)] = source
 
 
@@ -473,6 +769,12 @@ def _describe(err: dict, data: dict, lines: dict[Key, str], source: str) -> str:
         choices = re.findall(r"'([^']*)'", expected)
         return f"{where}: {key}: {given!r} is not one of {expected}{_suggest(given, choices)}"
     msg = err["msg"].removeprefix("Value error, ")
+    if not path:
+        # Checks across sections start with the key they are about: point at its line.
+        named = re.match(r"([A-Za-z_][\w]*(?:\.\w+)+)", msg)
+        if named:
+            parts = tuple(int(p) if p.isdigit() else p for p in named.group(1).split("."))
+            return f"{_where(parts, lines, source)}: {msg}"
     if kind == "path_type":
         msg = "expected a file path"
     if kind.endswith("_type") or kind.endswith("_parsing") or kind.endswith("_strict"):

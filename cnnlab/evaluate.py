@@ -38,7 +38,7 @@ def evaluate(run_dir: str | Path, csv: Path | None = None) -> dict:
     run_dir, cfg = open_run(run_dir)
     model = load_run_model(run_dir)
     if csv is not None:
-        x, y = read_csv_for(model, csv, require_label=True)
+        x, y = read_csv_for(model, cfg.data, csv, require_label=True)
         results = {"csv": str(Path(csv).resolve()), "test": score(model, x, y)}
         out = run_dir / f"evaluation-{Path(csv).stem}.json"
     else:
@@ -83,7 +83,7 @@ def evaluate_ensemble(
     dirs = [run_dir for run_dir, _ in opened]
     models = load_members(dirs)
     if csv is not None:
-        x, y = read_csv_for(models[0], csv, require_label=True)
+        x, y = read_csv_for(models[0], opened[0][1].data, csv, require_label=True)
     else:
         first_dir, first = opened[0]
         for run_dir, cfg in opened[1:]:

@@ -8,27 +8,41 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from cnnlab.data.dataset import adapt_images
 from cnnlab.data.kaggle_csv import read_digits_csv
 from cnnlab.errors import RunDirError
+from cnnlab.models.common import output_classes
 from cnnlab.runs import atomic_path, load_run_model, open_run
 
 PREDICT_BATCH_SIZE = 512
 ENSEMBLE_SUBMISSION = Path("submission-ensemble.csv")
 
 
+def class_probabilities(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    """(N, classes) probabilities; a one-unit sigmoid output becomes [P(0), P(1)] columns."""
+    probs = model.predict(x, batch_size=PREDICT_BATCH_SIZE, verbose=0).astype(np.float64)
+    return np.concatenate([1 - probs, probs], axis=1) if probs.shape[-1] == 1 else probs
+
+
 def predict_labels(model: keras.Model, x: np.ndarray) -> np.ndarray:
     """The most probable class index for each image."""
-    return model.predict(x, batch_size=PREDICT_BATCH_SIZE, verbose=0).argmax(axis=1)
+    return class_probabilities(model, x).argmax(axis=1)
 
 
-def read_csv_for(model: keras.Model, csv: Path, require_label: bool):
-    """A Kaggle-format CSV read as `model` takes it: its image shape, labels within its classes."""
-    return read_digits_csv(
+def read_csv_for(model: keras.Model, data_cfg, csv: Path, require_label: bool):
+    """A Kaggle-format CSV read as the run's model takes it.
+
+    The file holds images as the run's data config stores them (its raw shape); they are
+    resized and converted as that config says, and labels must lie within the model's classes.
+    """
+    x, y = read_digits_csv(
         csv,
-        image_shape=tuple(model.input_shape[1:]),
-        num_classes=int(model.output_shape[-1]),
+        image_shape=tuple(data_cfg.raw_shape),
+        num_classes=output_classes(model),
         require_label=require_label,
     )
+    x = adapt_images(x, getattr(data_cfg, "resize", None), getattr(data_cfg, "to_rgb", False))
+    return x, y
 
 
 def load_members(run_dirs: list[Path]) -> list[keras.Model]:
@@ -38,7 +52,7 @@ def load_members(run_dirs: list[Path]) -> list[keras.Model]:
     for run_dir, model in zip(run_dirs[1:], models[1:], strict=True):
         for what, ours, theirs in (
             ("input shape", first.input_shape, model.input_shape),
-            ("number of classes", first.output_shape[-1], model.output_shape[-1]),
+            ("number of classes", output_classes(first), output_classes(model)),
         ):
             if ours != theirs:
                 raise RunDirError(
@@ -50,7 +64,7 @@ def load_members(run_dirs: list[Path]) -> list[keras.Model]:
 
 def member_probabilities(models: list[keras.Model], x: np.ndarray) -> list[np.ndarray]:
     """Each model's class probabilities for `x`; their mean is the ensemble's (soft voting)."""
-    return [model.predict(x, batch_size=PREDICT_BATCH_SIZE, verbose=0) for model in models]
+    return [class_probabilities(model, x) for model in models]
 
 
 def write_submission(labels: np.ndarray, path: Path) -> None:
@@ -81,7 +95,8 @@ def predict_csv(
     Returns:
         The path written and the number of rows.
     """
-    run_dirs = [open_run(run_dir)[0] for run_dir in run_dirs]
+    opened = [open_run(run_dir) for run_dir in run_dirs]
+    run_dirs = [run_dir for run_dir, _ in opened]
     if csv_out is not None:
         out = Path(csv_out)
     else:
@@ -91,6 +106,6 @@ def predict_csv(
     if not out.resolve().parent.is_dir():
         raise RunDirError(f"{out}: folder {out.parent} does not exist")
     models = load_members(run_dirs)
-    x, _ = read_csv_for(models[0], csv_in, require_label=False)
+    x, _ = read_csv_for(models[0], opened[0][1].data, csv_in, require_label=False)
     write_submission(np.mean(member_probabilities(models, x), axis=0).argmax(axis=1), out)
     return out, len(x)

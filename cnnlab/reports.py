@@ -159,7 +159,9 @@ def write_run_reports(run_dir: Path, model, data) -> None:
         split, x, y = "test", data.x_test, data.y_test
     else:
         split, x, y = "validation", data.x_val, data.y_val
-    probs = model.predict(x, batch_size=512, verbose=0)
+    from cnnlab.predict import class_probabilities
+
+    probs = class_probabilities(model, x)
     metrics_file = run_dir / runs.METRICS_FILE
     best = json.loads(metrics_file.read_text())["best_epoch"] if metrics_file.is_file() else None
     if (run_dir / runs.HISTORY_FILE).is_file():

@@ -17,16 +17,22 @@ from cnnlab.checkpoints import (
     load_resume_model,
     read_progress,
 )
-from cnnlab.config import Config, TrainConfig
+from cnnlab.config import Config, PhaseConfig, TrainConfig
 from cnnlab.data import Dataset, load_dataset
+from cnnlab.data.image_dir import BAD_FILES, BadFilesError, describe_problems, write_problems
 from cnnlab.environment import describe_device, dtype_policy, environment, resolve_precision
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import score
 from cnnlab.models import build_model
-from cnnlab.predict import predict_labels, write_submission
+from cnnlab.models.common import output_classes
+from cnnlab.models.transfer import set_trainable, split_at_features
+from cnnlab.predict import PREDICT_BATCH_SIZE, predict_labels, write_submission
 
 
-def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+def make_optimizer(
+    cfg: TrainConfig | PhaseConfig, steps_per_epoch: int
+) -> keras.optimizers.Optimizer:
+    """The optimizer of a phase (or of train's own keys), its schedule over the phase's steps."""
     rate = cfg.learning_rate
     if cfg.lr_schedule == "cosine":
         rate = keras.optimizers.schedules.CosineDecay(
@@ -39,12 +45,23 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.O
     return keras.optimizers.SGD(rate, momentum=cfg.momentum)
 
 
-def compile_model(model: keras.Model, cfg: TrainConfig, train_size: int) -> None:
-    """Compile for integer labels; `train_size` sets the length of a learning-rate schedule."""
-    # Loaders give integer class indices, so the sparse loss; no one-hot copy of the labels.
+def compile_model(
+    model: keras.Model, cfg: TrainConfig, train_size: int, phase: PhaseConfig | None = None
+) -> None:
+    """Compile for integer labels with `phase`'s optimizer (default: the first phase).
+
+    `train_size` sets the length of a learning-rate schedule.
+    """
+    phase = phase or cfg.stages()[0]
+    # Loaders give integer class indices, so the sparse loss (no one-hot copy of the labels);
+    # one sigmoid unit (two classes) takes them as 0/1 targets of binary cross-entropy.
+    if model.output_shape[-1] == 1:
+        loss = keras.losses.BinaryCrossentropy()
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
     model.compile(
-        optimizer=make_optimizer(cfg, math.ceil(train_size / cfg.batch_size)),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
+        optimizer=make_optimizer(phase, math.ceil(train_size / cfg.batch_size)),
+        loss=loss,
         metrics=["accuracy"],
         jit_compile=cfg.jit_compile,
         steps_per_execution=cfg.steps_per_execution,
@@ -52,24 +69,32 @@ def compile_model(model: keras.Model, cfg: TrainConfig, train_size: int) -> None
 
 
 def make_callbacks(
-    cfg: TrainConfig, run_dir: Path, progress: dict | None = None, best_weights=None
-) -> list[keras.callbacks.Callback]:
-    """The run's callbacks; `progress` (from a resumed run) restores their counters."""
-    restored = (progress or {}).get("callbacks", {})
+    cfg: TrainConfig,
+    phase: PhaseConfig,
+    run_dir: Path,
+    restored: dict | None = None,
+    best_weights=None,
+) -> tuple[list[keras.callbacks.Callback], dict[str, keras.callbacks.Callback]]:
+    """A phase's callbacks, and those of them whose counters a resumed run restores.
+
+    `restored` holds those counters (from a resumed run's progress record); the run's
+    RunCheckpoint, shared by all phases, goes after these.
+    """
+    restored = restored or {}
     stateful: dict[str, keras.callbacks.Callback] = {}
     callbacks: list[keras.callbacks.Callback] = [StopOnNaN()]
-    if cfg.early_stopping is not None:
+    if phase.early_stopping is not None:
         stateful["early_stopping"] = ResumableEarlyStopping(
             monitor=cfg.monitor,
-            patience=cfg.early_stopping.patience,
-            min_delta=cfg.early_stopping.min_delta,
+            patience=phase.early_stopping.patience,
+            min_delta=phase.early_stopping.min_delta,
             restore_best_weights=True,
             verbose=1,
             state=restored.get("early_stopping"),
             best_weights=best_weights,
         )
-    if cfg.reduce_lr_on_plateau is not None:
-        plateau = cfg.reduce_lr_on_plateau
+    if phase.reduce_lr_on_plateau is not None:
+        plateau = phase.reduce_lr_on_plateau
         stateful["reduce_lr_on_plateau"] = ResumableReduceLROnPlateau(
             monitor=cfg.monitor,
             factor=plateau.factor,
@@ -81,9 +106,7 @@ def make_callbacks(
     callbacks.extend(stateful.values())
     if cfg.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=run_dir / "tensorboard"))
-    # Last: it saves the counters the callbacks above updated in the same epoch.
-    callbacks.append(RunCheckpoint(run_dir, cfg.monitor, progress, stateful))
-    return callbacks
+    return callbacks, stateful
 
 
 def _describe_data(data: Dataset) -> str:
@@ -123,6 +146,98 @@ def train(cfg: Config, resume: Path | None = None) -> Path:
     return run_dir
 
 
+def _load_data(cfg: Config, run_dir: Path) -> Dataset:
+    """The config's data; files left out (or stopping the run) are listed in the run dir."""
+    try:
+        data = load_dataset(cfg.data, cfg.seed)
+    except BadFilesError as e:
+        write_problems(e.problems, run_dir / BAD_FILES)
+        raise BadFilesError(f"{e} (full list: {run_dir / BAD_FILES})", e.problems) from None
+    if data.problems:
+        write_problems(data.problems, run_dir / BAD_FILES)
+        print(
+            f"cnnlab: skipped {describe_problems(data.problems)} (full list: "
+            f"{run_dir / BAD_FILES})",
+            flush=True,
+        )
+    return data
+
+
+def _fit_phases(
+    cfg: Config,
+    model: keras.Model,
+    data: Dataset,
+    checkpoint: RunCheckpoint,
+    progress: dict | None,
+    best_weights,
+) -> None:
+    """Fit each phase in turn, continuing a resumed run where its record says it stopped.
+
+    Every phase recompiles (its own optimizer, schedule and trainable layers) and has its own
+    early stopping; `checkpoint` carries the history and the best model across them. With
+    `cache_features`, the frozen base runs once and each phase fits only the head.
+    """
+    from cnnlab.data.pipeline import batches
+
+    train_cfg = cfg.train
+    x_train, x_val = data.x_train, data.x_val
+    fit_model = model
+    if getattr(cfg.model, "cache_features", False):
+        extractor, fit_model = split_at_features(model)
+        print("cnnlab: computing the frozen base's features once ...", flush=True)
+        x_train, x_val = (
+            extractor.predict(x, batch_size=PREDICT_BATCH_SIZE, verbose=0).astype("float32")
+            for x in (data.x_train, data.x_val)
+        )
+        # The saved model (image in, probabilities out) is scored and reloaded: compile it too,
+        # with its optimizer built so that it saves and loads whole.
+        compile_model(model, train_cfg, len(x_train))
+        model.optimizer.build(model.trainable_variables)
+    if progress is not None:  # records from before phases existed had one phase
+        progress = {"phase": 0, "phase_start": 0, "phase_done": progress["fit_done"], **progress}
+    epoch = progress["epoch"] if progress else 0
+    phases = train_cfg.stages()
+    for index, phase in enumerate(phases):
+        if progress is not None and (
+            index < progress["phase"] or (index == progress["phase"] and progress["phase_done"])
+        ):
+            continue  # finished before the interruption
+        continuing = progress is not None and index == progress["phase"]
+        start = progress["phase_start"] if continuing else epoch
+        # A continued phase keeps the loaded model's optimizer state; a new phase compiles
+        # afresh (so does a cached-features head, whose optimizer is not saved).
+        if not (continuing and fit_model is model):
+            set_trainable(model, phase.unfreeze)
+            compile_model(fit_model, train_cfg, len(x_train), phase)
+        callbacks, stateful = make_callbacks(
+            train_cfg,
+            phase,
+            checkpoint.run_dir,
+            progress["callbacks"] if continuing else None,
+            best_weights if continuing else None,
+        )
+        checkpoint.begin_phase(
+            index, phase, start, stateful, target=model, last=index == len(phases) - 1
+        )
+        trainable = sum(int(math.prod(w.shape)) for w in fit_model.trainable_weights)
+        print(
+            f"cnnlab: {phase.name}: epochs {start + 1}-{start + phase.epochs}, {phase.optimizer} "
+            f"{phase.learning_rate:g}, {trainable:,} trainable parameters",
+            flush=True,
+        )
+        fit_model.fit(
+            # Seeded per run; a resumed run reshuffles from the seed again.
+            batches(x_train, data.y_train, train_cfg.batch_size, shuffle_seed=cfg.seed),
+            epochs=start + phase.epochs,
+            initial_epoch=epoch,
+            validation_data=batches(x_val, data.y_val, train_cfg.batch_size),
+            shuffle=False,  # the batches are shuffled already
+            callbacks=[*callbacks, checkpoint],  # the checkpoint last: it saves their state
+            verbose=train_cfg.verbose,
+        )
+        epoch = len(checkpoint.history)
+
+
 def _run(cfg: Config, run_dir: Path, progress: dict | None) -> None:
     keras.utils.set_random_seed(cfg.seed)
     if cfg.deterministic:
@@ -139,14 +254,13 @@ def _run(cfg: Config, run_dir: Path, progress: dict | None) -> None:
 
 
 def _fit_and_score(cfg: Config, run_dir: Path, progress: dict | None, device: str) -> None:
-    from cnnlab.data.pipeline import batches
-
-    data = load_dataset(cfg.data, cfg.seed)
+    data = _load_data(cfg, run_dir)
     print(f"cnnlab: {_describe_data(data)}", flush=True)
+    phases = cfg.train.stages()
     best_weights = None
     if progress is None:
         model = build_model(cfg.model, data.input_shape, data.num_classes)
-        compile_model(model, cfg.train, len(data.x_train))
+        set_trainable(model, phases[0].unfreeze)
         lines: list[str] = []
         model.summary(print_fn=lambda text, **_: lines.append(text))
         runs.atomic_write(run_dir / runs.SUMMARY_FILE, "\n".join(lines) + "\n")
@@ -156,24 +270,16 @@ def _fit_and_score(cfg: Config, run_dir: Path, progress: dict | None, device: st
         model = load_resume_model(run_dir, progress)
         if (run_dir / runs.BEST_MODEL).is_file():
             best_weights = runs.load_run_model(run_dir).get_weights()
-        print(f"cnnlab: continuing after epoch {progress['epoch']}/{cfg.train.epochs}", flush=True)
-    data.check_labels(int(model.output_shape[-1]))
+        print(
+            f"cnnlab: continuing after epoch {progress['epoch']}/{cfg.train.total_epochs}",
+            flush=True,
+        )
+    data.check_labels(output_classes(model))
     print(f"cnnlab: model {model.name}, {model.count_params():,} parameters", flush=True)
 
-    callbacks = make_callbacks(cfg.train, run_dir, progress, best_weights)
-    checkpoint = callbacks[-1]
-    start_epoch = progress["epoch"] if progress else 0
-    if not (progress and progress["fit_done"]) and start_epoch < cfg.train.epochs:
-        model.fit(
-            # Seeded per run; a resumed run reshuffles from the seed again.
-            batches(data.x_train, data.y_train, cfg.train.batch_size, shuffle_seed=cfg.seed),
-            epochs=cfg.train.epochs,
-            initial_epoch=start_epoch,
-            validation_data=batches(data.x_val, data.y_val, cfg.train.batch_size),
-            shuffle=False,  # the batches are shuffled already
-            callbacks=callbacks,
-            verbose=cfg.train.verbose,
-        )
+    checkpoint = RunCheckpoint(run_dir, cfg.train.monitor, progress)
+    if not (progress and progress["fit_done"]):
+        _fit_phases(cfg, model, data, checkpoint, progress, best_weights)
     epochs_run = len(checkpoint.history)
     train_seconds = checkpoint.train_seconds
 
@@ -192,6 +298,7 @@ def _fit_and_score(cfg: Config, run_dir: Path, progress: dict | None, device: st
         "best_epoch": checkpoint.best_epoch,
         "monitor": cfg.train.monitor,
         "train_seconds": round(train_seconds, 3),
+        "phases": checkpoint.phases,
         "images_per_second": round(len(data.x_train) * epochs_run / train_seconds, 1),
         "params": int(best.count_params()),
         "device": device,

@@ -8,29 +8,43 @@ import pytest
 from cnnlab.config import MODEL_SCHEMAS
 from cnnlab.models import BUILDERS, build_model
 
-# Parameter counts on MNIST (28x28x1, 10 classes) that the reference models are known by.
-MNIST_PARAMS = {
-    "mlp": 669_706,
-    "small_cnn": 104_202,
-    "deep_cnn": 936_426,
-    "lenet5": 61_706,
-    "strided_cnn": 327_242,  # Deotte's Kaggle kernel summary
+# Parameter counts the reference models are known by, on their reference input.
+REFERENCE = {
+    "mlp": ((28, 28, 1), 10, 669_706),
+    "small_cnn": ((28, 28, 1), 10, 104_202),
+    "deep_cnn": ((28, 28, 1), 10, 936_426),
+    "lenet5": ((28, 28, 1), 10, 61_706),
+    "strided_cnn": ((28, 28, 1), 10, 327_242),  # Deotte's Kaggle kernel summary
+    "alexnet_lite": ((32, 32, 3), 10, 1_465_930),
+    # Chollet, Deep Learning with Python 2nd ed. (ch. 8) and 1st ed. (5.3) model summaries.
+    "convnet": ((180, 180, 3), 2, 991_041),
+    "vgg16": ((150, 150, 3), 2, 16_812_353),
 }
+# The smallest inputs the tests use: the MNIST shape, or what each architecture needs.
+SMALL = {"alexnet_lite": (32, 32, 3), "convnet": (80, 80, 3), "vgg16": (32, 32, 3)}
 
 
-def default_cfg(name: str):
-    return MODEL_SCHEMAS[name](builder=name)
+def small_shape(name: str, channels: int | None = None) -> tuple[int, int, int]:
+    shape = SMALL.get(name, (28, 28, 1))
+    return shape if channels is None else (*shape[:2], channels)
 
 
-def test_every_builder_has_a_known_mnist_parameter_count():
-    assert set(MNIST_PARAMS) == set(BUILDERS)
+def default_cfg(name: str, **kwargs):
+    if name == "vgg16":
+        kwargs.setdefault("weights", "none")  # ImageNet weights would be downloaded
+    return MODEL_SCHEMAS[name](builder=name, **kwargs)
+
+
+def test_every_builder_has_a_reference_parameter_count():
+    assert set(REFERENCE) == set(BUILDERS)
 
 
 @pytest.mark.parametrize("name", sorted(BUILDERS))
-def test_mnist_parameter_count(name):
-    model = build_model(default_cfg(name), (28, 28, 1), 10)
-    assert model.count_params() == MNIST_PARAMS[name]
-    assert model.output_shape == (None, 10)
+def test_reference_parameter_count(name):
+    shape, classes, params = REFERENCE[name]
+    model = build_model(default_cfg(name), shape, classes)
+    assert model.count_params() == params
+    assert model.output_shape == (None, 1 if classes == 2 else classes)
 
 
 @pytest.mark.parametrize("name", sorted(BUILDERS))
@@ -41,9 +55,10 @@ def test_one_step_on_raw_pixels_gives_finite_loss(name):
     from cnnlab.train import compile_model
 
     keras.utils.set_random_seed(0)
-    model = build_model(default_cfg(name), (28, 28, 1), 10)
+    shape = small_shape(name)
+    model = build_model(default_cfg(name), shape, 10)
     compile_model(model, TrainConfig(), train_size=16)
-    x = np.random.default_rng(0).integers(0, 256, (16, 28, 28, 1), dtype=np.uint8)
+    x = np.random.default_rng(0).integers(0, 256, (16, *shape), dtype=np.uint8)
     y = np.arange(16) % 10
     loss = model.train_on_batch(x, y)
     assert np.isfinite(loss[0] if isinstance(loss, list) else loss)
@@ -53,9 +68,42 @@ def test_one_step_on_raw_pixels_gives_finite_loss(name):
 
 @pytest.mark.parametrize("name", sorted(BUILDERS))
 def test_colour_input_and_other_class_counts(name):
-    model = build_model(default_cfg(name), (32, 32, 3), 7)
-    assert model.input_shape == (None, 32, 32, 3)
+    shape = small_shape(name, channels=3)
+    model = build_model(default_cfg(name), (max(32, shape[0]), max(32, shape[1]), 3), 7)
+    assert model.input_shape == (None, max(32, shape[0]), max(32, shape[1]), 3)
     assert model.output_shape == (None, 7)
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_two_classes_train_one_sigmoid_unit_with_binary_loss(name):
+    import keras
+
+    from cnnlab.config import TrainConfig
+    from cnnlab.predict import class_probabilities
+    from cnnlab.train import compile_model
+
+    keras.utils.set_random_seed(0)
+    shape = small_shape(name)
+    model = build_model(default_cfg(name), shape, 2)
+    assert model.output_shape == (None, 1)
+    assert model.layers[-1].activation.__name__ == "sigmoid"
+    compile_model(model, TrainConfig(), train_size=16)
+    assert isinstance(model.loss, keras.losses.BinaryCrossentropy)
+    x = np.random.default_rng(0).integers(0, 256, (16, *shape), dtype=np.uint8)
+    y = np.arange(16) % 2
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert np.isfinite(logs["loss"]) and 0 <= logs["accuracy"] <= 1
+    probs = class_probabilities(model, x)
+    assert probs.shape == (16, 2)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(probs[:, 1], model.predict(x, verbose=0)[:, 0], rtol=1e-6)
+
+
+def test_too_small_input_is_a_config_error_naming_the_builder():
+    from cnnlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.builder convnet cannot take images of 32x32x3"):
+        build_model(default_cfg("convnet"), (32, 32, 3), 2)
 
 
 def test_configurable_widths_change_the_model():
@@ -90,15 +138,15 @@ AUGMENT_ALL = {
 def test_augmentation_acts_in_training_only_and_adds_no_parameters(name):
     import keras
 
-    plain = build_model(default_cfg(name), (28, 28, 1), 10)
-    cfg = MODEL_SCHEMAS[name](builder=name, augmentation=AUGMENT_ALL)
-    model = build_model(cfg, (28, 28, 1), 10)
+    shape = small_shape(name)
+    plain = build_model(default_cfg(name), shape, 10)
+    model = build_model(default_cfg(name, augmentation=AUGMENT_ALL), shape, 10)
     assert model.count_params() == plain.count_params()
     names = {layer.name for layer in model.layers}
     assert {"random_flip", "random_affine", "random_contrast"} <= names
     # The augmented tensor: after the last transform.
     probe = keras.Model(model.input, model.get_layer("random_contrast").output)
-    x = np.random.default_rng(1).integers(0, 256, (8, 28, 28, 1), dtype=np.uint8)
+    x = np.random.default_rng(1).integers(0, 256, (8, *shape), dtype=np.uint8)
     np.testing.assert_allclose(probe(x, training=False), x / 255, atol=1e-6)
     assert not np.allclose(probe(x, training=True), x / 255, atol=1e-3)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -11,7 +11,8 @@ import numpy as np
 class Dataset:
     """Images as uint8 (N, H, W, C) arrays (scaling happens inside the model) and int labels.
 
-    `y_test` is None when the test images carry no labels (a Kaggle test.csv).
+    `y_test` is None when the test images carry no labels (a Kaggle test.csv). `problems`
+    lists (path, reason) for input files left out (image folders with on_bad_file: skip).
     """
 
     x_train: np.ndarray
@@ -21,6 +22,7 @@ class Dataset:
     x_test: np.ndarray | None
     y_test: np.ndarray | None
     class_names: list[str]
+    problems: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -71,3 +73,21 @@ def split_validation(
         x, y, test_size=n_val, random_state=seed, stratify=stratify
     )
     return x_train, y_train, x_val, y_val
+
+
+def adapt_images(x: np.ndarray, resize: tuple[int, int] | None, to_rgb: bool) -> np.ndarray:
+    """Resize (bilinear) and/or repeat a single channel to three, keeping uint8 pixels.
+
+    The loaders' `resize` and `to_rgb` options, applied the same way to CSVs at predict time.
+    """
+    if to_rgb:
+        x = np.repeat(x, 3, axis=-1)
+    if resize is not None and tuple(resize) != x.shape[1:3]:
+        import tensorflow as tf
+
+        out = np.empty((len(x), *resize, x.shape[-1]), np.uint8)
+        for start in range(0, len(x), 4096):  # bounded float32 memory
+            part = tf.image.resize(x[start : start + 4096], resize, method="bilinear")
+            out[start : start + 4096] = np.clip(np.round(part.numpy()), 0, 255)
+        x = out
+    return x

@@ -5,7 +5,14 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from cnnlab.config import DeepCnnModel, Lenet5Model, SmallCnnModel, StridedCnnModel
+from cnnlab.config import (
+    AlexnetLiteModel,
+    ConvnetModel,
+    DeepCnnModel,
+    Lenet5Model,
+    SmallCnnModel,
+    StridedCnnModel,
+)
 from cnnlab.models.common import classifier, image_input
 
 
@@ -88,3 +95,48 @@ def strided_cnn(
     x = layers.Flatten()(x)
     x = layers.Dropout(cfg.dropout)(x)
     return keras.Model(inputs, classifier(x, num_classes), name="strided_cnn")
+
+
+def alexnet_lite(
+    cfg: AlexnetLiteModel, input_shape: tuple[int, ...], num_classes: int
+) -> keras.Model:
+    """A small AlexNet for CIFAR-sized images: conv-pool ×3, two dense layers with dropout.
+
+    With the defaults on 32x32x3: conv64(5x5)-pool-conv128(5x5)-pool-conv256(3x3)-pool, all
+    'same' convs and 3x3 stride-2 max pooling (32 → 15 → 7 → 3), then dense 384-192 with
+    dropout 0.5: 1,466,634 parameters for 10 classes.
+    """
+    inputs, x = image_input(input_shape, cfg.augmentation)
+    for filters, size in zip(cfg.filters, cfg.kernel_sizes, strict=True):
+        x = layers.Conv2D(filters, size, padding="same", use_bias=not cfg.batch_norm)(x)
+        if cfg.batch_norm:
+            x = layers.BatchNormalization()(x)
+        x = layers.Activation("relu")(x)
+        if min(x.shape[1:3]) >= 3:  # overlapping pooling, as in AlexNet
+            x = layers.MaxPooling2D(3, strides=2)(x)
+    x = layers.Flatten()(x)
+    for units in cfg.dense_units:
+        x = layers.Dense(units, activation="relu")(x)
+        if cfg.dropout:
+            x = layers.Dropout(cfg.dropout)(x)
+    return keras.Model(inputs, classifier(x, num_classes), name="alexnet_lite")
+
+
+def convnet(cfg: ConvnetModel, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    """Chollet's cats-vs-dogs convnet (Deep Learning with Python, 2nd ed., ch. 8).
+
+    A 3x3 ReLU conv per entry of `filters`, 2x2 max pooling after each but the last, flatten,
+    optional dropout and dense layers, then the classifier. With the defaults on 180x180x3
+    and two classes: 991,041 parameters.
+    """
+    inputs, x = image_input(input_shape, cfg.augmentation)
+    for i, filters in enumerate(cfg.filters):
+        if i and min(x.shape[1:3]) >= 2:
+            x = layers.MaxPooling2D(2)(x)
+        x = layers.Conv2D(filters, 3, activation="relu")(x)
+    x = layers.Flatten()(x)
+    if cfg.dropout:
+        x = layers.Dropout(cfg.dropout)(x)
+    for units in cfg.dense_units:
+        x = layers.Dense(units, activation="relu")(x)
+    return keras.Model(inputs, classifier(x, num_classes), name="convnet")

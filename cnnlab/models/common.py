@@ -56,5 +56,17 @@ def image_input(
 
 
 def classifier(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
-    """Class probabilities, kept float32 so a mixed-precision model still gives exact softmax."""
+    """Class probabilities, kept float32 so a mixed-precision model still gives exact softmax.
+
+    Two classes get one sigmoid unit (the probability of class 1) and are trained with binary
+    cross-entropy; more get a softmax over `num_classes` units.
+    """
+    if num_classes == 2:
+        return layers.Dense(1, activation="sigmoid", dtype="float32", name="predictions")(x)
     return layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+
+
+def output_classes(model: keras.Model) -> int:
+    """How many classes a model built by `classifier` tells apart (2 for one sigmoid unit)."""
+    units = int(model.output_shape[-1])
+    return 2 if units == 1 else units

@@ -91,3 +91,33 @@ class RandomAffine(keras.layers.Layer):
             "fill_mode": self.fill_mode,
             "seed": self.seed,
         }
+
+
+@keras.saving.register_keras_serializable(package="cnnlab")
+class ImageNetPreprocess(keras.layers.Layer):
+    """[0, 1]-scaled RGB images in the form an ImageNet base was trained on.
+
+    `mode` is the base's `keras.applications.*.preprocess_input` mode: "caffe" (VGG16,
+    ResNet50: RGB → BGR, minus the ImageNet channel means, 0-255 range), "tf" (-1 to 1) or
+    "torch" (ImageNet mean and standard deviation). A layer rather than a Lambda so that a
+    saved model loads in Keras' safe mode.
+    """
+
+    def __init__(self, mode: str = "caffe", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in ("caffe", "tf", "torch"):
+            raise ValueError(f"mode must be caffe, tf or torch; received: mode={mode!r}")
+        self.mode = mode
+
+    def call(self, images):
+        from keras.applications import imagenet_utils
+
+        return imagenet_utils.preprocess_input(
+            images * 255.0, data_format="channels_last", mode=self.mode
+        )
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
