@@ -1,0 +1,200 @@
+"""VGG16 feature extraction, cached features and phased fine-tuning, on tiny real runs."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cnnlab.config import load_config
+from cnnlab.errors import ConfigError
+from cnnlab.runs import load_run_model
+from cnnlab.train import train
+
+from .conftest import CONFIGS, ROOT
+from .images import write_cifar10
+
+HEAD = 16  # dense units of the test head
+
+
+@pytest.fixture(scope="module")
+def cifar(tmp_path_factory, mnist_arrays) -> Path:
+    return write_cifar10(
+        tmp_path_factory.mktemp("cifar") / "cifar-10-python.tar.gz", mnist_arrays, per_batch=16
+    )
+
+
+@pytest.fixture(scope="module")
+def vgg_weights(tmp_path_factory) -> Path:
+    """A VGG16 base's weights saved to a file, standing in for the ImageNet download."""
+    import keras
+
+    keras.utils.set_random_seed(7)
+    base = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
+    path = tmp_path_factory.mktemp("weights") / "vgg16_notop.weights.h5"
+    base.save_weights(path)
+    return path
+
+
+def vgg_config(tmp_path: Path, cifar: Path, weights: Path, phases: str, extra: str = ""):
+    path = tmp_path / "vgg.yaml"
+    path.write_text(
+        f"data: {{loader: cifar10, path: {cifar}}}\n"
+        f"model: {{builder: vgg16, weights: {weights}, dense_units: [{HEAD}]{extra}}}\n"
+        f"train:\n  batch_size: 16\n  verbose: 0\n  optimizer: rmsprop\n  phases: {phases}\n"
+        f"output_dir: {tmp_path / 'out'}\n"
+    )
+    return load_config(path)
+
+
+def base_weights(model) -> list[tuple[str, list[np.ndarray]]]:
+    from cnnlab.models.transfer import find_base
+
+    return [(layer.name, layer.get_weights()) for layer in find_base(model).layers]
+
+
+def start_weights(path: Path) -> list[list[np.ndarray]]:
+    import keras
+
+    start = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
+    start.load_weights(path)
+    return [layer.get_weights() for layer in start.layers]
+
+
+def test_second_phase_trains_only_the_unfrozen_layers(tmp_path, cifar, vgg_weights):
+    phases = "[{epochs: 1, learning_rate: 1e-3}, {epochs: 2, unfreeze: 4, learning_rate: 1e-4}]"
+    cfg = vgg_config(tmp_path, cifar, vgg_weights, phases)
+    run_dir = train(cfg)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    head_params = (512 * HEAD + HEAD) + (HEAD * 10 + 10)
+    block5 = 3 * (3 * 3 * 512 * 512 + 512)
+    first, second = metrics["phases"]
+    assert (first["trainable_params"], second["trainable_params"]) == (
+        head_params,
+        head_params + block5,
+    )
+    assert (first["epochs_run"], second["epochs_run"], second["first_epoch"]) == (1, 2, 2)
+    history = pd.read_csv(run_dir / "history.csv")
+    assert history["phase"].tolist() == [1, 2, 2] and history["epoch"].tolist() == [0, 1, 2]
+
+    before = start_weights(vgg_weights)
+    after = base_weights(load_run_model(run_dir))
+    for (name, weights), old in zip(after, before, strict=True):
+        same = all(np.array_equal(a, b) for a, b in zip(weights, old, strict=True))
+        # block5 (conv1-3 and its pool) trained in phase 2; everything below stayed frozen.
+        assert same == (not name.startswith("block5_conv")), name
+
+    # The saved model takes raw uint8 images and gives the scores metrics.json reports.
+    from cnnlab.data import load_dataset
+
+    data = load_dataset(cfg.data, cfg.seed)
+    model = load_run_model(run_dir)
+    probs = model.predict(data.x_test, verbose=0)
+    assert probs.shape == (len(data.x_test), 10)
+    accuracy = float((probs.argmax(axis=1) == data.y_test).mean())
+    assert accuracy == pytest.approx(metrics["test"]["accuracy"], abs=1e-6)
+
+
+def test_cached_features_train_the_head_and_save_a_full_model(tmp_path, cifar, vgg_weights):
+    phases = "[{epochs: 3, learning_rate: 1e-3}]"
+    cfg = vgg_config(tmp_path, cifar, vgg_weights, phases, extra=", cache_features: true")
+    run_dir = train(cfg)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["phases"][0]["trainable_params"] == (512 * HEAD + HEAD) + (HEAD * 10 + 10)
+    model = load_run_model(run_dir)
+    assert model.input_shape == (None, 32, 32, 3)  # raw images in, not features
+    from cnnlab.data import load_dataset
+
+    data = load_dataset(cfg.data, cfg.seed)
+    accuracy = float((model.predict(data.x_val, verbose=0).argmax(axis=1) == data.y_val).mean())
+    assert accuracy == pytest.approx(metrics["val"]["accuracy"], abs=1e-6)
+    # The base kept the weights it was given.
+    for (_, weights), old in zip(base_weights(model), start_weights(vgg_weights), strict=True):
+        for a, b in zip(weights, old, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_vgg16_refuses_images_it_cannot_take(tmp_path):
+    path = tmp_path / "v.yaml"
+    path.write_text("data: {loader: mnist}\nmodel: {builder: vgg16, weights: none}\n")
+    with pytest.raises(ConfigError, match="set data.resize: \\[32, 32\\] .* and data.to_rgb"):
+        load_config(path)
+    cfg = load_config(path, ["data.resize=[32, 32]", "data.to_rgb=true"])
+    assert cfg.data.input_shape == (32, 32, 3)
+
+
+def test_cache_features_needs_a_frozen_base_and_no_augmentation(tmp_path, cifar):
+    path = tmp_path / "v.yaml"
+    path.write_text(
+        f"data: {{loader: cifar10, path: {cifar}}}\n"
+        "model: {builder: vgg16, weights: none, cache_features: true}\n"
+        "train: {phases: [{epochs: 1}, {epochs: 1, unfreeze: 4}]}\n"
+    )
+    with pytest.raises(ConfigError, match=f"{path}:2: model.cache_features needs the base frozen"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="cannot be augmented"):
+        load_config(path, ["train.phases.1.unfreeze=0", "model.augmentation={flip: horizontal}"])
+
+
+def test_phases_inherit_train_keys_and_read_back_the_same(tmp_path):
+    from cnnlab.config import dump_config
+
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "data: {loader: mnist}\nmodel: {builder: small_cnn}\n"
+        "train:\n  optimizer: rmsprop\n  early_stopping: null\n"
+        "  phases: [{epochs: 2}, {epochs: 3, optimizer: sgd, momentum: 0.9}]\n"
+    )
+    cfg = load_config(path)
+    first, second = cfg.train.stages()
+    assert (first.name, first.optimizer, first.early_stopping) == ("phase1", "rmsprop", None)
+    assert (second.optimizer, second.momentum, second.epochs) == ("sgd", 0.9, 3)
+    assert cfg.train.total_epochs == 5
+    (tmp_path / "again.yaml").write_text(dump_config(cfg))
+    assert load_config(tmp_path / "again.yaml", [f"name={cfg.name}"]) == cfg
+
+
+def test_killed_phased_run_resumes_in_its_phase(tmp_path):
+    out = tmp_path / "out"
+    phases = "[{epochs: 2}, {epochs: 2, optimizer: sgd, learning_rate: 0.01}]"
+    args = [
+        str(CONFIGS / "mnist_small_cnn.yaml"),
+        "--set", "data.max_samples=3000", "--set", "train.batch_size=32",
+        "--set", "train.verbose=0", "--set", f"train.phases={phases}",
+        "--set", f"output_dir={out}",
+    ]  # fmt: skip
+    cmd = [sys.executable, "-m", "cnnlab", "train", *args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, progress = time.monotonic() + 240, None
+        while time.monotonic() < deadline and proc.poll() is None:
+            found = list(out.glob("*/.resume/progress.json"))
+            if found and json.loads(found[0].read_text())["epoch"] >= 2:
+                progress = json.loads(found[0].read_text())
+                break
+            time.sleep(0.05)
+        assert progress is not None, "training never finished its second epoch"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    (run_dir,) = out.iterdir()
+    resumed = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "train", *args, "--resume", str(run_dir)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    history = pd.read_csv(run_dir / "history.csv")
+    assert history["epoch"].tolist() == [0, 1, 2, 3]
+    assert history["phase"].tolist() == [1, 1, 2, 2]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert [p["epochs_run"] for p in metrics["phases"]] == [2, 2]
+    assert [p["optimizer"] for p in metrics["phases"]] == ["adam", "sgd"]
+    assert metrics["resumed"] and metrics["test"]["accuracy"] > 0.8
