@@ -218,10 +218,17 @@ def reads_kaggle_csv(path: Path) -> bool:
 
 
 def load_shipped(path: Path, kaggle_dir: Path) -> Config:
-    """A shipped config; Kaggle ones point at files `cnnlab data mnist-to-kaggle` makes, so use
-    the test copies."""
-    overrides = [f"data.train={kaggle_dir / 'train.csv'}", f"data.test={kaggle_dir / 'test.csv'}"]
-    return load_config(path, overrides if reads_kaggle_csv(path) else [])
+    """A shipped config; Kaggle ones point at files `cnnlab data mnist-to-kaggle` makes and
+    image-folder ones at a folder users make, so point them at test copies."""
+    loader = yaml.safe_load(path.read_text())["data"]["loader"]
+    overrides = {
+        "kaggle_csv": [
+            f"data.train={kaggle_dir / 'train.csv'}",
+            f"data.test={kaggle_dir / 'test.csv'}",
+        ],
+        "image_dir": [f"data.root={kaggle_dir}"],
+    }
+    return load_config(path, overrides.get(loader, []))
 
 
 def test_every_shipped_config_validates(kaggle_dir):

@@ -198,3 +198,38 @@ def test_killed_phased_run_resumes_in_its_phase(tmp_path):
     assert [p["epochs_run"] for p in metrics["phases"]] == [2, 2]
     assert [p["optimizer"] for p in metrics["phases"]] == ["adam", "sgd"]
     assert metrics["resumed"] and metrics["test"]["accuracy"] > 0.8
+
+
+COLOUR_CONFIGS = [
+    "cifar10_alexnet_lite", "cifar10_deep_cnn", "catsdogs_convnet", "catsdogs_convnet_aug",
+    "catsdogs_vgg16_features", "catsdogs_vgg16_finetune",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", COLOUR_CONFIGS)
+def test_shipped_colour_config_trains_on_tiny_data(
+    name, tmp_path, cifar, vgg_weights, mnist_arrays, cli
+):
+    from .images import write_split_folders
+
+    config = CONFIGS / f"{name}.yaml"
+    cfg = load_config(config, [f"data.root={tmp_path}"] if name.startswith("catsdogs") else [])
+    overrides = ["output_dir=" + str(tmp_path / "out"), "train.verbose=0", "train.epochs=1"]
+    if cfg.data.loader == "cifar10":
+        overrides.append(f"data.path={cifar}")
+    else:
+        root = write_split_folders(tmp_path / "cd", mnist_arrays, counts=(8, 4, 4), size=90)
+        overrides += [f"data.root={root}", "data.image_size=[80, 80]"]
+    if cfg.model.builder == "vgg16":
+        overrides.append(f"model.weights={vgg_weights}")
+    for i in range(len(cfg.train.phases or [])):
+        overrides.append(f"train.phases.{i}.epochs=1")
+    result = cli("train", config, *[a for o in overrides for a in ("--set", o)])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (tmp_path / "out").iterdir()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    # One epoch per phase, each phase recorded, and a model of the data's classes saved.
+    assert metrics["epochs_run"] == len(metrics["phases"]) == len(cfg.train.stages())
+    assert [p["name"] for p in metrics["phases"]] == [p.name for p in cfg.train.stages()]
+    model = load_run_model(run_dir)
+    assert model.output_shape == ((None, 10) if cfg.data.loader == "cifar10" else (None, 1))
