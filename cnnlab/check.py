@@ -29,6 +29,8 @@ def count_flops(model: keras.Model) -> int:
             flops += 2 * h * w * c_out * kh * kw * c_in
         elif isinstance(layer, keras.layers.Dense):
             flops += 2 * layer.input.shape[-1] * layer.units
+        elif isinstance(layer, keras.Model):  # a nested base such as VGG16's
+            flops += count_flops(layer)
     return int(flops)
 
 

@@ -232,3 +232,13 @@ def test_random_affine_is_one_resampling_in_training_only():
     diffs = np.abs(moved - x).reshape(16, -1).mean(axis=1)
     assert (diffs > 0).all() and len(np.unique(diffs.round(6))) > 1
     assert RandomAffine.from_config(layer.get_config()).get_config() == layer.get_config()
+
+
+def test_flops_count_the_nested_base():
+    from cnnlab.check import count_flops
+
+    # VGG16's convolutions at 224x224: 15.35 G multiply-adds (Simonyan & Zisserman's 15.5 G
+    # includes the dense top this model leaves out).
+    model = build_model(default_cfg("vgg16", dense_units=[]), (224, 224, 3), 10)
+    head = 2 * 7 * 7 * 512 * 10
+    assert count_flops(model) == 2 * 15_346_630_656 + head
