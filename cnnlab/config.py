@@ -452,6 +452,10 @@ class TrainConfig(_Optimization):
     # XLA compilation of the training step. auto: Keras' choice, on for GPUs, off on CPU-only
     # machines (where it is several times slower).
     jit_compile: Literal["auto"] | bool = "auto"
+    # Several devices with tf.distribute. auto: MirroredStrategy over all GPUs when there are
+    # two or more, else one device; mirrored: all GPUs (or logical CPU devices); none. The
+    # batch_size is global (split across replicas); the learning rate is not rescaled.
+    distribute: Literal["auto", "none", "mirrored"] = "auto"
     # Batches run per call into the compiled step; more cuts per-step Python overhead.
     steps_per_execution: Annotated[int, Field(ge=1)] = 1
     verbose: Literal[0, 1, 2] = 1  # Keras' fit verbosity: 1 is the progress bar

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 from pathlib import Path
@@ -20,6 +21,7 @@ from cnnlab.checkpoints import (
 from cnnlab.config import Config, PhaseConfig, TrainConfig
 from cnnlab.data import Dataset, load_dataset
 from cnnlab.data.image_dir import BAD_FILES, BadFilesError, describe_problems, write_problems
+from cnnlab.distribute import Placement, make_placement
 from cnnlab.environment import describe_device, dtype_policy, environment, resolve_precision
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import score
@@ -119,13 +121,19 @@ def _describe_data(data: Dataset) -> str:
     )
 
 
-def train(cfg: Config, resume: Path | None = None) -> Path:
+def train(
+    cfg: Config,
+    resume: Path | None = None,
+    callbacks: list[keras.callbacks.Callback] | None = None,
+) -> Path:
     """Run one experiment end to end, or continue an interrupted one.
 
     Args:
         cfg: a validated config (see cnnlab.config.load_config).
         resume: a run directory to continue from its last complete epoch; `cfg` must be the
             config it was started with (cnnlab.resume checks that).
+        callbacks: more Keras callbacks for every phase (cnnlab tune's pruning); epochs are
+            numbered across phases.
 
     Returns:
         The run directory, holding the files listed in cnnlab.runs and cnnlab.reports.
@@ -134,7 +142,7 @@ def train(cfg: Config, resume: Path | None = None) -> Path:
     runs.write_state(run_dir, "running")
     print(f"cnnlab: {'resuming' if resume else 'run directory'} {run_dir}", flush=True)
     try:
-        _run(cfg, run_dir, read_progress(run_dir) if resume else None)
+        _run(cfg, run_dir, read_progress(run_dir) if resume else None, callbacks or [])
     except KeyboardInterrupt:
         runs.write_state(run_dir, "interrupted", "stopped from the keyboard")
         raise
@@ -170,6 +178,7 @@ def _fit_phases(
     checkpoint: RunCheckpoint,
     progress: dict | None,
     best_weights,
+    extra_callbacks: list[keras.callbacks.Callback],
 ) -> None:
     """Fit each phase in turn, continuing a resumed run where its record says it stopped.
 
@@ -232,13 +241,19 @@ def _fit_phases(
             initial_epoch=epoch,
             validation_data=batches(x_val, data.y_val, train_cfg.batch_size),
             shuffle=False,  # the batches are shuffled already
-            callbacks=[*callbacks, checkpoint],  # the checkpoint last: it saves their state
+            # The checkpoint last: it saves the others' state.
+            callbacks=[*callbacks, *extra_callbacks, checkpoint],
             verbose=train_cfg.verbose,
         )
         epoch = len(checkpoint.history)
 
 
-def _run(cfg: Config, run_dir: Path, progress: dict | None) -> None:
+def _run(
+    cfg: Config,
+    run_dir: Path,
+    progress: dict | None,
+    callbacks: list[keras.callbacks.Callback],
+) -> None:
     keras.utils.set_random_seed(cfg.seed)
     if cfg.deterministic:
         import tensorflow as tf
@@ -247,13 +262,30 @@ def _run(cfg: Config, run_dir: Path, progress: dict | None) -> None:
     device = describe_device()
     precision, why = resolve_precision(cfg.train.precision)
     print(f"cnnlab: training on {device}, precision {precision} ({why})", flush=True)
-    with dtype_policy(precision):
+    placement = make_placement(cfg.train.distribute)
+    if placement.strategy is not None:
+        batch = cfg.train.batch_size
+        print(
+            f"cnnlab: {placement.name} over {placement.replicas} replicas "
+            f"({', '.join(placement.devices)}): batch_size {batch} is the global batch, "
+            f"{batch / placement.replicas:g} per replica; learning rate as configured",
+            flush=True,
+        )
+    scope = placement.strategy.scope() if placement.strategy else contextlib.nullcontext()
+    with dtype_policy(precision), scope:
         if progress is None:
             runs.write_json(run_dir / runs.ENVIRONMENT_FILE, environment(cfg.seed, device))
-        _fit_and_score(cfg, run_dir, progress, device)
+        _fit_and_score(cfg, run_dir, progress, device, placement, callbacks)
 
 
-def _fit_and_score(cfg: Config, run_dir: Path, progress: dict | None, device: str) -> None:
+def _fit_and_score(
+    cfg: Config,
+    run_dir: Path,
+    progress: dict | None,
+    device: str,
+    placement: Placement,
+    extra_callbacks: list[keras.callbacks.Callback],
+) -> None:
     data = _load_data(cfg, run_dir)
     print(f"cnnlab: {_describe_data(data)}", flush=True)
     phases = cfg.train.stages()
@@ -279,7 +311,7 @@ def _fit_and_score(cfg: Config, run_dir: Path, progress: dict | None, device: st
 
     checkpoint = RunCheckpoint(run_dir, cfg.train.monitor, progress)
     if not (progress and progress["fit_done"]):
-        _fit_phases(cfg, model, data, checkpoint, progress, best_weights)
+        _fit_phases(cfg, model, data, checkpoint, progress, best_weights, extra_callbacks)
     epochs_run = len(checkpoint.history)
     train_seconds = checkpoint.train_seconds
 
@@ -303,6 +335,7 @@ def _fit_and_score(cfg: Config, run_dir: Path, progress: dict | None, device: st
         "params": int(best.count_params()),
         "device": device,
         "precision": keras.mixed_precision.global_policy().name,
+        "distribute": placement.describe(cfg.train.batch_size),
         "jit_compile": bool(model.jit_compile),
         "resumed": progress is not None,
     }
