@@ -290,6 +290,41 @@ def summary(
 
 @app.command()
 @user_errors
+def tune(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML file: the base of every trial.")],
+    space: Annotated[
+        Path, typer.Option("--space", help="Search space YAML: config keys and distributions.")
+    ],
+    trials: Annotated[int, typer.Option(min=1, help="Trials this process runs.")] = 10,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Optuna RDB URL shared by every process of the study (default: SQLite "
+            "in the study folder)."
+        ),
+    ] = None,
+    study: Annotated[
+        str | None, typer.Option(help="Study name (default: <config name>-tune).")
+    ] = None,
+    overrides: Overrides = None,
+) -> None:
+    """Search hyperparameters with Optuna; each trial is a run in OUTPUT_DIR/<study>/."""
+    from cnnlab.tune import tune as run_study
+
+    result = run_study(config, space, trials, storage, study, overrides or [])
+    typer.echo(f"study {result['study']} ({result['storage']}); runs in {result['folder']}")
+    best = result["best"]
+    if best is None:
+        typer.echo("no trial has completed yet")
+        return
+    params = ", ".join(f"{k}={v}" for k, v in best["params"].items())
+    typer.echo(f"best trial #{best['number']}: {best['value']:.4f} with {params}")
+    typer.echo(f"best config: {best['config']} (run {best['run']})")
+    typer.echo(f"compare the trials: cnnlab compare {result['folder']}")
+
+
+@app.command()
+@user_errors
 def check(
     config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
     overrides: Overrides = None,

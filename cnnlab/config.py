@@ -633,6 +633,29 @@ def _apply_override(data: dict, item: str, lines: dict[Key, str]) -> None:
     lines[tuple(parts)] = source
 
 
+def read_yaml_mapping(path: Path, what: str, example: str) -> tuple[dict, dict[Key, str]]:
+    """A YAML file whose top level is a mapping, and where each key is defined ("file:line").
+
+    Raises:
+        ConfigError: a missing or unreadable file, invalid YAML, duplicate keys, or a top
+            level that is not a mapping (`example` shows the keys expected there).
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: {what} file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{source}: cannot read {what}: {e}") from None
+    lines: dict[Key, str] = {}
+    data = _parse_yaml(text, source, lines)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}:1: the top level must be a mapping ({example})")
+    return data, lines
+
+
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Read, override and validate an experiment config.
 
@@ -648,18 +671,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     """
     path = Path(path)
     source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{source}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{source}: cannot read config: {e}") from None
-    lines: dict[Key, str] = {}
-    data = _parse_yaml(text, source, lines)
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}:1: the top level must be a mapping (data:, model:, train:)")
+    data, lines = read_yaml_mapping(path, "config", "data:, model:, train:")
     for item in overrides:
         _apply_override(data, item, lines)
     data.setdefault("name", path.stem)
