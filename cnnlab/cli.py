@@ -358,6 +358,13 @@ def check(
     )
     precision, why = resolve_precision(cfg.train.precision)
     typer.echo(f"device: {describe_device()}, precision {precision} ({why})")
+    from cnnlab.distribute import make_placement
+
+    placed = make_placement(cfg.train.distribute).describe(cfg.train.batch_size)
+    typer.echo(
+        f"distribute: {placed['strategy']}, {placed['replicas']} replica(s), global batch "
+        f"{placed['global_batch_size']} ({placed['per_replica_batch_size']:g} per replica)"
+    )
     typer.echo(f"ok: `cnnlab train {config}` would start; runs go to {cfg.output_dir}")
 
 

@@ -133,7 +133,8 @@ def train(
         resume: a run directory to continue from its last complete epoch; `cfg` must be the
             config it was started with (cnnlab.resume checks that).
         callbacks: more Keras callbacks for every phase (cnnlab tune's pruning); epochs are
-            numbered across phases.
+            numbered across phases. One whose `stop_run` attribute is true after a phase
+            ends the training there (the run is then scored and completed as usual).
 
     Returns:
         The run directory, holding the files listed in cnnlab.runs and cnnlab.reports.
@@ -246,6 +247,8 @@ def _fit_phases(
             verbose=train_cfg.verbose,
         )
         epoch = len(checkpoint.history)
+        if any(getattr(cb, "stop_run", False) for cb in extra_callbacks):
+            break  # e.g. a pruned tuning trial: no later phases either
 
 
 def _run(

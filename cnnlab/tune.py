@@ -123,11 +123,18 @@ def trial_overrides(params: dict[str, Any], space: dict[str, dict[str, Any]]) ->
 
 
 class ReportToTrial(keras.callbacks.Callback):
-    """Reports the monitored value after every epoch; stops the run when the pruner says so."""
+    """Reports the monitored value after every epoch; stops the run when the pruner says so.
+
+    `stop_run` tells cnnlab.train to skip the later phases of a pruned trial as well.
+    """
 
     def __init__(self, trial, monitor: str):
         super().__init__()
         self.trial, self.monitor, self.pruned, self.epochs = trial, monitor, False, 0
+
+    @property
+    def stop_run(self) -> bool:
+        return self.pruned
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)

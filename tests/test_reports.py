@@ -175,6 +175,7 @@ def test_check_passes_on_a_good_config():
     from cnnlab.environment import resolve_precision
 
     assert "precision {} ({})".format(*resolve_precision("auto")) in result.output
+    assert "distribute: none, 1 replica(s), global batch 128 (128 per replica)" in result.output
     assert result.output.strip().splitlines()[-1].startswith("ok: `cnnlab train")
 
 

@@ -85,12 +85,13 @@ def test_tiny_study_makes_runs_a_best_config_and_a_compare_table(tmp_path, cli):
     assert table.exit_code == 0 and table.output.count("mnist_mlp-tune-t000") == 3
 
 
-def test_pruned_trials_stop_early(tmp_path):
+def test_pruned_trials_stop_early_and_skip_later_phases(tmp_path):
     from cnnlab.tune import tune
 
     space = write_space(tmp_path, "train.learning_rate: {log_uniform: [1e-4, 1e-2]}\n")
+    phases = "train.phases=[{epochs: 2}, {epochs: 2, optimizer: sgd}]"
     # val_accuracy is never above 2: every trial is pruned after its first epoch.
-    result = tune(CONFIG, space, 2, overrides=[*TINY, f"output_dir={tmp_path / 'out'}"],
+    result = tune(CONFIG, space, 2, overrides=[*TINY, phases, f"output_dir={tmp_path / 'out'}"],
                   pruner=optuna.pruners.ThresholdPruner(lower=2.0))  # fmt: skip
     assert result["best"] is None
     study = optuna.load_study(study_name=result["study"], storage=result["storage"])
