@@ -175,7 +175,10 @@ def test_check_passes_on_a_good_config():
     from cnnlab.environment import resolve_precision
 
     assert "precision {} ({})".format(*resolve_precision("auto")) in result.output
-    assert "distribute: none, 1 replica(s), global batch 128 (128 per replica)" in result.output
+    from cnnlab.distribute import make_placement
+
+    replicas = make_placement("auto").replicas  # 1 here; one per GPU on a multi-GPU machine
+    assert f"{replicas} replica(s), global batch 128 ({128 / replicas:g} per" in result.output
     assert result.output.strip().splitlines()[-1].startswith("ok: `cnnlab train")
 
 
