@@ -163,7 +163,7 @@ def test_phases_inherit_train_keys_and_read_back_the_same(tmp_path):
 
 def test_killed_phased_run_resumes_in_its_phase(tmp_path):
     out = tmp_path / "out"
-    phases = "[{epochs: 2}, {epochs: 2, optimizer: sgd, learning_rate: 0.01}]"
+    phases = "[{epochs: 1}, {epochs: 3, optimizer: sgd, learning_rate: 0.01}]"
     args = [
         str(CONFIGS / "mnist_small_cnn.yaml"),
         "--set", "data.max_samples=3000", "--set", "train.batch_size=32",
@@ -176,6 +176,7 @@ def test_killed_phased_run_resumes_in_its_phase(tmp_path):
         deadline, progress = time.monotonic() + 240, None
         while time.monotonic() < deadline and proc.poll() is None:
             found = list(out.glob("*/.resume/progress.json"))
+            # Epoch 2 is the first of phase 2: kill it with phase 2 under way.
             if found and json.loads(found[0].read_text())["epoch"] >= 2:
                 progress = json.loads(found[0].read_text())
                 break
@@ -185,6 +186,7 @@ def test_killed_phased_run_resumes_in_its_phase(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+    assert (progress["phase"], progress["phase_done"]) == (1, False)
     (run_dir,) = out.iterdir()
     resumed = subprocess.run(
         [sys.executable, "-m", "cnnlab", "train", *args, "--resume", str(run_dir)],
@@ -193,9 +195,9 @@ def test_killed_phased_run_resumes_in_its_phase(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     history = pd.read_csv(run_dir / "history.csv")
     assert history["epoch"].tolist() == [0, 1, 2, 3]
-    assert history["phase"].tolist() == [1, 1, 2, 2]
+    assert history["phase"].tolist() == [1, 2, 2, 2]
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert [p["epochs_run"] for p in metrics["phases"]] == [2, 2]
+    assert [p["epochs_run"] for p in metrics["phases"]] == [1, 3]
     assert [p["optimizer"] for p in metrics["phases"]] == ["adam", "sgd"]
     assert metrics["resumed"] and metrics["test"]["accuracy"] > 0.8
 
