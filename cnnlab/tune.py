@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -179,6 +180,10 @@ def tune(
     base = load_config(config, overrides)
     space = load_space(space_file, config, overrides)
     name = study_name or f"{base.name}-tune"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise ConfigError(
+            f"--study {name!r}: use letters, digits, '_', '.' and '-' (it names a folder)"
+        )
     folder = Path(base.output_dir) / name
     folder.mkdir(parents=True, exist_ok=True)
     url = storage or f"sqlite:///{folder / STUDY_DB}"

@@ -122,3 +122,10 @@ def test_two_processes_share_one_study(tmp_path):
     assert all(t.state in finished for t in study.trials)
     runs = [p for p in (out / "shared").iterdir() if (p / "metrics.json").is_file()]
     assert len(runs) == 4
+
+
+def test_study_name_must_be_a_folder_name(tmp_path, cli):
+    space = write_space(tmp_path)
+    result = cli("tune", CONFIG, "--space", space, "--study", "../elsewhere")
+    assert result.exit_code == 2
+    assert result.output.startswith("error: --study '../elsewhere': use letters, digits")
