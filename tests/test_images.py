@@ -125,6 +125,14 @@ def test_empty_class_folder_is_an_error_naming_it(tmp_path, mnist_arrays):
         load_dataset(image_dir_cfg(root), seed=0)
 
 
+def test_one_class_folder_is_not_a_classification_task(tmp_path, mnist_arrays):
+    root = write_class_folders(tmp_path / "one", mnist_arrays, 4, classes=("cats",))
+    with pytest.raises(DataError, match="only the class folder 'cats'; a classifier needs two"):
+        load_dataset(image_dir_cfg(root), seed=0)
+    with pytest.raises(DataError, match="no class folders"):
+        load_dataset(image_dir_cfg(root / "cats"), seed=0)
+
+
 def test_splits_need_the_same_classes(tmp_path, mnist_arrays):
     root = write_split_folders(tmp_path / "cd", mnist_arrays, counts=(4, 2, 2))
     shutil.rmtree(root / "test" / "dogs")

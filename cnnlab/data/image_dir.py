@@ -96,10 +96,11 @@ def scan_folder(root: Path) -> tuple[dict[str, list[tuple[Path, int]]], list[str
     else:
         split_dirs = {"train": root}
     classes = _class_folders(split_dirs["train"], problems)
-    if not classes:
+    if len(classes) < 2:
+        found = f"only the class folder '{classes[0]}'" if classes else "no class folders"
         raise DataError(
-            f"{split_dirs['train']}: no class folders; put each class's images in a sub-folder "
-            "named after it"
+            f"{split_dirs['train']}: {found}; a classifier needs two or more, each class's "
+            "images in a sub-folder named after it"
         )
     listed: dict[str, list[tuple[Path, int]]] = {}
     for split, folder in split_dirs.items():
