@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -266,6 +267,13 @@ def _run(
     precision, why = resolve_precision(cfg.train.precision)
     print(f"cnnlab: training on {device}, precision {precision} ({why})", flush=True)
     placement = make_placement(cfg.train.distribute)
+    if os.environ.get("TF_CONFIG"):
+        print(
+            "cnnlab: warning: TF_CONFIG is set, but cnnlab does not train across workers "
+            "(Keras 3's fit fails under MultiWorkerMirroredStrategy, keras-team/keras#20585); "
+            "this process trains on its own",
+            flush=True,
+        )
     if placement.strategy is not None:
         batch = cfg.train.batch_size
         print(

@@ -72,3 +72,10 @@ def test_one_device_by_default_on_a_cpu(tmp_path, cli, quick):
     (run_dir,) = out.iterdir()
     placed = json.loads((run_dir / "metrics.json").read_text())["distribute"]
     assert (placed["strategy"], placed["replicas"]) == ("none", 1)
+
+
+def test_tf_config_gets_a_warning_not_a_silent_single_worker_run(tmp_path, cli, quick, monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {}}')
+    result = cli("train", CONFIGS / "mnist_mlp.yaml", *quick(tmp_path / "out", 200, 1))
+    assert result.exit_code == 0, result.output
+    assert "warning: TF_CONFIG is set, but cnnlab does not train across workers" in result.output
