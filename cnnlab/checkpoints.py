@@ -141,7 +141,6 @@ class RunCheckpoint(keras.callbacks.Callback):
         run_dir: Path,
         monitor: str,
         progress: dict[str, Any] | None = None,
-        stateful: dict[str, keras.callbacks.Callback] | None = None,
     ):
         super().__init__()
         self.run_dir = run_dir
@@ -152,7 +151,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.history: list[dict] = progress.get("history", [])
         self.train_seconds: float = progress.get("train_seconds", 0.0)
         self.phases: list[dict[str, Any]] = progress.get("phases", [])
-        self.stateful = stateful or {}
+        self.stateful: dict[str, keras.callbacks.Callback] = {}
         self.phase_index, self.phase_start, self.last_phase = 0, 0, True
         self.target: keras.Model | None = None
         (run_dir / runs.RESUME_DIR).mkdir(exist_ok=True)
