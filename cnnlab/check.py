@@ -12,6 +12,7 @@ from cnnlab.config import Config
 from cnnlab.data import Dataset, load_dataset
 from cnnlab.errors import RunDirError
 from cnnlab.models import build_model
+from cnnlab.models.common import trainable_parameters
 
 
 def count_flops(model: keras.Model) -> int:
@@ -35,7 +36,7 @@ def count_flops(model: keras.Model) -> int:
 
 
 def parameter_counts(model: keras.Model) -> dict[str, int]:
-    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    trainable = trainable_parameters(model)
     total = int(model.count_params())
     return {"total": total, "trainable": trainable, "non_trainable": total - trainable}
 

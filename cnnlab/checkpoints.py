@@ -28,6 +28,7 @@ import keras
 
 from cnnlab import runs
 from cnnlab.errors import CnnlabError, RunDirError
+from cnnlab.models.common import trainable_parameters
 
 
 def _improved(value: float, best: float | None, monitor: str) -> bool:
@@ -177,34 +178,31 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.stateful, self.target = stateful, target
         if len(self.phases) <= index:
             self.phases.append(
-                {
-                    "name": phase.name,
-                    "unfreeze": phase.unfreeze,
-                    "optimizer": phase.optimizer,
-                    "learning_rate": phase.learning_rate,
-                    "first_epoch": start_epoch + 1,
-                    "epochs_run": 0,
-                    "best_epoch": None,
-                    f"best_{self.monitor}": None,
-                    "train_seconds": 0.0,
-                }
+                self._phase_record(
+                    phase.name,
+                    start_epoch,
+                    unfreeze=phase.unfreeze,
+                    optimizer=phase.optimizer,
+                    learning_rate=phase.learning_rate,
+                )
             )
+
+    def _phase_record(self, name: str, start_epoch: int, **settings) -> dict[str, Any]:
+        """A phase's entry in metrics.json, before its first epoch."""
+        return {
+            "name": name,
+            **settings,
+            "first_epoch": start_epoch + 1,
+            "epochs_run": 0,
+            "best_epoch": None,
+            f"best_{self.monitor}": None,
+            "train_seconds": 0.0,
+        }
 
     def on_train_begin(self, logs=None):
         if not self.phases:  # used without begin_phase: one phase
-            self.phases.append(
-                {
-                    "name": "phase1",
-                    "first_epoch": 1,
-                    "epochs_run": 0,
-                    "best_epoch": None,
-                    f"best_{self.monitor}": None,
-                    "train_seconds": 0.0,
-                }
-            )
-        self.phases[self.phase_index]["trainable_params"] = sum(
-            int(math.prod(w.shape)) for w in self.model.trainable_weights
-        )
+            self.phases.append(self._phase_record("phase1", 0))
+        self.phases[self.phase_index]["trainable_params"] = trainable_parameters(self.model)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._started = time.perf_counter()
@@ -226,10 +224,9 @@ class RunCheckpoint(keras.callbacks.Callback):
         phase["train_seconds"] = round(phase["train_seconds"] + seconds, 3)
         target = self.target or self.model
         value = logs.get(self.monitor)
-        if value is not None and math.isfinite(float(value)):
-            key = f"best_{self.monitor}"
-            if _improved(float(value), phase[key], self.monitor):
-                phase[key], phase["best_epoch"] = float(value), epoch + 1
+        key = f"best_{self.monitor}"
+        if value is not None and _improved(float(value), phase[key], self.monitor):
+            phase[key], phase["best_epoch"] = float(value), epoch + 1
         if value is not None and _improved(float(value), self.best, self.monitor):
             self.best, self.best_epoch = float(value), epoch + 1
             save_model(target, self.run_dir / runs.BEST_MODEL)

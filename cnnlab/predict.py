@@ -41,8 +41,7 @@ def read_csv_for(model: keras.Model, data_cfg, csv: Path, require_label: bool):
         num_classes=output_classes(model),
         require_label=require_label,
     )
-    x = adapt_images(x, getattr(data_cfg, "resize", None), getattr(data_cfg, "to_rgb", False))
-    return x, y
+    return adapt_images(x, data_cfg), y
 
 
 def load_members(run_dirs: list[Path]) -> list[keras.Model]:

@@ -27,7 +27,7 @@ from cnnlab.environment import describe_device, dtype_policy, environment, resol
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import score
 from cnnlab.models import build_model
-from cnnlab.models.common import output_classes
+from cnnlab.models.common import output_classes, trainable_parameters
 from cnnlab.models.transfer import set_trainable, split_at_features
 from cnnlab.predict import PREDICT_BATCH_SIZE, predict_labels, write_submission
 
@@ -230,10 +230,9 @@ def _fit_phases(
         checkpoint.begin_phase(
             index, phase, start, stateful, target=model, last=index == len(phases) - 1
         )
-        trainable = sum(int(math.prod(w.shape)) for w in fit_model.trainable_weights)
         print(
             f"cnnlab: {phase.name}: epochs {start + 1}-{start + phase.epochs}, {phase.optimizer} "
-            f"{phase.learning_rate:g}, {trainable:,} trainable parameters",
+            f"{phase.learning_rate:g}, {trainable_parameters(fit_model):,} trainable parameters",
             flush=True,
         )
         fit_model.fit(
@@ -275,11 +274,12 @@ def _run(
             flush=True,
         )
     if placement.strategy is not None:
-        batch = cfg.train.batch_size
+        placed = placement.describe(cfg.train.batch_size)
         print(
             f"cnnlab: {placement.name} over {placement.replicas} replicas "
-            f"({', '.join(placement.devices)}): batch_size {batch} is the global batch, "
-            f"{batch / placement.replicas:g} per replica; learning rate as configured",
+            f"({', '.join(placement.devices)}): batch_size {placed['global_batch_size']} is the "
+            f"global batch, {placed['per_replica_batch_size']:g} per replica; learning rate as "
+            "configured",
             flush=True,
         )
     scope = placement.strategy.scope() if placement.strategy else contextlib.nullcontext()

@@ -22,12 +22,10 @@ LOADERS = {
 def load_dataset(data_cfg, seed: int) -> Dataset:
     """Load the dataset a config's `data` block describes, resized/converted as it asks."""
     data = LOADERS[data_cfg.loader](data_cfg, seed)
-    resize, to_rgb = getattr(data_cfg, "resize", None), getattr(data_cfg, "to_rgb", False)
-    if resize is not None or to_rgb:
-        for split in ("train", "val", "test"):
-            x = getattr(data, f"x_{split}")
-            if x is not None:
-                setattr(data, f"x_{split}", adapt_images(x, resize, to_rgb))
+    for split in ("train", "val", "test"):
+        x = getattr(data, f"x_{split}")
+        if x is not None:
+            setattr(data, f"x_{split}", adapt_images(x, data_cfg))
     return data
 
 

@@ -75,11 +75,14 @@ def split_validation(
     return x_train, y_train, x_val, y_val
 
 
-def adapt_images(x: np.ndarray, resize: tuple[int, int] | None, to_rgb: bool) -> np.ndarray:
-    """Resize (bilinear) and/or repeat a single channel to three, keeping uint8 pixels.
+def adapt_images(x: np.ndarray, data_cfg) -> np.ndarray:
+    """Images as a data config's `resize` (bilinear) and `to_rgb` options ask, still uint8.
 
-    The loaders' `resize` and `to_rgb` options, applied the same way to CSVs at predict time.
+    Applied to every split a loader returns and, the same way, to CSVs at predict time;
+    configs without those options (image_dir) leave the images as they are.
     """
+    resize = getattr(data_cfg, "resize", None)
+    to_rgb = getattr(data_cfg, "to_rgb", False)
     if to_rgb:
         x = np.repeat(x, 3, axis=-1)
     if resize is not None and tuple(resize) != x.shape[1:3]:

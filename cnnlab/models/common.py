@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import layers
 
@@ -70,3 +72,8 @@ def output_classes(model: keras.Model) -> int:
     """How many classes a model built by `classifier` tells apart (2 for one sigmoid unit)."""
     units = int(model.output_shape[-1])
     return 2 if units == 1 else units
+
+
+def trainable_parameters(model: keras.Model) -> int:
+    """How many weights training updates (frozen layers and BatchNorm statistics excluded)."""
+    return sum(int(math.prod(w.shape)) for w in model.trainable_weights)
