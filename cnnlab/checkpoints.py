@@ -27,6 +27,7 @@ from typing import Any
 import keras
 
 from cnnlab import runs
+from cnnlab.atomic import atomic_path, atomic_write, write_json
 from cnnlab.errors import CnnlabError, RunDirError
 from cnnlab.models.common import trainable_parameters
 
@@ -40,7 +41,7 @@ def _improved(value: float, best: float | None, monitor: str) -> bool:
 
 
 def save_model(model: keras.Model, path: Path) -> None:
-    with runs.atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         model.save(tmp)
 
 
@@ -242,7 +243,7 @@ class RunCheckpoint(keras.callbacks.Callback):
     def _write_history(self) -> None:
         import pandas as pd
 
-        runs.atomic_write(
+        atomic_write(
             self.run_dir / runs.HISTORY_FILE, pd.DataFrame(self.history).to_csv(index=False)
         )
 
@@ -265,7 +266,7 @@ class RunCheckpoint(keras.callbacks.Callback):
             "phases": self.phases,
             "history": self.history,
         }
-        runs.write_json(folder / runs.PROGRESS_FILE, record)
+        write_json(folder / runs.PROGRESS_FILE, record)
         for old in folder.glob("epoch-*.keras"):
             if old.name != model_file:
                 old.unlink(missing_ok=True)

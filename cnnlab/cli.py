@@ -252,9 +252,9 @@ def compare(
     markdown: Annotated[Path | None, typer.Option(help="Also write it as Markdown.")] = None,
 ) -> None:
     """Compare runs: dataset, builder, parameters, accuracy, time; unfinished runs included."""
+    from cnnlab.atomic import atomic_write
     from cnnlab.compare import compare as compare_runs
     from cnnlab.compare import print_table, to_markdown
-    from cnnlab.runs import atomic_write
 
     frame = compare_runs(paths or [Path("outputs")], sort, ascending)
     print_table(frame)

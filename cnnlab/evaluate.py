@@ -8,10 +8,11 @@ import keras
 import numpy as np
 
 from cnnlab import reports
+from cnnlab.atomic import write_json
 from cnnlab.data import load_dataset
 from cnnlab.errors import RunDirError
 from cnnlab.predict import load_members, member_probabilities, read_csv_for
-from cnnlab.runs import load_run_model, open_run, write_json
+from cnnlab.runs import load_run_model, open_run
 
 EVAL_BATCH_SIZE = 512
 

@@ -8,11 +8,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from cnnlab.atomic import atomic_path
 from cnnlab.data.dataset import adapt_images
 from cnnlab.data.kaggle_csv import read_digits_csv
 from cnnlab.errors import RunDirError
 from cnnlab.models.common import output_classes
-from cnnlab.runs import atomic_path, load_run_model, open_run
+from cnnlab.runs import load_run_model, open_run
 
 PREDICT_BATCH_SIZE = 512
 ENSEMBLE_SUBMISSION = Path("submission-ensemble.csv")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab import runs
+from cnnlab.atomic import atomic_path, atomic_write
 
 CURVES = "curves.png"
 CONFUSION = "confusion_matrix.png"
@@ -33,7 +34,7 @@ def _pyplot():
 
 def _save(fig, path: Path) -> None:
     plt = _pyplot()
-    with runs.atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
 
@@ -88,7 +89,7 @@ def write_class_report(
     text = classification_report(
         y_true, y_pred, labels=labels, target_names=class_names, digits=4, zero_division=0
     )
-    runs.atomic_write(run_dir / CLASS_REPORT, f"Per-class results on the {split} set\n\n{text}")
+    atomic_write(run_dir / CLASS_REPORT, f"Per-class results on the {split} set\n\n{text}")
     report = classification_report(
         y_true, y_pred, labels=labels, target_names=class_names, output_dict=True, zero_division=0
     )
@@ -102,7 +103,7 @@ def write_class_report(
         }
         for name in class_names
     ]
-    runs.atomic_write(
+    atomic_write(
         run_dir / PER_CLASS, pd.DataFrame(rows, columns=PER_CLASS_COLUMNS).to_csv(index=False)
     )
 
@@ -267,5 +268,5 @@ img {{ max-width: 100%; }}
 {body}
 </body></html>
 """
-    runs.atomic_write(run_dir / REPORT, page)
+    atomic_write(run_dir / REPORT, page)
     return run_dir / REPORT

@@ -18,13 +18,11 @@ from __future__ import annotations
 import json
 import os
 import socket
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cnnlab.atomic import atomic_write, write_json
 from cnnlab.config import Config, dump_config, load_config
 from cnnlab.errors import CnnlabError, RunDirError
 
@@ -60,33 +58,6 @@ def new_run_dir(cfg: Config, now: datetime | None = None) -> Path:
         atomic_write(run_dir / CONFIG_FILE, dump_config(cfg))
         return run_dir
     raise RunDirError(f"output_dir {root}: too many runs named {cfg.name}-{stamp}")
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success rename it over `path`, else delete it.
-
-    Readers never see half a file, and a crash or full disk keeps the previous version.
-    """
-    # Keep the suffix: Keras only saves to names ending in .keras.
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent
-    )
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
-def atomic_write(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
-def write_json(path: Path, obj: Any) -> None:
-    atomic_write(path, json.dumps(obj, indent=2) + "\n")
 
 
 def open_run(run_dir: str | Path) -> tuple[Path, Config]:

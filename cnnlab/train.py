@@ -11,6 +11,7 @@ from pathlib import Path
 import keras
 
 from cnnlab import reports, runs
+from cnnlab.atomic import atomic_write, write_json
 from cnnlab.checkpoints import (
     ResumableEarlyStopping,
     ResumableReduceLROnPlateau,
@@ -285,7 +286,7 @@ def _run(
     scope = placement.strategy.scope() if placement.strategy else contextlib.nullcontext()
     with dtype_policy(precision), scope:
         if progress is None:
-            runs.write_json(run_dir / runs.ENVIRONMENT_FILE, environment(cfg.seed, device))
+            write_json(run_dir / runs.ENVIRONMENT_FILE, environment(cfg.seed, device))
         _fit_and_score(cfg, run_dir, progress, device, placement, callbacks)
 
 
@@ -306,7 +307,7 @@ def _fit_and_score(
         set_trainable(model, phases[0].unfreeze)
         lines: list[str] = []
         model.summary(print_fn=lambda text, **_: lines.append(text))
-        runs.atomic_write(run_dir / runs.SUMMARY_FILE, "\n".join(lines) + "\n")
+        atomic_write(run_dir / runs.SUMMARY_FILE, "\n".join(lines) + "\n")
     else:
         # Weights, optimizer state (and so the learning-rate schedule's step) of the last
         # complete epoch; early stopping's best weights are those of model.keras.
@@ -353,7 +354,7 @@ def _fit_and_score(
     if data.x_test is not None and data.y_test is None:
         write_submission(predict_labels(best, data.x_test), run_dir / "submission.csv")
         print(f"cnnlab: wrote {run_dir / 'submission.csv'}", flush=True)
-    runs.write_json(run_dir / runs.METRICS_FILE, metrics)
+    write_json(run_dir / runs.METRICS_FILE, metrics)
     runs.write_state(run_dir, "completed")
     # The resume record duplicates last.keras; a completed run has no use for it.
     shutil.rmtree(run_dir / runs.RESUME_DIR, ignore_errors=True)

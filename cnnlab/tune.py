@@ -23,6 +23,7 @@ from typing import Any
 import keras
 
 from cnnlab import runs
+from cnnlab.atomic import atomic_write
 from cnnlab.config import Config, ConfigError, dump_config, load_config, read_yaml_mapping
 from cnnlab.errors import CnnlabError
 
@@ -226,7 +227,7 @@ def tune(
             config, [*overrides, *trial_overrides(best.params, space), f"name={name}-best"]
         )
         out = folder / BEST_CONFIG
-        runs.atomic_write(out, _best_header(name, best, base) + dump_config(best_cfg))
+        atomic_write(out, _best_header(name, best, base) + dump_config(best_cfg))
         result["best"] = {
             "value": best.value,
             "number": best.number,
@@ -263,4 +264,4 @@ def _best_header(name: str, best, base: Config) -> str:
 
 def _write_trials(study, path: Path) -> None:
     frame = study.trials_dataframe(attrs=("number", "value", "state", "params", "user_attrs"))
-    runs.atomic_write(path, frame.to_csv(index=False))
+    atomic_write(path, frame.to_csv(index=False))

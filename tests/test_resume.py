@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from cnnlab.atomic import atomic_path
 from cnnlab.cli import app
 from cnnlab.errors import CnnlabError
-from cnnlab.runs import atomic_path
 
 from .conftest import CONFIGS, ROOT
 

@@ -232,7 +232,7 @@ def write_problems(problems: list[tuple[str, str]], path: Path) -> None:
     import csv
     import io
 
-    from cnnlab.runs import atomic_write
+    from cnnlab.atomic import atomic_write
 
     out = io.StringIO()
     writer = csv.writer(out)

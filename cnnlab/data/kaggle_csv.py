@@ -296,7 +296,7 @@ def _cache_store(key: str, x: np.ndarray, y: np.ndarray | None) -> None:
     root = _cache_dir()
     if root is None:
         return
-    from cnnlab.runs import atomic_path
+    from cnnlab.atomic import atomic_path
 
     try:
         root.mkdir(parents=True, exist_ok=True)

@@ -72,7 +72,7 @@ def mnist_to_kaggle(npz: Path, out_dir: Path, overwrite: bool = False) -> dict[s
     """
     import pandas as pd
 
-    from cnnlab.runs import atomic_path
+    from cnnlab.atomic import atomic_path
 
     (x, y), (x_test, y_test) = read_mnist_npz(npz)
     out_dir = Path(out_dir)

@@ -1,0 +1,45 @@
+"""The experiment schema and its YAML loading; errors name the file, line and key.
+
+Nothing here imports TensorFlow or Keras, so a typo costs a fraction of a second and one line
+of output. One module each: field types (base), data loaders' schemas (data), model builders'
+schemas (models), training (training), the whole experiment (experiment), reading YAML and
+`--set` (loading), and turning validation errors into messages (messages).
+"""
+
+from cnnlab.config.data import (
+    DATA_SCHEMAS,
+    ArrayData,
+    Cifar10Data,
+    Cifar100Data,
+    DataSchema,
+    ImageDirData,
+    InputNeeds,
+    KaggleCsvData,
+    MnistData,
+)
+from cnnlab.config.experiment import Config
+from cnnlab.config.loading import dump_config, load_config, read_yaml_mapping
+from cnnlab.config.models import (
+    MODEL_SCHEMAS,
+    AlexnetLiteModel,
+    AugmentationConfig,
+    ConvnetModel,
+    DeepCnnModel,
+    Lenet5Model,
+    MlpModel,
+    ModelSchema,
+    SmallCnnModel,
+    StridedCnnModel,
+    Vgg16Model,
+)
+from cnnlab.config.training import PHASE_KEYS, PhaseConfig, TrainConfig
+from cnnlab.errors import ConfigError
+
+__all__ = [
+    "DATA_SCHEMAS", "MODEL_SCHEMAS", "PHASE_KEYS", "AlexnetLiteModel", "ArrayData",
+    "AugmentationConfig", "Cifar10Data", "Cifar100Data", "Config", "ConfigError",
+    "ConvnetModel", "DataSchema", "DeepCnnModel", "ImageDirData", "InputNeeds",
+    "KaggleCsvData", "Lenet5Model", "MlpModel", "MnistData", "ModelSchema", "PhaseConfig",
+    "SmallCnnModel", "StridedCnnModel", "TrainConfig", "Vgg16Model", "dump_config",
+    "load_config", "read_yaml_mapping",
+]  # fmt: skip

@@ -1,0 +1,58 @@
+"""What every schema shares: strictness, and the field types of paths, sizes and fractions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
+
+
+class Schema(BaseModel):
+    # Strict: `epochs: "10"` or `dropout: true` are mistakes, not values to coerce.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def checks_files(info: ValidationInfo) -> bool:
+    """Whether input files must exist: `load_config(..., need_data=False)` skips that check
+    (`cnnlab summary` builds a model from the config alone)."""
+    return not (info.context or {}).get("skip_file_checks", False)
+
+
+def _resolved(path: Path) -> Path:
+    return path.expanduser().resolve()
+
+
+def _existing(path: Path, info: ValidationInfo) -> Path:
+    path = _resolved(path)
+    if checks_files(info) and not path.exists():
+        raise ValueError(f"not found: {path}")
+    return path
+
+
+def _existing_file(path: Path, info: ValidationInfo) -> Path:
+    path = _resolved(path)
+    if checks_files(info) and not path.is_file():
+        raise ValueError(f"file not found: {path}")
+    return path
+
+
+def _existing_dir(path: Path, info: ValidationInfo) -> Path:
+    path = _existing(path, info)
+    if checks_files(info) and not path.is_dir():
+        raise ValueError(f"not a folder: {path}")
+    return path
+
+
+# Paths come from YAML as strings (strict mode would refuse them) and are stored absolute, so a
+# run directory's config.yaml still finds its data from any working directory.
+FilePath = Annotated[Path, Field(strict=False), AfterValidator(_existing_file)]
+ExistingPath = Annotated[Path, Field(strict=False), AfterValidator(_existing)]
+ExistingDir = Annotated[Path, Field(strict=False), AfterValidator(_existing_dir)]
+DirPath = Annotated[Path, Field(strict=False, validate_default=True), AfterValidator(_resolved)]
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+Dropout = Annotated[float, Field(ge=0, lt=1)]
+Count = Annotated[int, Field(ge=1)]
+Activation = Literal["relu", "tanh", "sigmoid", "elu", "selu", "gelu", "swish"]
+PositiveInts = Annotated[list[Count], Field(min_length=1)]
+Size = Annotated[tuple[Count, Count], Field(strict=False)]

@@ -1,0 +1,226 @@
+"""Data loaders' schemas: the `loader` key picks one; cnnlab.data.LOADERS has a function each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, ClassVar, Literal, NamedTuple
+
+from pydantic import Field, model_validator
+
+from cnnlab.config.base import (
+    Count,
+    ExistingDir,
+    ExistingPath,
+    FilePath,
+    Fraction,
+    Schema,
+    Size,
+)
+
+# The MNIST that ships with cnnlab: data/mnist.npz in its checkout.
+BUNDLED_MNIST = Path(__file__).resolve().parents[2] / "data" / "mnist.npz"
+
+
+class InputNeeds(NamedTuple):
+    """What a model asks of its input images (e.g. an ImageNet base: 3 channels, 32x32)."""
+
+    min_size: int
+    channels: int
+
+
+class DataSchema(Schema):
+    """What every loader's schema answers: the images' shape and, when fixed, the classes."""
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(height, width, channels) of the images the model receives."""
+        raise NotImplementedError
+
+    @property
+    def fixed_classes(self) -> int | None:
+        """The number of classes when the config fixes it; None when only the data tells."""
+        return None
+
+    def how_to_give(self, needs: InputNeeds) -> str:
+        """The settings that make this loader give images a model with `needs` takes."""
+        raise NotImplementedError
+
+
+class DefaultPath(Schema):
+    """A `path` that, left out, is the first of DEFAULT_PATHS that exists (else None: the
+    loader downloads). A path the user gives must exist."""
+
+    DEFAULT_PATHS: ClassVar[tuple[Path, ...]] = ()
+
+    @model_validator(mode="after")
+    def _locate_default(self):
+        # Defaults skip validation, so they are looked up here; relative ones from the
+        # current directory.
+        if "path" not in self.model_fields_set:
+            found = [p.resolve() for p in self.DEFAULT_PATHS if p.exists()]
+            self.path = found[0] if found else None
+        return self
+
+
+class ArrayData(DataSchema):
+    """Options of the loaders whose images have a fixed size (everything but image_dir).
+
+    ImageNet bases such as VGG16 need 3 channels and at least 32x32 pixels; `resize` and
+    `to_rgb` adapt small grayscale images to them. The same change is made to CSVs given to
+    evaluate and predict-csv.
+    """
+
+    validation_split: Fraction = 0.1  # stratified, seeded by `seed`
+    max_samples: Count | None = None  # first N of train and test: quick runs
+    resize: Size | None = None  # [height, width], bilinear
+    to_rgb: bool = False  # repeat a single channel three times
+
+    @property
+    def raw_shape(self) -> tuple[int, int, int]:
+        """The shape of the images as stored, before `resize` and `to_rgb`."""
+        raise NotImplementedError
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        height, width, channels = self.raw_shape
+        if self.resize is not None:
+            height, width = self.resize
+        return height, width, 3 if self.to_rgb else channels
+
+    def how_to_give(self, needs: InputNeeds) -> str:
+        fix = f"set data.resize: [{needs.min_size}, {needs.min_size}] (or larger)"
+        if self.raw_shape[-1] == 1 and needs.channels == 3:
+            fix += " and data.to_rgb: true"
+        return fix
+
+    @model_validator(mode="after")
+    def _to_rgb_needs_gray(self) -> ArrayData:
+        if self.to_rgb and self.raw_shape[-1] != 1:
+            raise ValueError(
+                f"to_rgb: true needs single-channel images; these have {self.raw_shape[-1]}"
+            )
+        return self
+
+
+class MnistData(DefaultPath, ArrayData):
+    """MNIST from a local .npz in keras.datasets' layout; downloaded when none is found.
+
+    Without `path`: data/mnist.npz in the current folder, else the copy cnnlab ships.
+    """
+
+    DEFAULT_PATHS = (Path("data/mnist.npz"), BUNDLED_MNIST)
+
+    loader: Literal["mnist"]
+    path: FilePath | None = None
+
+    @property
+    def raw_shape(self) -> tuple[int, int, int]:
+        return 28, 28, 1
+
+    @property
+    def fixed_classes(self) -> int:
+        return 10
+
+
+class KaggleCsvData(ArrayData):
+    """Kaggle Digit Recognizer CSVs: `label` plus one column per pixel, one image per row."""
+
+    loader: Literal["kaggle_csv"]
+    train: FilePath
+    validation: FilePath | None = None  # labelled; replaces validation_split when given
+    test: FilePath | None = None  # labelled → test metrics; unlabelled → a submission.csv
+    # (height, width, channels) of the images in the file: height*width*channels pixel columns
+    image_shape: Annotated[tuple[Count, Count, Literal[1, 3]], Field(strict=False)] = (28, 28, 1)
+    num_classes: Annotated[int, Field(ge=2)] = 10
+
+    @property
+    def raw_shape(self) -> tuple[int, int, int]:
+        return self.image_shape
+
+    @property
+    def fixed_classes(self) -> int:
+        return self.num_classes
+
+
+class _CifarData(DefaultPath, ArrayData):
+    """The official CIFAR python archive (.tar.gz) or its extracted folder.
+
+    Without `path`, data/ is searched for the archive or folder under its official name, and
+    the data is downloaded with keras.datasets when neither is there.
+    """
+
+    path: ExistingPath | None = None
+
+    @property
+    def raw_shape(self) -> tuple[int, int, int]:
+        return 32, 32, 3
+
+
+class Cifar10Data(_CifarData):
+    """CIFAR-10: 50,000 train and 10,000 test colour images of 32x32, 10 classes."""
+
+    DEFAULT_PATHS = (Path("data/cifar-10-python.tar.gz"), Path("data/cifar-10-batches-py"))
+
+    loader: Literal["cifar10"]
+
+    @property
+    def fixed_classes(self) -> int:
+        return 10
+
+
+class Cifar100Data(_CifarData):
+    """CIFAR-100: like CIFAR-10 with 100 fine classes, grouped into 20 coarse ones."""
+
+    DEFAULT_PATHS = (Path("data/cifar-100-python.tar.gz"), Path("data/cifar-100-python"))
+
+    loader: Literal["cifar100"]
+    label_mode: Literal["fine", "coarse"] = "fine"
+
+    @property
+    def fixed_classes(self) -> int:
+        return 100 if self.label_mode == "fine" else 20
+
+
+class ImageDirData(DataSchema):
+    """A folder of class sub-folders of image files (jpg, jpeg, png, bmp, gif).
+
+    Either `root/train/<class>/...` with optional `root/validation/` and `root/test/` (missing
+    validation is split off train), or `root/<class>/...` split by `validation_split` and
+    `test_split`. Every file is decoded before training; see `on_bad_file`.
+    """
+
+    loader: Literal["image_dir"]
+    root: ExistingDir
+    image_size: Size = (180, 180)  # [height, width] every image is resized to
+    color_mode: Literal["grayscale", "rgb", "rgba"] = "rgb"  # files are converted to it
+    interpolation: Literal["bilinear", "nearest", "bicubic", "lanczos", "box", "hamming"] = (
+        "bilinear"
+    )
+    # Split off train when there is no validation/ (or test/) folder; seeded by `seed`.
+    validation_split: Fraction = 0.2
+    test_split: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    # Files that cannot be used (empty, truncated, not an image, macOS `._` files, other
+    # extensions, files outside a class folder): `error` stops and lists them, `skip` trains
+    # without them. Both write the list to bad_files.csv in the run directory.
+    on_bad_file: Literal["error", "skip"] = "error"
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        channels = {"grayscale": 1, "rgb": 3, "rgba": 4}[self.color_mode]
+        return *self.image_size, channels
+
+    def how_to_give(self, needs: InputNeeds) -> str:
+        mode = {1: "grayscale", 3: "rgb", 4: "rgba"}[needs.channels]
+        return (
+            f"set data.image_size to at least [{needs.min_size}, {needs.min_size}] "
+            f"and data.color_mode: {mode}"
+        )
+
+
+DATA_SCHEMAS: dict[str, type[DataSchema]] = {
+    "mnist": MnistData,
+    "kaggle_csv": KaggleCsvData,
+    "cifar10": Cifar10Data,
+    "cifar100": Cifar100Data,
+    "image_dir": ImageDirData,
+}

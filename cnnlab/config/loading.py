@@ -1,0 +1,152 @@
+"""Reading configs: YAML with line numbers, duplicate-key detection and YAML 1.2 floats, `--set`
+overrides, and validation whose errors name the file, line and key."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from cnnlab.config.experiment import Config
+from cnnlab.config.messages import Key, describe, dotted
+from cnnlab.errors import ConfigError
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads `1e-3` as a float (YAML 1.1 insists on a dot)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _index(node: yaml.Node, path: Key, lines: dict[Key, str], source: str) -> None:
+    """Record where each key is defined; refuse duplicate keys (PyYAML keeps the last silently)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(
+                    f"{source}:{line}: duplicate key '{dotted((*path, key))}' "
+                    f"(first set on line {seen[key]})"
+                )
+            seen[key] = line
+            lines[(*path, key)] = f"{source}:{line}"
+            _index(value_node, (*path, key), lines, source)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines[(*path, i)] = f"{source}:{item.start_mark.line + 1}"
+            _index(item, (*path, i), lines, source)
+
+
+def _parse_yaml(text: str, source: str, lines: dict[Key, str]) -> Any:
+    loader = None
+    try:
+        loader = _Loader(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _index(node, (), lines, source)
+        return loader.construct_document(node)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        problem = " ".join(str(p) for p in (e.context, e.problem) if p)
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: invalid YAML: {e}") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _apply_override(data: dict, item: str, lines: dict[Key, str]) -> None:
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item}: expected KEY.PATH=VALUE, e.g. --set train.epochs=3")
+    source = f"--set {item}"
+    value = _parse_yaml(raw, source, {}) if raw.strip() else None
+    parts: list[str | int] = list(key.strip().split("."))
+    node: Any = data
+    for i, part in enumerate(parts):
+        if isinstance(node, list):
+            # A list entry by position: train.phases.1.unfreeze=4
+            if not (isinstance(part, str) and part.isdigit() and int(part) < len(node)):
+                raise ConfigError(
+                    f"{source}: '{'.'.join(map(str, parts[:i]))}' has {len(node)} entries; "
+                    f"'{part}' is not one of their positions 0-{len(node) - 1}"
+                )
+            parts[i] = part = int(part)
+        elif not isinstance(node, dict):
+            raise ConfigError(f"{source}: '{'.'.join(map(str, parts[:i]))}' is not a mapping")
+        if i == len(parts) - 1:
+            node[part] = value
+        else:
+            node = node.setdefault(part, {}) if isinstance(node, dict) else node[part]
+    lines[tuple(parts)] = source
+
+
+def read_yaml_mapping(path: Path, what: str, example: str) -> tuple[dict, dict[Key, str]]:
+    """A YAML file whose top level is a mapping, and where each key is defined ("file:line").
+
+    Raises:
+        ConfigError: a missing or unreadable file, invalid YAML, duplicate keys, or a top
+            level that is not a mapping (`example` shows the keys expected there).
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: {what} file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{source}: cannot read {what}: {e}") from None
+    lines: dict[Key, str] = {}
+    data = _parse_yaml(text, source, lines)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}:1: the top level must be a mapping ({example})")
+    return data, lines
+
+
+def load_config(
+    path: str | Path, overrides: list[str] | tuple[str, ...] = (), need_data: bool = True
+) -> Config:
+    """Read, override and validate an experiment config.
+
+    Args:
+        path: the YAML file.
+        overrides: `key.path=value` strings; values are parsed as YAML.
+        need_data: whether the data files it names must exist (False: only the shapes and
+            classes the config states are used, as by `cnnlab summary`).
+
+    Returns:
+        The validated config with `name` filled in (the file's stem by default) and paths absolute.
+
+    Raises:
+        ConfigError: one line per problem, each naming the file and line (or --set) and the key.
+    """
+    path = Path(path)
+    source = str(path)
+    data, lines = read_yaml_mapping(path, "config", "data:, model:, train:")
+    for item in overrides:
+        _apply_override(data, item, lines)
+    data.setdefault("name", path.stem)
+    try:
+        return Config.model_validate(data, context={"skip_file_checks": not need_data})
+    except ValidationError as e:
+        messages = dict.fromkeys(describe(err, data, lines, source, Config) for err in e.errors())
+        raise ConfigError("\n".join(messages)) from None
+
+
+def dump_config(cfg: Config) -> str:
+    """The resolved config as YAML text that load_config reads back to an equal Config."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

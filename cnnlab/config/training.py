@@ -1,0 +1,131 @@
+"""Training schemas: optimizer, schedule, callbacks, phases, precision and devices."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from cnnlab.config.base import Count, Fraction, Schema
+
+
+class EarlyStoppingConfig(Schema):
+    patience: Count = 5
+    min_delta: Annotated[float, Field(ge=0)] = 0.0
+
+
+class ReduceLrConfig(Schema):
+    """Keras ReduceLROnPlateau on the monitored metric."""
+
+    factor: Fraction = 0.5
+    patience: Count = 2
+    min_lr: Annotated[float, Field(ge=0)] = 1e-6
+
+
+class _Optimization(Schema):
+    """The keys a training phase may set for itself."""
+
+    epochs: Count = 10
+    optimizer: Literal["adam", "rmsprop", "sgd"] = "adam"
+    learning_rate: Annotated[float, Field(gt=0)] = 1e-3
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0  # sgd and rmsprop only
+    # cosine: decay from learning_rate to 0 over all the epochs' steps (of the phase)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    early_stopping: EarlyStoppingConfig | None = EarlyStoppingConfig()  # null: run every epoch
+    reduce_lr_on_plateau: ReduceLrConfig | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.momentum and self.optimizer == "adam":
+            raise ValueError(
+                "momentum applies to sgd and rmsprop only; remove it or change optimizer"
+            )
+        if self.lr_schedule != "constant" and self.reduce_lr_on_plateau is not None:
+            raise ValueError(
+                "reduce_lr_on_plateau needs lr_schedule: constant (a schedule already sets the "
+                "learning rate); remove one of them"
+            )
+        return self
+
+
+PHASE_KEYS = tuple(_Optimization.model_fields)
+
+
+class PhaseConfig(_Optimization):
+    """One stage of training with its own optimizer and trainable layers.
+
+    Keys left out take the value of the same key under `train`. The model is compiled again
+    at the start of each phase (fresh optimizer state); the run's history, best model and
+    checkpoints span all phases.
+    """
+
+    name: str | None = None  # default phase<N>
+    # Layers of a pretrained base (vgg16) that train in this phase, counted from its top: 0
+    # keeps it frozen, 4 is Chollet's block5 fine-tuning, all unfreezes every layer.
+    unfreeze: Annotated[int, Field(ge=0)] | Literal["all"] = 0
+
+
+class TrainConfig(_Optimization):
+    batch_size: Count = 128
+    monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
+    # Training in stages, e.g. a frozen base then fine-tuning; without it, one phase made of
+    # the keys above.
+    phases: Annotated[list[PhaseConfig], Field(min_length=1)] | None = None
+    # Keras dtype policy. auto: mixed_bfloat16 on CPUs with AVX512_BF16 or AMX and on GPUs of
+    # compute capability 8.0 or more, mixed_float16 on older GPUs (7.x), float32 otherwise.
+    # The output layer always computes in float32.
+    precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = "auto"
+    # XLA compilation of the training step. auto: Keras' choice, on for GPUs, off on CPU-only
+    # machines (where it is several times slower).
+    jit_compile: Literal["auto"] | bool = "auto"
+    # Several devices with tf.distribute. auto: MirroredStrategy over all GPUs when there are
+    # two or more, else one device; mirrored: all GPUs (or logical CPU devices); none. The
+    # batch_size is global (split across replicas); the learning rate is not rescaled.
+    distribute: Literal["auto", "none", "mirrored"] = "auto"
+    # Batches run per call into the compiled step; more cuts per-step Python overhead.
+    steps_per_execution: Count = 1
+    # Keras' fit output: 1 the progress bar, 2 one line per epoch, 0 nothing; auto: the bar in
+    # a terminal, one line per epoch when output goes to a file (CI, nohup, Slurm).
+    verbose: Literal["auto", 0, 1, 2] = "auto"
+    tensorboard: bool = False  # write TensorBoard logs to <run dir>/tensorboard
+
+    @field_validator("tensorboard")
+    @classmethod
+    def _tensorboard_installed(cls, wanted: bool) -> bool:
+        if wanted and importlib.util.find_spec("tensorboard") is None:
+            raise ValueError("needs the tensorboard package: pip install 'cnnlab[tensorboard]'")
+        return wanted
+
+    @model_validator(mode="before")
+    @classmethod
+    def _phases_inherit(cls, data: Any) -> Any:
+        # Fill each phase's missing keys from train's own, so that the config written into
+        # the run directory spells every phase out (and reads back the same).
+        if not isinstance(data, dict) or not isinstance(data.get("phases"), list):
+            return data
+        inherited = {k: data[k] for k in PHASE_KEYS if k in data}
+        phases = [
+            {**inherited, **phase} if isinstance(phase, dict) else phase for phase in data["phases"]
+        ]
+        return {**data, "phases": phases}
+
+    def stages(self) -> list[PhaseConfig]:
+        """The phases to train, in order: `phases`, or one made of train's own keys."""
+        if self.phases:
+            return [
+                p if p.name else p.model_copy(update={"name": f"phase{i + 1}"})
+                for i, p in enumerate(self.phases)
+            ]
+        return [PhaseConfig(name="phase1", **{k: getattr(self, k) for k in PHASE_KEYS})]
+
+    def fit_verbose(self) -> int:
+        """Keras' fit verbosity: `auto` is the bar in a terminal, one line per epoch otherwise."""
+        if self.verbose != "auto":
+            return self.verbose
+        return 1 if sys.stdout.isatty() else 2
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(p.epochs for p in self.stages())
