@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from cnnlab.config import Config
-from cnnlab.data import Dataset, load_dataset
+from cnnlab.data import Dataset, count_classes, load_dataset
 from cnnlab.errors import RunDirError
 from cnnlab.models import build_model
 from cnnlab.models.common import trainable_parameters
@@ -41,8 +41,19 @@ def parameter_counts(model: keras.Model) -> dict[str, int]:
     return {"total": total, "trainable": trainable, "non_trainable": total - trainable}
 
 
-def summarize(cfg: Config) -> tuple[keras.Model, Dataset]:
-    """Load the data (for its shape and classes) and build the model, untrained."""
+def summarize(cfg: Config) -> tuple[keras.Model, str | None]:
+    """The model `cfg` builds, untrained, from the shape and classes the config states alone
+    (no data is read); and a note when the number of classes had to be assumed."""
+    classes = count_classes(cfg.data)
+    note = None
+    if classes is None:
+        classes = 2
+        note = f"{cfg.data.root} is not there, so its classes are unknown: assumed 2"
+    return build_model(cfg.model, cfg.data.input_shape, classes), note
+
+
+def load_and_build(cfg: Config) -> tuple[keras.Model, Dataset]:
+    """Load the data, as train would, and build the model for it, untrained."""
     data = load_dataset(cfg.data, cfg.seed)
     return build_model(cfg.model, data.input_shape, data.num_classes), data
 

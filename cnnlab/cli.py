@@ -66,6 +66,14 @@ def user_errors(command: Callable) -> Callable:
     return wrapper
 
 
+def _start_tensorflow() -> None:
+    """Load TensorFlow before a command's work; its start-up notices only with --debug."""
+    if not _debug:
+        from cnnlab.environment import start_tensorflow_quietly
+
+        start_tensorflow_quietly()
+
+
 def _open_finished_run(run_dir: Path) -> None:
     """Fail before TensorFlow loads on a wrong path; say so when the run did not complete."""
     from cnnlab.runs import open_run, read_state
@@ -119,47 +127,26 @@ def train(
     ] = None,
 ) -> None:
     """Train a model as CONFIG describes into a new run directory, or continue one (--resume)."""
-    from cnnlab import runs
     from cnnlab.config import load_config
 
     if config is None and resume is None:
         raise CnnlabError("give a CONFIG file, or --resume RUN_DIR")
     if config is None and overrides:
         raise CnnlabError("--set needs a CONFIG; a resumed run keeps the config it started with")
-    if seeds is not None:
-        if resume is not None:
-            raise CnnlabError("--seeds starts new runs; it cannot be combined with --resume")
-        seed_list = _parse_seeds(seeds)
-        configs = [load_config(config, [*(overrides or []), f"seed={s}"]) for s in seed_list]
-        from cnnlab.train import train as run_training
-
-        done = []
-        for i, cfg in enumerate(configs, 1):
-            typer.echo(f"cnnlab: seed {cfg.seed} ({i}/{len(configs)})")
-            done.append(run_training(cfg))
-        listed = " ".join(str(d) for d in done)
-        typer.echo(
-            f"cnnlab: {len(done)} runs; score them as an ensemble with\n  cnnlab evaluate {listed}"
-        )
-        return
-    cfg = load_config(config, overrides or []) if config is not None else None
-    if resume is None:
-        found = runs.find_resumable(cfg)
-        if found is not None:
-            if sys.stdin.isatty() and typer.confirm(
-                f"{found} is an interrupted run of this config. Resume it?", default=True
-            ):
-                resume = found
-            else:
-                typer.echo(
-                    f"note: {found} is an interrupted run of this config; "
-                    f"`cnnlab train --resume {found}` continues it. Starting a new run.",
-                    err=True,
-                )
-    if resume is not None:
-        resume, cfg = runs.prepare_resume(resume, cfg)
+    if seeds is not None and resume is not None:
+        raise CnnlabError("--seeds starts new runs; it cannot be combined with --resume")
+    seed_list = _parse_seeds(seeds) if seeds is not None else []
+    configs = [load_config(config, [*(overrides or []), f"seed={s}"]) for s in seed_list]
+    cfg = load_config(config, overrides or []) if config is not None and not seeds else None
+    _start_tensorflow()
+    from cnnlab.train import start_or_resume, train_seeds
     from cnnlab.train import train as run_training
 
+    if configs:
+        train_seeds(configs)
+        return
+    ask = (lambda q: typer.confirm(q, default=True)) if sys.stdin.isatty() else None
+    cfg, resume = start_or_resume(cfg, resume, ask)
     run_training(cfg, resume)
 
 
@@ -198,6 +185,7 @@ def evaluate(
     """
     for run_dir in run_dirs:
         _open_finished_run(run_dir)
+    _start_tensorflow()
     if len(run_dirs) == 1:
         if output is not None:
             raise CnnlabError("--output is for several runs; one run writes evaluation.json")
@@ -232,6 +220,7 @@ def predict_csv(
     """Write a Kaggle submission (ImageId,Label) with a run's best model, or several runs'."""
     for run_dir in run_dirs:
         _open_finished_run(run_dir)
+    _start_tensorflow()
     from cnnlab.predict import predict_csv as run_prediction
 
     out, rows = run_prediction(run_dirs, test_csv, output, overwrite)
@@ -272,13 +261,16 @@ def summary(
     config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
     overrides: Overrides = None,
 ) -> None:
-    """Build CONFIG's model without training; print its layers, parameters and FLOPs."""
+    """Build CONFIG's model without training or data; print its layers, parameters and FLOPs."""
     from cnnlab.config import load_config
 
-    cfg = load_config(config, overrides or [])
+    cfg = load_config(config, overrides or [], need_data=False)
+    _start_tensorflow()
     from cnnlab.check import count_flops, parameter_counts, summarize
 
-    model, _ = summarize(cfg)
+    model, note = summarize(cfg)
+    if note:
+        typer.echo(f"note: {note}", err=True)
     model.summary()
     counts = parameter_counts(model)
     typer.echo(
@@ -309,6 +301,7 @@ def tune(
     overrides: Overrides = None,
 ) -> None:
     """Search hyperparameters with Optuna; each trial is a run in OUTPUT_DIR/<study>/."""
+    _start_tensorflow()
     from cnnlab.tune import tune as run_study
 
     result = run_study(config, space, trials, storage, study, overrides or [])
@@ -334,11 +327,12 @@ def check(
 
     cfg = load_config(config, overrides or [])
     typer.echo(f"config: {config} is valid (loader {cfg.data.loader}, builder {cfg.model.builder})")
-    from cnnlab.check import check_output_dir, class_counts, parameter_counts, summarize
+    _start_tensorflow()
+    from cnnlab.check import check_output_dir, class_counts, load_and_build, parameter_counts
     from cnnlab.environment import describe_device, resolve_precision
 
     check_output_dir(cfg)
-    model, data = summarize(cfg)
+    model, data = load_and_build(cfg)
     shape = "x".join(map(str, data.input_shape))
     typer.echo(f"data: images of {shape}, {data.num_classes} classes")
     for split, per_class, total in class_counts(data):
@@ -349,7 +343,7 @@ def check(
     if data.x_test is not None and data.y_test is None:
         typer.echo(f"  test: {len(data.x_test):,} unlabelled images (a submission.csv is written)")
     if data.problems:
-        from cnnlab.data.image_dir import describe_problems
+        from cnnlab.data import describe_problems
 
         typer.echo(f"  would skip {describe_problems(data.problems)}")
     counts = parameter_counts(model)

@@ -4,12 +4,53 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
 from cnnlab import __version__
+
+# What TensorFlow's C++ side prints while it starts, before its logging honours
+# TF_CPP_MIN_LOG_LEVEL: notices about oneDNN, CPU instructions and absent CUDA drivers, each
+# printed once per loaded library. Anything else printed meanwhile is shown.
+STARTUP_NOISE = re.compile(
+    r"All log messages before absl::InitializeLog|oneDNN custom operations are on|"
+    r"cudart_stub\.cc|Could not find cuda drivers|cpu_feature_guard\.cc|"
+    r"To enable the following instructions|failed call to cuInit|"
+    r"Unable to register cu(DNN|FFT|BLAS) factory|computation placer already registered|"
+    r"TF-TRT Warning: Could not find TensorRT"
+)
+_started = False
+
+
+def start_tensorflow_quietly() -> None:
+    """Import TensorFlow and Keras and look for GPUs, with TensorFlow's start-up notices kept
+    off stderr; every other line written meanwhile (a real error) is passed on."""
+    global _started
+    if _started:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import keras  # noqa: F401
+            import tensorflow as tf
+
+            tf.config.list_physical_devices("GPU")
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode("utf-8", "replace")
+    _started = True
+    shown = [line for line in text.splitlines() if not STARTUP_NOISE.search(line)]
+    if shown:
+        print("\n".join(shown), file=sys.stderr, flush=True)
 
 
 def describe_device() -> str:

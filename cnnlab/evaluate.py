@@ -1,26 +1,21 @@
-"""Scoring a trained run: on its own validation/test data, or on another labelled CSV."""
+"""Scoring a trained run: on its own validation/test data, or on another labelled CSV; several
+runs as an ensemble."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import keras
 import numpy as np
 
-from cnnlab import reports
 from cnnlab.atomic import write_json
-from cnnlab.data import load_dataset
+from cnnlab.data import load_dataset, read_csv_for
 from cnnlab.errors import RunDirError
-from cnnlab.predict import load_members, member_probabilities, read_csv_for
+from cnnlab.inference import class_probabilities, load_members, member_probabilities, scores
+from cnnlab.models.common import output_classes
 from cnnlab.runs import load_run_model, open_run
+from cnnlab.scoring import score_run
 
-EVAL_BATCH_SIZE = 512
-
-
-def score(model: keras.Model, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Loss and accuracy of a compiled model on (x, y), in inference mode."""
-    results = model.evaluate(x, y, batch_size=EVAL_BATCH_SIZE, verbose=0, return_dict=True)
-    return {"loss": float(results["loss"]), "accuracy": float(results["accuracy"])}
+EVALUATION = "evaluation.json"
 
 
 def evaluate(run_dir: str | Path, csv: Path | None = None) -> dict:
@@ -38,29 +33,12 @@ def evaluate(run_dir: str | Path, csv: Path | None = None) -> dict:
     """
     run_dir, cfg = open_run(run_dir)
     model = load_run_model(run_dir)
-    if csv is not None:
-        x, y = read_csv_for(model, cfg.data, csv, require_label=True)
-        results = {"csv": str(Path(csv).resolve()), "test": score(model, x, y)}
-        out = run_dir / f"evaluation-{Path(csv).stem}.json"
-    else:
-        data = load_dataset(cfg.data, cfg.seed)
-        results = {
-            "val": score(model, data.x_val, data.y_val),
-            "test": None if data.y_test is None else score(model, data.x_test, data.y_test),
-        }
-        out = run_dir / "evaluation.json"
-        reports.write_run_reports(run_dir, model, data)
-    write_json(out, results)
+    if csv is None:
+        return score_run(run_dir, model, load_dataset(cfg.data, cfg.seed), EVALUATION)
+    x, y = read_csv_for(cfg.data, csv, output_classes(model), require_label=True)
+    results = {"csv": str(Path(csv).resolve()), "test": scores(class_probabilities(model, x), y)}
+    write_json(run_dir / f"evaluation-{Path(csv).stem}.json", results)
     return results
-
-
-def probability_scores(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Cross-entropy and accuracy of class probabilities against integer labels."""
-    picked = np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0)
-    return {
-        "loss": float(-np.log(picked).mean()),
-        "accuracy": float((probs.argmax(axis=1) == y).mean()),
-    }
 
 
 def evaluate_ensemble(
@@ -83,10 +61,10 @@ def evaluate_ensemble(
     opened = [open_run(run_dir) for run_dir in run_dirs]
     dirs = [run_dir for run_dir, _ in opened]
     models = load_members(dirs)
+    first_dir, first = opened[0]
     if csv is not None:
-        x, y = read_csv_for(models[0], opened[0][1].data, csv, require_label=True)
+        x, y = read_csv_for(first.data, csv, output_classes(models[0]), require_label=True)
     else:
-        first_dir, first = opened[0]
         for run_dir, cfg in opened[1:]:
             if cfg.data != first.data:
                 raise RunDirError(
@@ -102,10 +80,8 @@ def evaluate_ensemble(
     probs = member_probabilities(models, x)
     results = {
         "runs": [str(d) for d in dirs],
-        "members": [
-            {"run": str(d), **probability_scores(p, y)} for d, p in zip(dirs, probs, strict=True)
-        ],
-        "test": probability_scores(np.mean(probs, axis=0), y),
+        "members": [{"run": str(d), **scores(p, y)} for d, p in zip(dirs, probs, strict=True)],
+        "test": scores(np.mean(probs, axis=0), y),
     }
     if csv is not None:
         results["csv"] = str(Path(csv).resolve())

@@ -154,21 +154,16 @@ def plot_misclassified(
     _save(fig, out)
 
 
-def write_run_reports(run_dir: Path, model, data) -> None:
-    """Every per-run plot and report, on the test set when it has labels, else validation."""
-    if data.y_test is not None:
-        split, x, y = "test", data.x_test, data.y_test
-    else:
-        split, x, y = "validation", data.x_val, data.y_val
-    from cnnlab.predict import class_probabilities
-
-    probs = class_probabilities(model, x)
+def write_run_reports(run_dir: Path, data, split: str, probs: np.ndarray) -> None:
+    """Every per-run plot and report, from the class probabilities of `split` (val or test)."""
+    x, y = data.split(split)
+    name = "validation" if split == "val" else split
     metrics_file = run_dir / runs.METRICS_FILE
     best = json.loads(metrics_file.read_text())["best_epoch"] if metrics_file.is_file() else None
     if (run_dir / runs.HISTORY_FILE).is_file():
         plot_curves(run_dir / runs.HISTORY_FILE, run_dir / CURVES, best)
-    write_class_report(y, probs.argmax(axis=1), data.class_names, run_dir, split)
-    plot_misclassified(x, y, probs, data.class_names, run_dir / MISCLASSIFIED, split)
+    write_class_report(y, probs.argmax(axis=1), data.class_names, run_dir, name)
+    plot_misclassified(x, y, probs, data.class_names, run_dir / MISCLASSIFIED, name)
     write_html_report(run_dir)
 
 

@@ -4,12 +4,13 @@ Layout (all written by `cnnlab train`):
     config.yaml       the resolved config (after --set), written before training starts
     environment.json  versions, device, seed and command line
     summary.txt       the model summary
-    .resume/          the last complete epoch, for `cnnlab train --resume` (until completed)
+    .resume/          the last complete epoch, for `cnnlab train --resume` (cnnlab.progress)
     model.keras       the best model by the monitored metric
     last.keras        the model after the last epoch
     history.csv       per-epoch metrics and epoch_seconds (see cnnlab.checkpoints)
     metrics.json      final train/val/test metrics, epochs, timings, parameter count
     state.json        running / completed / failed (with the reason) / interrupted
+    bad_files.csv     input files the loader could not use (image folders)
 and the plots and reports of cnnlab.reports.
 """
 
@@ -36,6 +37,7 @@ ENVIRONMENT_FILE = "environment.json"
 STATE_FILE = "state.json"
 RESUME_DIR = ".resume"  # see cnnlab.checkpoints
 PROGRESS_FILE = "progress.json"
+BAD_FILES = "bad_files.csv"
 
 
 def new_run_dir(cfg: Config, now: datetime | None = None) -> Path:
@@ -83,16 +85,50 @@ def model_file(run_dir: Path) -> Path:
 
 
 def load_run_model(run_dir: Path):
-    """Load a run's best model, reporting a damaged file as such rather than as missing."""
+    """Load a run's best model (see load_model_file)."""
+    return load_model_file(model_file(run_dir))
+
+
+def load_model_file(path: Path):
+    """Load a .keras file, reporting a damaged file as damaged rather than as missing.
+
+    A .keras file is a zip archive: one cut short (a full disk, a copy stopped half way) has no
+    central directory, and one with flipped bytes fails its members' checksums; Keras itself
+    reports both as "File not found".
+    """
+    import zipfile
+
     import keras
 
     import cnnlab.models.layers  # noqa: F401  (registers cnnlab's layers with Keras)
 
-    path = model_file(run_dir)
+    damaged = f"{path}: damaged: not a complete .keras file"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            broken = archive.testzip()
+    except (zipfile.BadZipFile, EOFError, ValueError) as e:
+        raise RunDirError(f"{damaged} ({e}); it was cut short or overwritten") from None
+    except OSError as e:
+        raise RunDirError(f"{path}: cannot read: {e.strerror or e}") from None
+    if broken is not None:
+        raise RunDirError(f"{damaged} (member {broken} fails its checksum)")
     try:
         return keras.models.load_model(path)
-    except Exception as e:  # Keras raises ValueError, OSError or zipfile errors for bad files
+    except Exception as e:  # Keras raises ValueError, OSError or TypeError for bad contents
         raise RunDirError(f"{path}: cannot load the model ({type(e).__name__}: {e})") from None
+
+
+def write_bad_files(run_dir: Path, problems: list[tuple[str, str]]) -> Path:
+    """The input files a loader could not use, as BAD_FILES (path, problem) in the run dir."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["path", "problem"])
+    writer.writerows(problems)
+    atomic_write(run_dir / BAD_FILES, out.getvalue())
+    return run_dir / BAD_FILES
 
 
 def write_state(run_dir: Path, state: str, reason: str | None = None) -> None:

@@ -222,7 +222,7 @@ def test_not_a_run_directory(tmp_path):
     )
 
 
-def test_corrupt_model_is_reported_as_corrupt(mnist_run, tmp_path):
+def test_corrupt_model_is_reported_as_damaged(mnist_run, tmp_path):
     import shutil
 
     run_dir, _ = mnist_run
@@ -232,7 +232,31 @@ def test_corrupt_model_is_reported_as_corrupt(mnist_run, tmp_path):
     (copy / "model.keras").write_bytes(data[: len(data) // 2])
     result = invoke("evaluate", copy)
     assert result.exit_code == 1
-    assert result.output.startswith(f"error: {copy / 'model.keras'}: cannot load the model")
+    assert result.output.startswith(
+        f"error: {copy / 'model.keras'}: damaged: not a complete .keras file"
+    )
+    assert "not found" not in result.output.lower()
+
+
+def test_a_model_file_cut_anywhere_or_with_a_flipped_byte_is_damaged(mnist_run, tmp_path):
+    from cnnlab.errors import RunDirError
+    from cnnlab.runs import load_model_file
+
+    run_dir, _ = mnist_run
+    data = (run_dir / "last.keras").read_bytes()
+    assert load_model_file(run_dir / "last.keras").count_params() == 104_202
+    cut = tmp_path / "last.keras"
+    # 300 cut points spread over the file, the first and last bytes included.
+    for size in sorted({0, 1, len(data) - 1, *range(0, len(data), len(data) // 300 + 1)}):
+        cut.write_bytes(data[:size])
+        with pytest.raises(RunDirError, match=r"damaged: not a complete \.keras file"):
+            load_model_file(cut)
+    # A flipped byte inside the weights: the member's checksum fails.
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0xFF
+    cut.write_bytes(bytes(flipped))
+    with pytest.raises(RunDirError, match="damaged"):
+        load_model_file(cut)
 
 
 def test_runs_never_share_a_directory(tmp_path):

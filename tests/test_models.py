@@ -52,7 +52,7 @@ def test_one_step_on_raw_pixels_gives_finite_loss(name):
     import keras
 
     from cnnlab.config import TrainConfig
-    from cnnlab.train import compile_model
+    from cnnlab.phases import compile_model
 
     keras.utils.set_random_seed(0)
     shape = small_shape(name)
@@ -79,8 +79,8 @@ def test_two_classes_train_one_sigmoid_unit_with_binary_loss(name):
     import keras
 
     from cnnlab.config import TrainConfig
-    from cnnlab.predict import class_probabilities
-    from cnnlab.train import compile_model
+    from cnnlab.inference import class_probabilities
+    from cnnlab.phases import compile_model
 
     keras.utils.set_random_seed(0)
     shape = small_shape(name)

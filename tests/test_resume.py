@@ -149,6 +149,7 @@ def test_nan_stops_training_and_keeps_the_last_good_model(tmp_path):
     import keras
 
     from cnnlab.checkpoints import RunCheckpoint, StopOnNaN
+    from cnnlab.config import PhaseConfig
 
     (tmp_path / "run").mkdir()
     run_dir = tmp_path / "run"
@@ -164,6 +165,8 @@ def test_nan_stops_training_and_keeps_the_last_good_model(tmp_path):
             yield x, rng.integers(0, 3, 8)
 
     val = (np.zeros((8, 4), "float32"), np.zeros(8, int))
+    checkpoint = RunCheckpoint(run_dir, "val_loss")
+    checkpoint.begin_phase(0, PhaseConfig(name="phase1", epochs=3), 0, {})
     with pytest.raises(CnnlabError, match=r"the loss became nan in epoch 2, batch 1"):
         model.fit(
             batches(),
@@ -172,7 +175,7 @@ def test_nan_stops_training_and_keeps_the_last_good_model(tmp_path):
             validation_data=val,
             verbose=0,
             shuffle=False,
-            callbacks=[StopOnNaN(), RunCheckpoint(run_dir, "val_loss")],
+            callbacks=[StopOnNaN(), checkpoint],
         )
     good = keras.models.load_model(run_dir / "model.keras")
     assert all(np.isfinite(w).all() for w in good.get_weights())

@@ -4,10 +4,16 @@ The registry key is the `data.loader` name in YAML and the function's name; the 
 for each lives in cnnlab.config.DATA_SCHEMAS under the same key.
 """
 
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
 from cnnlab.data.cifar import cifar10, cifar100
-from cnnlab.data.dataset import Dataset, adapt_images
-from cnnlab.data.image_dir import image_dir
-from cnnlab.data.kaggle_csv import kaggle_csv
+from cnnlab.data.dataset import BadFilesError, Dataset, adapt_images, describe_problems
+from cnnlab.data.image_dir import image_dir, scan_folder
+from cnnlab.data.kaggle_csv import kaggle_csv, read_digits_csv
 from cnnlab.data.mnist import mnist
 
 LOADERS = {
@@ -29,4 +35,33 @@ def load_dataset(data_cfg, seed: int) -> Dataset:
     return data
 
 
-__all__ = ["LOADERS", "Dataset", "adapt_images", "load_dataset"]
+def count_classes(data_cfg) -> int | None:
+    """How many classes the data has, without decoding any image: fixed by the config, or the
+    class folders of an image folder (None when that folder is not there)."""
+    if data_cfg.fixed_classes is not None:
+        return data_cfg.fixed_classes
+    root = Path(data_cfg.root)
+    return len(scan_folder(root)[1]) if root.is_dir() else None
+
+
+def read_csv_for(
+    data_cfg, csv: Path, num_classes: int, require_label: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """A Kaggle-format CSV read as a run's model takes it.
+
+    The file holds images as the run's data config stores them (its raw shape); they are
+    resized and converted as that config says, and labels must lie in 0..num_classes-1.
+    """
+    x, y = read_digits_csv(
+        csv,
+        image_shape=tuple(data_cfg.raw_shape),
+        num_classes=num_classes,
+        require_label=require_label,
+    )
+    return adapt_images(x, data_cfg), y
+
+
+__all__ = [
+    "LOADERS", "BadFilesError", "Dataset", "adapt_images", "count_classes",
+    "describe_problems", "load_dataset", "read_csv_for",
+]  # fmt: skip

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.config import Cifar10Data, Cifar100Data
-from cnnlab.data.dataset import Dataset, split_validation
+from cnnlab.data.dataset import Dataset, from_arrays
 from cnnlab.errors import DataError
 
 # The member files of each archive (inside its top folder) and their label key.
@@ -67,14 +67,10 @@ def cifar100(cfg: Cifar100Data, seed: int) -> Dataset:
 
 def _load(cfg, seed: int, label_mode: str) -> Dataset:
     if cfg.path is None:
-        (x, y), (x_test, y_test), names = _download(cfg.loader, label_mode)
+        train, test, names = _download(cfg.loader, label_mode)
     else:
-        (x, y), (x_test, y_test), names = read_cifar(cfg.path, cfg.loader, label_mode)
-    if cfg.max_samples:
-        x, y = x[: cfg.max_samples], y[: cfg.max_samples]
-        x_test, y_test = x_test[: cfg.max_samples], y_test[: cfg.max_samples]
-    x_train, y_train, x_val, y_val = split_validation(x, y, cfg.validation_split, seed)
-    return Dataset(x_train, y_train, x_val, y_val, x_test, y_test, names)
+        train, test, names = read_cifar(cfg.path, cfg.loader, label_mode)
+    return from_arrays(cfg, seed, train, test, names)
 
 
 def read_cifar(path: Path, kind: str = "cifar10", label_mode: str = "fine"):

@@ -1,10 +1,35 @@
-"""The in-memory dataset every loader returns, and the seeded validation split they share."""
+"""The in-memory dataset every loader returns, the steps loaders share (subset, seeded
+validation split), and the list of input files a loader could not use."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from cnnlab.errors import DataError
+
+Arrays = tuple[np.ndarray, np.ndarray]
+
+
+class BadFilesError(DataError):
+    """Unusable input files were found and the config says to stop; `problems` lists them
+    as (path, reason) pairs."""
+
+    def __init__(self, message: str, problems: list[tuple[str, str]]):
+        super().__init__(message)
+        self.problems = problems
+
+
+def describe_problems(problems: list[tuple[str, str]]) -> str:
+    """'3 unusable files (2 empty file, 1 damaged image): a.jpg, b.jpg, c.jpg'."""
+    kinds = Counter(reason.split(" (")[0] for _, reason in problems)
+    counted = ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
+    shown = ", ".join(path for path, _ in problems[:3])
+    more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+    noun = "file" if len(problems) == 1 else "files"
+    return f"{len(problems)} unusable {noun} ({counted}): {shown}{more}"
 
 
 @dataclass
@@ -24,6 +49,10 @@ class Dataset:
     class_names: list[str]
     problems: list[tuple[str, str]] = field(default_factory=list)
 
+    def split(self, name: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(images, labels) of split `name`: train, val or test."""
+        return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
+
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
@@ -34,8 +63,6 @@ class Dataset:
 
     def check_labels(self, num_classes: int) -> None:
         """Refuse labels the model cannot output, before any training time is spent."""
-        from cnnlab.errors import DataError
-
         for split, y in (
             ("train", self.y_train),
             ("validation", self.y_val),
@@ -60,8 +87,6 @@ def split_validation(
 
     n_val = int(np.ceil(fraction * len(y)))
     if n_val < 1 or n_val >= len(y):
-        from cnnlab.errors import DataError
-
         raise DataError(
             f"validation_split={fraction} of {len(y)} images leaves no validation or training data"
         )
@@ -73,6 +98,29 @@ def split_validation(
         x, y, test_size=n_val, random_state=seed, stratify=stratify
     )
     return x_train, y_train, x_val, y_val
+
+
+def from_arrays(
+    cfg,
+    seed: int,
+    train: Arrays,
+    test: tuple[np.ndarray | None, np.ndarray | None],
+    class_names: list[str],
+    validation: Arrays | None = None,
+) -> Dataset:
+    """The Dataset of a fixed-size loader: the first `cfg.max_samples` images of train and test
+    (quick runs), and `validation`, or else a seeded `cfg.validation_split` of train."""
+    (x, y), (x_test, y_test) = train, test
+    if cfg.max_samples:
+        x, y = x[: cfg.max_samples], y[: cfg.max_samples]
+        if x_test is not None:
+            x_test = x_test[: cfg.max_samples]
+            y_test = None if y_test is None else y_test[: cfg.max_samples]
+    if validation is None:
+        x, y, x_val, y_val = split_validation(x, y, cfg.validation_split, seed)
+    else:
+        x_val, y_val = validation
+    return Dataset(x, y, x_val, y_val, x_test, y_test, class_names)
 
 
 def adapt_images(x: np.ndarray, data_cfg) -> np.ndarray:

@@ -12,29 +12,19 @@ moved; `on_bad_file` decides whether the run stops or goes on without it.
 from __future__ import annotations
 
 import os
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from cnnlab.config import ImageDirData
-from cnnlab.data.dataset import Dataset, split_validation
+from cnnlab.data.dataset import BadFilesError, Dataset, describe_problems, split_validation
 from cnnlab.errors import DataError
 
 # The extensions keras.utils.image_dataset_from_directory accepts.
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 SPLITS = ("train", "validation", "test")
-BAD_FILES = "bad_files.csv"
 _PIL_MODES = {"grayscale": "L", "rgb": "RGB", "rgba": "RGBA"}
-
-
-class BadFilesError(DataError):
-    """Unusable files were found and on_bad_file is `error`; `problems` lists them."""
-
-    def __init__(self, message: str, problems: list[tuple[str, str]]):
-        super().__init__(message)
-        self.problems = problems
 
 
 def image_dir(cfg: ImageDirData, seed: int) -> Dataset:
@@ -215,27 +205,3 @@ def read_image(
         raise _Unusable("not an image (Pillow cannot identify it)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise _Unusable(f"damaged image ({str(e) or type(e).__name__})") from None
-
-
-def describe_problems(problems: list[tuple[str, str]]) -> str:
-    """'3 unusable files (2 empty file, 1 damaged image): a.jpg, b.jpg, c.jpg'."""
-    kinds = Counter(reason.split(" (")[0] for _, reason in problems)
-    counted = ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
-    shown = ", ".join(path for path, _ in problems[:3])
-    more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
-    noun = "file" if len(problems) == 1 else "files"
-    return f"{len(problems)} unusable {noun} ({counted}): {shown}{more}"
-
-
-def write_problems(problems: list[tuple[str, str]], path: Path) -> None:
-    """The full list of unusable files as CSV (path, problem)."""
-    import csv
-    import io
-
-    from cnnlab.atomic import atomic_write
-
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["path", "problem"])
-    writer.writerows(problems)
-    atomic_write(path, out.getvalue())

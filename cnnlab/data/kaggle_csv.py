@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cnnlab.config import KaggleCsvData
-from cnnlab.data.dataset import Dataset, split_validation
+from cnnlab.data.dataset import Dataset, from_arrays
 from cnnlab.errors import DataError
 
 # Columns some competitions and `DataFrame.to_csv(index=True)` add in front of the pixels.
@@ -29,23 +29,14 @@ CHUNK_ROWS = 20_000  # rows parsed at a time: ~60 MB of int64 for 785 columns
 def kaggle_csv(cfg: KaggleCsvData, seed: int) -> Dataset:
     """Load train (and optional validation/test) CSVs into a Dataset."""
     read = {"image_shape": cfg.image_shape, "num_classes": cfg.num_classes}
-    x, y = read_digits_csv(cfg.train, require_label=True, **read)
-    if cfg.max_samples:
-        x, y = x[: cfg.max_samples], y[: cfg.max_samples]
+    train = read_digits_csv(cfg.train, require_label=True, **read)
+    validation = test = None
     if cfg.validation is not None:
-        x_val, y_val = read_digits_csv(cfg.validation, require_label=True, **read)
-        x_train, y_train = x, y
-    else:
-        x_train, y_train, x_val, y_val = split_validation(x, y, cfg.validation_split, seed)
-    x_test = y_test = None
+        validation = read_digits_csv(cfg.validation, require_label=True, **read)
     if cfg.test is not None:
-        x_test, y_test = read_digits_csv(cfg.test, require_label=False, **read)
-        if cfg.max_samples:
-            x_test = x_test[: cfg.max_samples]
-            y_test = None if y_test is None else y_test[: cfg.max_samples]
-    return Dataset(
-        x_train, y_train, x_val, y_val, x_test, y_test, [str(i) for i in range(cfg.num_classes)]
-    )
+        test = read_digits_csv(cfg.test, require_label=False, **read)
+    names = [str(i) for i in range(cfg.num_classes)]
+    return from_arrays(cfg, seed, train, test or (None, None), names, validation)
 
 
 def read_digits_csv(

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.config import MnistData
-from cnnlab.data.dataset import Dataset, split_validation
+from cnnlab.data.dataset import Dataset, from_arrays
 from cnnlab.errors import DataError
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -17,12 +17,8 @@ NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 def mnist(cfg: MnistData, seed: int) -> Dataset:
     """Load MNIST; `path: null` downloads it with keras.datasets (needs internet)."""
-    (x, y), (x_test, y_test) = read_mnist_npz(cfg.path) if cfg.path else _download()
-    if cfg.max_samples:
-        x, y = x[: cfg.max_samples], y[: cfg.max_samples]
-        x_test, y_test = x_test[: cfg.max_samples], y_test[: cfg.max_samples]
-    x_train, y_train, x_val, y_val = split_validation(x, y, cfg.validation_split, seed)
-    return Dataset(x_train, y_train, x_val, y_val, x_test, y_test, [str(i) for i in range(10)])
+    train, test = read_mnist_npz(cfg.path) if cfg.path else _download()
+    return from_arrays(cfg, seed, train, test, [str(i) for i in range(10)])
 
 
 def read_mnist_npz(path: Path) -> tuple[tuple[np.ndarray, np.ndarray], ...]:

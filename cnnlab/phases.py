@@ -1,0 +1,171 @@
+"""Fitting a run's phases: each phase's optimizer, compilation and callbacks, and the loop that
+continues a resumed run where its record says it stopped."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+
+from cnnlab.checkpoints import (
+    ResumableEarlyStopping,
+    ResumableReduceLROnPlateau,
+    RunCheckpoint,
+    StopOnNaN,
+)
+from cnnlab.config import Config, PhaseConfig, TrainConfig
+from cnnlab.data import Dataset
+from cnnlab.inference import BATCH_SIZE
+from cnnlab.models.common import trainable_parameters
+from cnnlab.models.transfer import set_trainable, split_at_features
+from cnnlab.progress import Step
+
+
+def make_optimizer(
+    cfg: TrainConfig | PhaseConfig, steps_per_epoch: int
+) -> keras.optimizers.Optimizer:
+    """The optimizer of a phase (or of train's own keys), its schedule over the phase's steps."""
+    rate = cfg.learning_rate
+    if cfg.lr_schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(
+            rate, decay_steps=cfg.epochs * steps_per_epoch
+        )
+    if cfg.optimizer == "adam":
+        return keras.optimizers.Adam(rate)
+    if cfg.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(rate, momentum=cfg.momentum)
+    return keras.optimizers.SGD(rate, momentum=cfg.momentum)
+
+
+def compile_model(
+    model: keras.Model, cfg: TrainConfig, train_size: int, phase: PhaseConfig | None = None
+) -> None:
+    """Compile for integer labels with `phase`'s optimizer (default: the first phase).
+
+    `train_size` sets the length of a learning-rate schedule.
+    """
+    phase = phase or cfg.stages()[0]
+    # Loaders give integer class indices, so the sparse loss (no one-hot copy of the labels);
+    # one sigmoid unit (two classes) takes them as 0/1 targets of binary cross-entropy.
+    if model.output_shape[-1] == 1:
+        loss = keras.losses.BinaryCrossentropy()
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+    model.compile(
+        optimizer=make_optimizer(phase, math.ceil(train_size / cfg.batch_size)),
+        loss=loss,
+        metrics=["accuracy"],
+        jit_compile=cfg.jit_compile,
+        steps_per_execution=cfg.steps_per_execution,
+    )
+
+
+def make_callbacks(
+    cfg: TrainConfig,
+    phase: PhaseConfig,
+    checkpoint: RunCheckpoint,
+    inside: bool = False,
+    best_weights=None,
+) -> tuple[list[keras.callbacks.Callback], dict[str, keras.callbacks.Callback]]:
+    """A phase's callbacks, and those of them whose counters the resume record keeps.
+
+    With `inside` (a resumed run continuing this phase), the counters come back from the
+    checkpoint's record, and early stopping gets `best_weights` (model.keras's) back. The
+    run's checkpoint, shared by all phases, goes after these.
+    """
+    restored = checkpoint.progress.callbacks if inside else {}
+    stateful: dict[str, keras.callbacks.Callback] = {}
+    callbacks: list[keras.callbacks.Callback] = [StopOnNaN()]
+    if phase.early_stopping is not None:
+        stateful["early_stopping"] = ResumableEarlyStopping(
+            monitor=cfg.monitor,
+            patience=phase.early_stopping.patience,
+            min_delta=phase.early_stopping.min_delta,
+            restore_best_weights=True,
+            verbose=1,
+            state=restored.get("early_stopping"),
+            best_weights=best_weights if inside else None,
+        )
+    if phase.reduce_lr_on_plateau is not None:
+        plateau = phase.reduce_lr_on_plateau
+        stateful["reduce_lr_on_plateau"] = ResumableReduceLROnPlateau(
+            monitor=cfg.monitor,
+            factor=plateau.factor,
+            patience=plateau.patience,
+            min_lr=plateau.min_lr,
+            verbose=1,
+            state=restored.get("reduce_lr_on_plateau"),
+        )
+    callbacks.extend(stateful.values())
+    if cfg.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=checkpoint.run_dir / "tensorboard"))
+    return callbacks, stateful
+
+
+def fit_phases(
+    cfg: Config,
+    model: keras.Model,
+    data: Dataset,
+    checkpoint: RunCheckpoint,
+    step: Step,
+    best_weights=None,
+    extra_callbacks: tuple[keras.callbacks.Callback, ...] = (),
+) -> None:
+    """Fit the phases from `step` on; the checkpoint carries history and best model across them.
+
+    Every phase recompiles (its own optimizer, schedule and trainable layers) and has its own
+    early stopping. A phase continued `inside` keeps the loaded model's optimizer state. With
+    `cache_features`, the frozen base runs once and each phase fits only the head.
+    """
+    from cnnlab.data.pipeline import batches
+
+    train_cfg = cfg.train
+    x_train, x_val = data.x_train, data.x_val
+    fit_model = model
+    if getattr(cfg.model, "cache_features", False):
+        fit_model, x_train, x_val = _cached_head(model, train_cfg, data)
+    phases = train_cfg.stages()
+    for index in range(step.phase, len(phases)):
+        phase = phases[index]
+        inside = step.inside and index == step.phase
+        start = step.phase_start if index == step.phase else len(checkpoint.progress.history)
+        epoch = step.epoch if index == step.phase else start
+        # A cached-features head's optimizer is not saved: it compiles afresh even inside.
+        if not (inside and fit_model is model):
+            set_trainable(model, phase.unfreeze)
+            compile_model(fit_model, train_cfg, len(x_train), phase)
+        callbacks, stateful = make_callbacks(train_cfg, phase, checkpoint, inside, best_weights)
+        checkpoint.begin_phase(index, phase, start, stateful, target=model)
+        print(
+            f"cnnlab: {phase.name}: epochs {start + 1}-{start + phase.epochs}, {phase.optimizer} "
+            f"{phase.learning_rate:g}, {trainable_parameters(fit_model):,} trainable parameters",
+            flush=True,
+        )
+        fit_model.fit(
+            # Seeded per run; a resumed run reshuffles from the seed again.
+            batches(x_train, data.y_train, train_cfg.batch_size, shuffle_seed=cfg.seed),
+            epochs=start + phase.epochs,
+            initial_epoch=epoch,
+            validation_data=batches(x_val, data.y_val, train_cfg.batch_size),
+            shuffle=False,  # the batches are shuffled already
+            # The checkpoint last: it saves the others' state.
+            callbacks=[*callbacks, *extra_callbacks, checkpoint],
+            verbose=train_cfg.fit_verbose(),
+        )
+        if any(getattr(cb, "stop_run", False) for cb in extra_callbacks):
+            break  # e.g. a pruned tuning trial: no later phases either
+
+
+def _cached_head(model: keras.Model, train_cfg: TrainConfig, data: Dataset):
+    """The head to fit on the frozen base's features, and those features of train and val."""
+    extractor, head = split_at_features(model)
+    print("cnnlab: computing the frozen base's features once ...", flush=True)
+    x_train, x_val = (
+        extractor.predict(x, batch_size=BATCH_SIZE, verbose=0).astype("float32")
+        for x in (data.x_train, data.x_val)
+    )
+    # The saved model (image in, probabilities out) is scored and reloaded: compile it too,
+    # with its optimizer built so that it saves and loads whole.
+    compile_model(model, train_cfg, len(x_train))
+    model.optimizer.build(model.trainable_variables)
+    return head, x_train, x_val

@@ -1,0 +1,78 @@
+"""Scoring a finished run: one function, used by `train` when it ends and by `evaluate`.
+
+Each split is predicted once; the same probabilities give the scores, the per-class reports,
+the mistakes grid and (for an unlabelled Kaggle test set) the submission.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from cnnlab import reports, runs
+from cnnlab.atomic import atomic_path, write_json
+from cnnlab.data import Dataset
+from cnnlab.inference import class_probabilities, scores
+
+SUBMISSION = "submission.csv"
+
+
+def score_run(
+    run_dir: Path,
+    model: keras.Model,
+    data: Dataset,
+    out_file: str,
+    splits: tuple[str, ...] = ("val", "test"),
+    extra: dict | None = None,
+    complete: bool = False,
+) -> dict:
+    """Score `model` on `data`'s splits, write the result and redraw the run's reports.
+
+    Args:
+        run_dir: the run directory.
+        model: the run's best model.
+        data: the run's data, split as in training.
+        out_file: the JSON file in `run_dir` that receives {split: {loss, accuracy} or None
+            (no labels), **extra}.
+        splits: which of train, val and test to score.
+        extra: more entries for `out_file` (train's timings and settings).
+        complete: the end of training: write submission.csv when the test images have no
+            labels, mark the run completed and drop its resume record.
+
+    Returns:
+        What was written to `out_file`.
+    """
+    probs: dict[str, np.ndarray] = {}
+    results: dict = {}
+    for split in splits:
+        x, y = data.split(split)
+        if x is not None and (y is not None or split == "test"):
+            probs[split] = class_probabilities(model, x)
+        results[split] = None if y is None else scores(probs[split], y)
+    results.update(extra or {})
+    write_json(run_dir / out_file, results)
+    if complete:
+        if data.x_test is not None and data.y_test is None:
+            write_submission(probs["test"].argmax(axis=1), run_dir / SUBMISSION)
+            print(f"cnnlab: wrote {run_dir / SUBMISSION}", flush=True)
+        runs.write_state(run_dir, "completed")
+        # The resume record duplicates last.keras; a completed run has no use for it.
+        shutil.rmtree(run_dir / runs.RESUME_DIR, ignore_errors=True)
+    # Per-class results on the test set when it has labels, else on the validation set.
+    shown = "test" if data.y_test is not None else "val"
+    if shown not in probs:
+        probs[shown] = class_probabilities(model, data.split(shown)[0])
+    reports.write_run_reports(run_dir, data, shown, probs[shown])
+    return results
+
+
+def write_submission(labels: np.ndarray, path: Path) -> None:
+    """Write Kaggle's `ImageId,Label` rows, ImageId counting from 1 in input order."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"ImageId": np.arange(1, len(labels) + 1), "Label": labels})
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
