@@ -7,7 +7,6 @@ owner-only ones of the temporary file.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import tempfile
@@ -17,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 
-@functools.cache
 def _new_file_mode() -> int:
-    # The umask can only be read by setting it; set it straight back.
+    # The umask can only be read by setting it; set it straight back (read each time, so a
+    # change of umask in this process is followed).
     umask = os.umask(0o022)
     os.umask(umask)
     return 0o666 & ~umask

@@ -26,31 +26,39 @@ STARTUP_NOISE = re.compile(
 _started = False
 
 
-def start_tensorflow_quietly() -> None:
-    """Import TensorFlow and Keras and look for GPUs, with TensorFlow's start-up notices kept
-    off stderr; every other line written meanwhile (a real error) is passed on."""
-    global _started
-    if _started:
-        return
+@contextmanager
+def stderr_without(noise: re.Pattern) -> Iterator[None]:
+    """Capture what is written to stderr (file descriptor 2, so C++ libraries' output too)
+    and pass on every line that `noise` does not match when the block ends."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile(mode="w+b") as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            import keras  # noqa: F401
-            import tensorflow as tf
-
-            tf.config.list_physical_devices("GPU")
+            yield
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
             captured.seek(0)
             text = captured.read().decode("utf-8", "replace")
+            shown = [line for line in text.splitlines() if not noise.search(line)]
+            if shown:
+                print("\n".join(shown), file=sys.stderr, flush=True)
+
+
+def start_tensorflow_quietly() -> None:
+    """Import TensorFlow and Keras and look for GPUs, with TensorFlow's start-up notices kept
+    off stderr; every other line written meanwhile (a real error) is passed on."""
+    global _started
+    if _started:
+        return
+    with stderr_without(STARTUP_NOISE):
+        import keras  # noqa: F401
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")
     _started = True
-    shown = [line for line in text.splitlines() if not STARTUP_NOISE.search(line)]
-    if shown:
-        print("\n".join(shown), file=sys.stderr, flush=True)
 
 
 def describe_device() -> str:

@@ -58,9 +58,18 @@ def test_metrics_are_complete_and_consistent(mnist_run):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for split in ("train", "val", "test"):
         assert set(metrics[split]) == {"loss", "accuracy"}
-        assert 0 <= metrics[split]["accuracy"] <= 1
-    # 3 epochs on 540 images learns something: far above the 10% of guessing.
-    assert metrics["test"]["accuracy"] > 0.5
+        # 3 epochs on 540 images learns something: far above the 10% of guessing.
+        assert metrics[split]["accuracy"] > 0.5, split
+    # The test score is the saved model's on the first 600 MNIST test digits, recomputed
+    # here with Keras alone.
+    import keras
+
+    with np.load(CONFIGS.parent / "data" / "mnist.npz") as z:
+        x_test, y_test = z["x_test"][:600, ..., None], z["y_test"][:600]
+    probs = keras.models.load_model(run_dir / "model.keras").predict(x_test, verbose=0)
+    assert metrics["test"]["accuracy"] == pytest.approx((probs.argmax(1) == y_test).mean())
+    picked = np.clip(probs[np.arange(600), y_test].astype("float64"), 1e-15, 1)
+    assert metrics["test"]["loss"] == pytest.approx(-np.log(picked).mean(), rel=1e-4)
     assert metrics["params"] == 104_202
     assert 1 <= metrics["best_epoch"] <= metrics["epochs_run"] <= 3
     assert metrics["train_seconds"] > 0 and metrics["images_per_second"] > 0
@@ -102,7 +111,15 @@ def test_evaluate_on_a_labelled_csv(mnist_run, kaggle_dir):
     result = invoke("evaluate", run_dir, "--csv", kaggle_dir / "test_labelled.csv")
     assert result.exit_code == 0, result.output
     saved = json.loads((run_dir / "evaluation-test_labelled.json").read_text())
-    assert 0 <= saved["test"]["accuracy"] <= 1
+    # The CSV's 50 rows are the first 50 MNIST test digits: score them with Keras alone.
+    import keras
+
+    frame = pd.read_csv(kaggle_dir / "test_labelled.csv")
+    x = frame.drop(columns="label").to_numpy("uint8").reshape(-1, 28, 28, 1)
+    probs = keras.models.load_model(run_dir / "model.keras").predict(x, verbose=0)
+    expected = (probs.argmax(1) == frame["label"].to_numpy()).mean()
+    assert saved["test"]["accuracy"] == pytest.approx(expected)
+    assert saved["csv"] == str((kaggle_dir / "test_labelled.csv").resolve())
 
 
 def test_predict_csv_writes_a_submission_and_never_overwrites(mnist_run, kaggle_dir, tmp_path):

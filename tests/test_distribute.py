@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 from cnnlab.config import load_config
 
@@ -28,6 +29,7 @@ TWO_CPUS = textwrap.dedent(
 )
 
 
+@pytest.mark.subprocess
 def test_mirrored_over_two_cpu_devices_trains_and_saves(tmp_path):
     out = tmp_path / "out"
     args = [

@@ -13,9 +13,8 @@ import pytest
 from PIL import Image
 
 from cnnlab.config import Cifar10Data, Cifar100Data, ImageDirData, MnistData
-from cnnlab.data import load_dataset
+from cnnlab.data import BadFilesError, describe_problems, load_dataset
 from cnnlab.data.cifar import read_cifar
-from cnnlab.data import BadFilesError, describe_problems
 from cnnlab.errors import DataError
 
 from .images import (

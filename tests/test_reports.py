@@ -87,11 +87,15 @@ def test_html_report_is_self_contained(run_dir):
 
 
 def test_evaluate_redraws_the_reports(run_dir):
-    before = (run_dir / "confusion_matrix.png").stat().st_mtime_ns
-    (run_dir / "report.html").unlink()
+    drawn = ("report.html", "confusion_matrix.png", "curves.png", "misclassified.png")
+    before = {name: (run_dir / name).read_bytes() for name in drawn}
+    for name in drawn:
+        (run_dir / name).unlink()
     assert invoke("evaluate", run_dir).exit_code == 0
-    assert (run_dir / "report.html").is_file()
-    assert (run_dir / "confusion_matrix.png").stat().st_mtime_ns >= before
+    for name in drawn[1:]:  # the same model on the same images draws the same pictures
+        assert (run_dir / name).read_bytes() == before[name], name
+    page = (run_dir / "report.html").read_text()
+    assert page.count("src='data:image/png;base64,") == 3
 
 
 def fake_run(root, name, state=None, metrics=None, history=None):
@@ -172,12 +176,19 @@ def test_check_passes_on_a_good_config():
     assert result.exit_code == 0, result.output
     assert "train: 180 images (0:" in result.output
     assert "model: lenet5, 61,706 parameters" in result.output
-    from cnnlab.environment import resolve_precision
+    import tensorflow as tf
 
-    assert "precision {} ({})".format(*resolve_precision("auto")) in result.output
-    from cnnlab.distribute import make_placement
-
-    replicas = make_placement("auto").replicas  # 1 here; one per GPU on a multi-GPU machine
+    # What auto must pick, worked out here from the CPU's flags and the visible GPUs.
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+    if gpus == 0 and ("avx512_bf16" in flags or "amx_bf16" in flags):
+        expected = "precision mixed_bfloat16 (auto: CPU has AVX512_BF16/AMX)"
+    elif gpus == 0:
+        expected = "precision float32 (auto: CPU without native bfloat16)"
+    else:
+        expected = "precision mixed_"  # by the GPU's compute capability
+    assert expected in result.output
+    replicas = gpus if gpus >= 2 else 1  # one per GPU on a multi-GPU machine
     assert f"{replicas} replica(s), global batch 128 ({128 / replicas:g} per" in result.output
     assert result.output.strip().splitlines()[-1].startswith("ok: `cnnlab train")
 

@@ -33,6 +33,7 @@ def metrics_of(run_dir):
     return json.loads((run_dir / "metrics.json").read_text())
 
 
+@pytest.mark.subprocess
 def test_killed_run_resumes_to_the_same_end(tmp_path):
     killed_out, whole_out = tmp_path / "killed", tmp_path / "whole"
     config = CONFIGS / "mnist_small_cnn.yaml"
@@ -66,9 +67,9 @@ def test_killed_run_resumes_to_the_same_end(tmp_path):
     assert not (run_dir / "metrics.json").exists()
     assert json.loads(progress.read_text())["epoch"] in (2, 3)
 
-    # A plain re-run notices the interrupted run and says how to continue it.
-    rerun = invoke("compare", killed_out)
-    assert "interrupted" in rerun.output
+    # compare lists the killed run as interrupted.
+    listed = invoke("compare", killed_out)
+    assert f"{run_dir.name}" in listed.output and "interrupted" in listed.output
     changed = invoke(
         "train",
         config,

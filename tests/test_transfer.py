@@ -161,6 +161,7 @@ def test_phases_inherit_train_keys_and_read_back_the_same(tmp_path):
     assert load_config(tmp_path / "again.yaml", [f"name={cfg.name}"]) == cfg
 
 
+@pytest.mark.subprocess
 def test_killed_phased_run_resumes_in_its_phase(tmp_path):
     out = tmp_path / "out"
     phases = "[{epochs: 1}, {epochs: 3, optimizer: sgd, learning_rate: 0.01}]"

@@ -101,6 +101,7 @@ def test_pruned_trials_stop_early_and_skip_later_phases(tmp_path):
         assert len(next(history).read_text().splitlines()) == 2  # header + one epoch of two
 
 
+@pytest.mark.subprocess
 def test_two_processes_share_one_study(tmp_path):
     space = write_space(tmp_path)
     out = tmp_path / "out"

@@ -11,7 +11,8 @@ from keras import ops
 def affine_matrix(angle, scale, shift_x, shift_y, height: int, width: int):
     """Transform rows (a0, a1, a2, b0, b1, b2, 0, 0) for keras.ops.image.affine_transform.
 
-    The forward map rotates by `angle` radians and scales by `scale` about the image centre, then
+    The forward map rotates by `angle` radians (a positive angle turns the image clockwise as
+    seen on screen, where rows go down) and scales by `scale` about the image centre, then
     shifts by (`shift_x`, `shift_y`) pixels; the rows give, for each output pixel, where to read
     the input (the inverse map). Arguments are tensors of shape (batch,) or numbers.
     """
