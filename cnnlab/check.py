@@ -1,15 +1,18 @@
-"""Looking before training: `summary` (the model a config builds) and `check` (everything a
-`train` needs: config, data, model, device), without fitting anything."""
+"""Looking before training: `summary` (the model a config builds, from the config alone) and
+`check` (everything a `train` needs: config, data, model, device), without fitting anything."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import keras
 import numpy as np
 
 from cnnlab.config import Config
-from cnnlab.data import Dataset, count_classes, load_dataset
+from cnnlab.data import Dataset, count_classes, describe_problems, load_dataset
+from cnnlab.distribute import make_placement
+from cnnlab.environment import describe_device, resolve_precision
 from cnnlab.errors import RunDirError
 from cnnlab.models import build_model
 from cnnlab.models.common import trainable_parameters
@@ -65,6 +68,36 @@ def class_counts(data: Dataset) -> list[tuple[str, list[int], int]]:
         if y is not None:
             rows.append((split, np.bincount(y, minlength=data.num_classes).tolist(), len(y)))
     return rows
+
+
+def preflight(cfg: Config) -> Iterator[str]:
+    """Everything `train` would do before its first epoch, as lines to show as they happen:
+    the data (images per class and split), the model, device, precision and distribution.
+
+    Raises:
+        CnnlabError: the first problem found (output folder, data, model).
+    """
+    check_output_dir(cfg)
+    model, data = load_and_build(cfg)
+    yield f"data: images of {'x'.join(map(str, data.input_shape))}, {data.num_classes} classes"
+    for split, per_class, total in class_counts(data):
+        listed = " ".join(
+            f"{name}:{n}" for name, n in zip(data.class_names, per_class, strict=True)
+        )
+        yield f"  {split}: {total:,} images ({listed})"
+    if data.x_test is not None and data.y_test is None:
+        yield f"  test: {len(data.x_test):,} unlabelled images (a submission.csv is written)"
+    if data.problems:
+        yield f"  would skip {describe_problems(data.problems)}"
+    counts = parameter_counts(model)
+    yield f"model: {model.name}, {counts['total']:,} parameters ({counts['trainable']:,} trainable)"
+    precision, why = resolve_precision(cfg.train.precision)
+    yield f"device: {describe_device()}, precision {precision} ({why})"
+    placed = make_placement(cfg.train.distribute).describe(cfg.train.batch_size)
+    yield (
+        f"distribute: {placed['strategy']}, {placed['replicas']} replica(s), global batch "
+        f"{placed['global_batch_size']} ({placed['per_replica_batch_size']:g} per replica)"
+    )
 
 
 def check_output_dir(cfg: Config) -> None:

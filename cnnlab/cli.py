@@ -328,37 +328,10 @@ def check(
     cfg = load_config(config, overrides or [])
     typer.echo(f"config: {config} is valid (loader {cfg.data.loader}, builder {cfg.model.builder})")
     _start_tensorflow()
-    from cnnlab.check import check_output_dir, class_counts, load_and_build, parameter_counts
-    from cnnlab.environment import describe_device, resolve_precision
+    from cnnlab.check import preflight
 
-    check_output_dir(cfg)
-    model, data = load_and_build(cfg)
-    shape = "x".join(map(str, data.input_shape))
-    typer.echo(f"data: images of {shape}, {data.num_classes} classes")
-    for split, per_class, total in class_counts(data):
-        listed = " ".join(
-            f"{name}:{n}" for name, n in zip(data.class_names, per_class, strict=True)
-        )
-        typer.echo(f"  {split}: {total:,} images ({listed})")
-    if data.x_test is not None and data.y_test is None:
-        typer.echo(f"  test: {len(data.x_test):,} unlabelled images (a submission.csv is written)")
-    if data.problems:
-        from cnnlab.data import describe_problems
-
-        typer.echo(f"  would skip {describe_problems(data.problems)}")
-    counts = parameter_counts(model)
-    typer.echo(
-        f"model: {model.name}, {counts['total']:,} parameters ({counts['trainable']:,} trainable)"
-    )
-    precision, why = resolve_precision(cfg.train.precision)
-    typer.echo(f"device: {describe_device()}, precision {precision} ({why})")
-    from cnnlab.distribute import make_placement
-
-    placed = make_placement(cfg.train.distribute).describe(cfg.train.batch_size)
-    typer.echo(
-        f"distribute: {placed['strategy']}, {placed['replicas']} replica(s), global batch "
-        f"{placed['global_batch_size']} ({placed['per_replica_batch_size']:g} per replica)"
-    )
+    for line in preflight(cfg):
+        typer.echo(line)
     typer.echo(f"ok: `cnnlab train {config}` would start; runs go to {cfg.output_dir}")
 
 

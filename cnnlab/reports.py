@@ -197,6 +197,25 @@ def _image(path: Path, alt: str) -> str:
     return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'>"
 
 
+def _metrics_sections(metrics: dict | None) -> list[tuple[str, str]]:
+    if not metrics:
+        return [("Metrics", "<p class='missing'>No metrics.json: training did not finish.</p>")]
+    split_rows = [
+        (f"{split} {name}", metrics[split][name] if metrics[split] else None)
+        for split in ("train", "val", "test")
+        for name in ("accuracy", "loss")
+    ]
+    timings = [
+        ("epochs run", metrics["epochs_run"]),
+        ("best epoch", f"{metrics['best_epoch']} (by {metrics['monitor']})"),
+        ("train seconds", f"{metrics['train_seconds']:,.1f}"),
+        ("images per second", f"{metrics['images_per_second']:,.0f}"),
+        ("parameters", metrics["params"]),
+        ("device", metrics["device"]),
+    ]
+    return [("Metrics", _table(split_rows)), ("Timings", _table(timings))]
+
+
 def write_html_report(run_dir: Path) -> Path:
     """report.html: config, environment, model summary, metrics, timings and every plot."""
     import pandas as pd
@@ -204,33 +223,7 @@ def write_html_report(run_dir: Path) -> Path:
     metrics = json.loads(_read(run_dir / runs.METRICS_FILE) or "null")
     environment = json.loads(_read(run_dir / runs.ENVIRONMENT_FILE) or "{}")
     state = runs.read_state(run_dir)
-    sections = []
-    if metrics:
-        split_rows = [
-            (f"{split} {name}", metrics[split][name] if metrics[split] else None)
-            for split in ("train", "val", "test")
-            for name in ("accuracy", "loss")
-        ]
-        sections.append(("Metrics", _table(split_rows)))
-        sections.append(
-            (
-                "Timings",
-                _table(
-                    [
-                        ("epochs run", metrics["epochs_run"]),
-                        ("best epoch", f"{metrics['best_epoch']} (by {metrics['monitor']})"),
-                        ("train seconds", f"{metrics['train_seconds']:,.1f}"),
-                        ("images per second", f"{metrics['images_per_second']:,.0f}"),
-                        ("parameters", metrics["params"]),
-                        ("device", metrics["device"]),
-                    ]
-                ),
-            )
-        )
-    else:
-        sections.append(
-            ("Metrics", "<p class='missing'>No metrics.json: training did not finish.</p>")
-        )
+    sections = _metrics_sections(metrics)
     sections.append(("Learning curves", _image(run_dir / CURVES, "learning curves")))
     sections.append(("Confusion matrix", _image(run_dir / CONFUSION, "confusion matrix")))
     per_class = run_dir / PER_CLASS

@@ -218,24 +218,29 @@ def tune(
         return metrics["val"]["accuracy" if maximize else "loss"]
 
     study.optimize(objective, n_trials=trials, catch=(CnnlabError,))
-    result: dict[str, Any] = {"study": name, "storage": url, "folder": str(folder), "best": None}
     _write_trials(study, folder / TRIALS_CSV)
-    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if finished:
-        best = study.best_trial
-        best_cfg = load_config(
-            config, [*overrides, *trial_overrides(best.params, space), f"name={name}-best"]
-        )
-        out = folder / BEST_CONFIG
-        atomic_write(out, _best_header(name, best, base) + dump_config(best_cfg))
-        result["best"] = {
-            "value": best.value,
-            "number": best.number,
-            "params": best.params,
-            "run": best.user_attrs.get("run"),
-            "config": str(out),
-        }
-    return result
+    best = _write_best(study, optuna, config, overrides, space, folder, base)
+    return {"study": name, "storage": url, "folder": str(folder), "best": best}
+
+
+def _write_best(study, optuna, config, overrides, space, folder: Path, base: Config):
+    """best.yaml, the best finished trial's full config, and what to say of it (None: no trial
+    has finished)."""
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+        return None
+    best = study.best_trial
+    best_cfg = load_config(
+        config, [*overrides, *trial_overrides(best.params, space), f"name={folder.name}-best"]
+    )
+    out = folder / BEST_CONFIG
+    atomic_write(out, _best_header(folder.name, best, base) + dump_config(best_cfg))
+    return {
+        "value": best.value,
+        "number": best.number,
+        "params": best.params,
+        "run": best.user_attrs.get("run"),
+        "config": str(out),
+    }
 
 
 def _open_study(optuna, name: str, url: str, engine: dict, **kwargs):

@@ -13,7 +13,7 @@ from cnnlab.config import (
     SmallCnnModel,
     StridedCnnModel,
 )
-from cnnlab.models.common import classifier, image_input
+from cnnlab.models.common import classifier, dense_stack, image_input
 
 
 def small_cnn(cfg: SmallCnnModel, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
@@ -45,9 +45,7 @@ def deep_cnn(cfg: DeepCnnModel, input_shape: tuple[int, ...], num_classes: int) 
         x = layers.MaxPooling2D(2, padding="same")(x)
         if cfg.conv_dropout and i < len(cfg.filters) - 1:
             x = layers.Dropout(cfg.conv_dropout)(x)
-    x = layers.Flatten()(x)
-    for units in cfg.dense_units:
-        x = layers.Dense(units, activation="relu")(x)
+    x = dense_stack(layers.Flatten()(x), cfg.dense_units)
     if cfg.dropout:
         x = layers.Dropout(cfg.dropout)(x)
     return keras.Model(inputs, classifier(x, num_classes), name="deep_cnn")
@@ -114,11 +112,7 @@ def alexnet_lite(
         x = layers.Activation("relu")(x)
         if min(x.shape[1:3]) >= 3:  # overlapping pooling, as in AlexNet
             x = layers.MaxPooling2D(3, strides=2)(x)
-    x = layers.Flatten()(x)
-    for units in cfg.dense_units:
-        x = layers.Dense(units, activation="relu")(x)
-        if cfg.dropout:
-            x = layers.Dropout(cfg.dropout)(x)
+    x = dense_stack(layers.Flatten()(x), cfg.dense_units, dropout=cfg.dropout)
     return keras.Model(inputs, classifier(x, num_classes), name="alexnet_lite")
 
 
@@ -137,6 +131,5 @@ def convnet(cfg: ConvnetModel, input_shape: tuple[int, ...], num_classes: int) -
     x = layers.Flatten()(x)
     if cfg.dropout:
         x = layers.Dropout(cfg.dropout)(x)
-    for units in cfg.dense_units:
-        x = layers.Dense(units, activation="relu")(x)
+    x = dense_stack(x, cfg.dense_units)
     return keras.Model(inputs, classifier(x, num_classes), name="convnet")

@@ -57,6 +57,17 @@ def image_input(
     return inputs, x
 
 
+def dense_stack(
+    x: keras.KerasTensor, units: list[int], activation: str = "relu", dropout: float = 0.0
+) -> keras.KerasTensor:
+    """A Dense layer per entry of `units`, each followed by dropout when `dropout` is set."""
+    for n in units:
+        x = layers.Dense(n, activation=activation)(x)
+        if dropout:
+            x = layers.Dropout(dropout)(x)
+    return x
+
+
 def classifier(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
     """Class probabilities, kept float32 so a mixed-precision model still gives exact softmax.
 

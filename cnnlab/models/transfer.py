@@ -9,7 +9,7 @@ from keras import layers
 
 from cnnlab.config import Vgg16Model
 from cnnlab.errors import ConfigError
-from cnnlab.models.common import EXACT, classifier, image_input
+from cnnlab.models.common import EXACT, classifier, dense_stack, image_input
 from cnnlab.models.layers import ImageNetPreprocess
 
 FEATURES = "features"  # the layer whose output is the base's feature vector
@@ -36,8 +36,7 @@ def vgg16(cfg: Vgg16Model, input_shape: tuple[int, ...], num_classes: int) -> ke
         x = layers.GlobalAveragePooling2D(name=FEATURES)(x)
     else:
         x = layers.GlobalMaxPooling2D(name=FEATURES)(x)
-    for units in cfg.dense_units:
-        x = layers.Dense(units, activation="relu")(x)
+    x = dense_stack(x, cfg.dense_units)
     if cfg.dropout:
         x = layers.Dropout(cfg.dropout)(x)
     return keras.Model(inputs, classifier(x, num_classes), name="vgg16_transfer")
