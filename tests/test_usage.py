@@ -122,3 +122,25 @@ def test_only_tensorflow_notices_are_kept_off_stderr(capfd):
         "E0000 00:00:1 2120 cuda_dnn.cc:1] could not create cudnn handle\n"
         "Traceback: a real Python error\n"
     )
+
+
+def test_a_damaged_resume_model_is_named_when_resuming(cli, tmp_path):
+    from cnnlab.config import dump_config
+    from cnnlab.progress import Progress, epoch_model_file
+
+    cfg = load_config(
+        CONFIGS / "mnist_mlp.yaml",
+        [f"output_dir={tmp_path}", "data.max_samples=100", "train.epochs=3"],
+    )
+    run = tmp_path / "mnist_mlp-20260101-000000"
+    (run / ".resume").mkdir(parents=True)
+    (run / "config.yaml").write_text(dump_config(cfg))
+    (run / "state.json").write_text('{"state": "interrupted"}')
+    Progress(epoch=1, model_file=epoch_model_file(1), phases=[{"name": "phase1"}]).save(run)
+    (run / ".resume" / epoch_model_file(1)).write_bytes(b"PK\x03\x04 cut short")
+    result = cli("train", "--resume", run)
+    assert result.exit_code == 1
+    assert f"{run / '.resume' / 'epoch-0001.keras'}: damaged: not a complete .keras file" in (
+        result.output
+    )
+    assert "not found" not in result.output.lower()

@@ -42,9 +42,10 @@ class ModelSchema(Schema):
         """Raise ValueError (naming the key) when `train` asks what this model cannot do."""
         unfrozen = [i for i, p in enumerate(train.phases or []) if p.unfreeze]
         if unfrozen and not self.PRETRAINED_BASE:
+            bases = ", ".join(n for n, schema in MODEL_SCHEMAS.items() if schema.PRETRAINED_BASE)
             raise ValueError(
                 f"train.phases.{unfrozen[0]}.unfreeze: only a pretrained base (builder "
-                f"vgg16) has layers to unfreeze; {self.builder} trains all its layers"
+                f"{bases}) has layers to unfreeze; {self.builder} trains all its layers"
             )
 
 
