@@ -28,7 +28,7 @@ from cnnlab import runs
 from cnnlab.atomic import atomic_path, atomic_write
 from cnnlab.errors import CnnlabError
 from cnnlab.models.common import trainable_parameters
-from cnnlab.progress import Progress, epoch_model_file
+from cnnlab.progress import RESUME_DIR, Progress, epoch_model_file
 
 
 def _improved(value: float, best: float | None, monitor: str) -> bool:
@@ -125,7 +125,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.stateful: dict[str, keras.callbacks.Callback] = {}
         self.last_phase = True
         self.target: keras.Model | None = None
-        (run_dir / runs.RESUME_DIR).mkdir(exist_ok=True)
+        (run_dir / RESUME_DIR).mkdir(exist_ok=True)
 
     def begin_phase(
         self,

@@ -17,7 +17,9 @@ from typing import Any, NamedTuple
 
 from cnnlab.atomic import write_json
 from cnnlab.errors import RunDirError
-from cnnlab.runs import PROGRESS_FILE, RESUME_DIR
+
+RESUME_DIR = ".resume"
+PROGRESS_FILE = "progress.json"
 
 
 class Step(NamedTuple):

@@ -26,6 +26,7 @@ from typing import Any
 from cnnlab.atomic import atomic_write, write_json
 from cnnlab.config import Config, dump_config, load_config
 from cnnlab.errors import CnnlabError, RunDirError
+from cnnlab.progress import record_path
 
 CONFIG_FILE = "config.yaml"
 BEST_MODEL = "model.keras"
@@ -35,8 +36,6 @@ METRICS_FILE = "metrics.json"
 SUMMARY_FILE = "summary.txt"
 ENVIRONMENT_FILE = "environment.json"
 STATE_FILE = "state.json"
-RESUME_DIR = ".resume"  # see cnnlab.checkpoints
-PROGRESS_FILE = "progress.json"
 BAD_FILES = "bad_files.csv"
 
 
@@ -183,7 +182,7 @@ def config_differences(old: Config, new: Config) -> list[str]:
 
 
 def resumable(run_dir: Path) -> bool:
-    return (run_dir / RESUME_DIR / PROGRESS_FILE).is_file()
+    return record_path(run_dir).is_file()
 
 
 def prepare_resume(run_dir: str | Path, cfg: Config | None = None) -> tuple[Path, Config]:

@@ -16,6 +16,7 @@ from cnnlab import reports, runs
 from cnnlab.atomic import atomic_path, write_json
 from cnnlab.data import Dataset
 from cnnlab.inference import class_probabilities, scores
+from cnnlab.progress import RESUME_DIR
 
 SUBMISSION = "submission.csv"
 
@@ -60,7 +61,7 @@ def score_run(
             print(f"cnnlab: wrote {run_dir / SUBMISSION}", flush=True)
         runs.write_state(run_dir, "completed")
         # The resume record duplicates last.keras; a completed run has no use for it.
-        shutil.rmtree(run_dir / runs.RESUME_DIR, ignore_errors=True)
+        shutil.rmtree(run_dir / RESUME_DIR, ignore_errors=True)
     # Per-class results on the test set when it has labels, else on the validation set.
     shown = "test" if data.y_test is not None else "val"
     if shown not in probs:
