@@ -79,6 +79,8 @@ def preflight(cfg: Config) -> Iterator[str]:
     """
     check_output_dir(cfg)
     model, data = load_and_build(cfg)
+    if data.source:
+        yield data.source
     yield f"data: images of {'x'.join(map(str, data.input_shape))}, {data.num_classes} classes"
     for split, per_class, total in class_counts(data):
         listed = " ".join(
@@ -87,6 +89,7 @@ def preflight(cfg: Config) -> Iterator[str]:
         yield f"  {split}: {total:,} images ({listed})"
     if data.x_test is not None and data.y_test is None:
         yield f"  test: {len(data.x_test):,} unlabelled images (a submission.csv is written)"
+    yield f"  decoded images take {data.nbytes / 2**20:,.1f} MiB of memory (uint8)"
     if data.problems:
         yield f"  would skip {describe_problems(data.problems)}"
     counts = parameter_counts(model)

@@ -230,6 +230,85 @@ def predict_csv(
 
 @app.command()
 @user_errors
+def predict(
+    items: Annotated[
+        list[str],
+        typer.Argument(
+            help="Run directories made by `cnnlab train` (several: their probabilities are "
+            "averaged), then image files, folders (searched recursively) and glob patterns "
+            "(quote them: 'photos/**/*.jpg').",
+            metavar="RUN_DIR... PATH...",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="CSV of predictions, one row per image.")
+    ] = Path("predictions.csv"),
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+) -> None:
+    """Classify image files with a trained run, decoded as its training images were.
+
+    Exit code 0 when every image was read, 3 when some could not be (they are listed).
+    """
+    from cnnlab.runs import CONFIG_FILE
+
+    runs = []
+    for item in items:
+        if not (Path(item) / CONFIG_FILE).is_file():
+            break
+        runs.append(Path(item))
+    inputs = items[len(runs) :]
+    if not runs:
+        raise CnnlabError(
+            f"{items[0]}: not a run directory (no {CONFIG_FILE}); give RUN_DIR first, then the "
+            "images"
+        )
+    if not inputs:
+        raise CnnlabError("give image files, folders or patterns after the run directories")
+    for run_dir in runs:
+        _open_finished_run(run_dir)
+    _start_tensorflow()
+    from cnnlab.predict import predict_images
+
+    result = predict_images(runs, inputs, output, overwrite)
+    _show_predictions(result)
+    if result.skipped:
+        raise typer.Exit(3)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _show_predictions(result) -> None:
+    """The first rows of the predictions, counts per class, and what was left out."""
+    from rich.table import Table
+
+    from cnnlab.console import print_table
+
+    frame, shown = result.frame, 20
+    table = Table("path", "predicted", "probability")
+    for row in frame.head(shown).itertuples(index=False):
+        table.add_row(str(row.path), str(row.predicted), f"{row.probability:.4f}")
+    print_table(table)
+    if len(frame) > shown:
+        typer.echo(f"... and {len(frame) - shown:,} more")
+    counts = frame["predicted"].value_counts()
+    typer.echo("predicted: " + ", ".join(f"{name} {n:,}" for name, n in counts.items()))
+    typer.echo(f"wrote {len(frame):,} predictions to {result.out}")
+    if result.ignored:
+        verb = "is" if result.ignored == 1 else "are"
+        typer.echo(f"note: ignored {_count(result.ignored, 'file')} that {verb} not an image")
+    if result.skipped:
+        typer.echo(f"skipped {_count(len(result.skipped), 'unreadable file')}:", err=True)
+        for path, reason in result.skipped[:shown]:
+            typer.echo(f"  {path}: {reason}", err=True)
+        if len(result.skipped) > shown:
+            typer.echo(f"  ... and {len(result.skipped) - shown:,} more", err=True)
+
+
+@app.command()
+@user_errors
 def compare(
     paths: Annotated[
         list[Path] | None,

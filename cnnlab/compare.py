@@ -108,14 +108,12 @@ def to_markdown(frame) -> str:
 
 
 def print_table(frame) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from cnnlab import console
 
     table = Table(*HEADERS)
     for record in frame.to_dict("records"):
         style = None if record["state"] == "completed" else "yellow"
         table.add_row(*(_cell(record[c]) for c in COLUMNS), style=style)
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=240)  # piped into a file: no reason to fold at 80 columns
-    console.print(table)
+    console.print_table(table)

@@ -10,9 +10,8 @@ import numpy as np
 from cnnlab.atomic import write_json
 from cnnlab.data import load_dataset, read_csv_for
 from cnnlab.errors import RunDirError
-from cnnlab.inference import class_probabilities, load_members, member_probabilities, scores
+from cnnlab.inference import load_members, member_probabilities, scores
 from cnnlab.models.common import output_classes
-from cnnlab.runs import load_run_model, open_run
 from cnnlab.scoring import score_run
 
 EVALUATION = "evaluation.json"
@@ -31,13 +30,14 @@ def evaluate(run_dir: str | Path, csv: Path | None = None) -> dict:
         the same dict is written to evaluation.json (evaluation-<csv stem>.json with `csv`).
         Without `csv`, the run's plots and report.html are drawn again as well.
     """
-    run_dir, cfg = open_run(run_dir)
-    model = load_run_model(run_dir)
+    (run,) = load_members([run_dir])
+    data_cfg = run.cfg.data
     if csv is None:
-        return score_run(run_dir, model, load_dataset(cfg.data, cfg.seed), EVALUATION)
-    x, y = read_csv_for(cfg.data, csv, output_classes(model), require_label=True)
-    results = {"csv": str(Path(csv).resolve()), "test": scores(class_probabilities(model, x), y)}
-    write_json(run_dir / f"evaluation-{Path(csv).stem}.json", results)
+        data = load_dataset(data_cfg, run.cfg.seed)
+        return score_run(run.run_dir, run.model, data, EVALUATION, tta=run.cfg.model.tta)
+    x, y = read_csv_for(data_cfg, csv, output_classes(run.model), require_label=True)
+    results = {"csv": str(Path(csv).resolve()), "test": scores(run.probabilities(x), y)}
+    write_json(run.run_dir / f"evaluation-{Path(csv).stem}.json", results)
     return results
 
 
@@ -58,26 +58,25 @@ def evaluate_ensemble(
         {"runs": [...], "members": [{"run", "loss", "accuracy"}, ...], "test": {...}} with
         "csv" when `csv` was given.
     """
-    opened = [open_run(run_dir) for run_dir in run_dirs]
-    dirs = [run_dir for run_dir, _ in opened]
-    models = load_members(dirs)
-    first_dir, first = opened[0]
+    members = load_members(run_dirs)
+    dirs = [member.run_dir for member in members]
+    first = members[0]
     if csv is not None:
-        x, y = read_csv_for(first.data, csv, output_classes(models[0]), require_label=True)
+        x, y = read_csv_for(first.cfg.data, csv, output_classes(first.model), require_label=True)
     else:
-        for run_dir, cfg in opened[1:]:
-            if cfg.data != first.data:
+        for member in members[1:]:
+            if member.cfg.data != first.cfg.data:
                 raise RunDirError(
-                    f"{run_dir}: its data config differs from {first_dir}'s, so they have no "
-                    "common test set; pass --csv with a labelled test file"
+                    f"{member.run_dir}: its data config differs from {first.run_dir}'s, so they "
+                    "have no common test set; pass --csv with a labelled test file"
                 )
-        data = load_dataset(first.data, first.seed)
+        data = load_dataset(first.cfg.data, first.cfg.seed)
         if data.y_test is None:
             raise RunDirError(
-                f"{first_dir}: its data config has no labelled test set; pass --csv with one"
+                f"{first.run_dir}: its data config has no labelled test set; pass --csv with one"
             )
         x, y = data.x_test, data.y_test
-    probs = member_probabilities(models, x)
+    probs = member_probabilities(members, x)
     results = {
         "runs": [str(d) for d in dirs],
         "members": [{"run": str(d), **scores(p, y)} for d, p in zip(dirs, probs, strict=True)],

@@ -4,20 +4,33 @@ and the reports use to run a model on images."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import keras
 import numpy as np
 
+from cnnlab.config import Config
 from cnnlab.errors import RunDirError
 from cnnlab.models.common import output_classes
-from cnnlab.runs import load_run_model
+from cnnlab.runs import load_run_model, open_run, read_class_names
 
 # Images per forward pass when predicting: inference holds no gradients, so larger than training.
 BATCH_SIZE = 512
 
 
-def class_probabilities(model: keras.Model, x: np.ndarray) -> np.ndarray:
-    """(N, classes) float64 probabilities; a one-unit sigmoid output becomes [P(0), P(1)]."""
+def class_probabilities(model: keras.Model, x: np.ndarray, tta: str = "none") -> np.ndarray:
+    """(N, classes) float64 probabilities; a one-unit sigmoid output becomes [P(0), P(1)].
+
+    `tta` is a run's model.tta: horizontal_flip averages each image's probabilities with its
+    mirror image's.
+    """
+    probs = _predict(model, x)
+    if tta == "horizontal_flip":
+        probs = (probs + _predict(model, x[:, :, ::-1])) / 2
+    return probs
+
+
+def _predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
     probs = model.predict(x, batch_size=BATCH_SIZE, verbose=0).astype(np.float64)
     if probs.shape[-1] == 1:
         return np.concatenate([1 - probs, probs], axis=1)
@@ -35,23 +48,43 @@ def scores(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
     }
 
 
-def load_members(run_dirs: list[Path]) -> list[keras.Model]:
-    """The best models of `run_dirs`, checked to take the same images and give the same classes."""
-    models = [load_run_model(run_dir) for run_dir in run_dirs]
-    first = models[0]
-    for run_dir, model in zip(run_dirs[1:], models[1:], strict=True):
+class Member(NamedTuple):
+    """A trained run ready to predict: its folder, resolved config, best model, class names."""
+
+    run_dir: Path
+    cfg: Config
+    model: keras.Model
+    class_names: list[str]
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities for `x`, with the run's test-time augmentation."""
+        return class_probabilities(self.model, x, self.cfg.model.tta)
+
+
+def load_members(run_dirs: list[str | Path]) -> list[Member]:
+    """The runs in `run_dirs` with their best models, checked to take the same images and to
+    tell the same classes apart (one run, or the members of an ensemble)."""
+    members = []
+    for path in run_dirs:
+        run_dir, cfg = open_run(path)
+        model = load_run_model(run_dir)
+        members.append(Member(run_dir, cfg, model, read_class_names(run_dir, model)))
+    first = members[0]
+    for member in members[1:]:
+        a, b = first.model, member.model
         for what, ours, theirs in (
-            ("input shape", first.input_shape, model.input_shape),
-            ("number of classes", output_classes(first), output_classes(model)),
+            ("model's input shape", a.input_shape, b.input_shape),
+            ("model's number of classes", output_classes(a), output_classes(b)),
+            ("class names", first.class_names, member.class_names),
         ):
             if ours != theirs:
                 raise RunDirError(
-                    f"{run_dir}: its model's {what} {theirs} differs from {run_dirs[0]}'s "
+                    f"{member.run_dir}: its {what} {theirs} differs from {first.run_dir}'s "
                     f"{ours}; an ensemble needs models of the same task"
                 )
-    return models
+    return members
 
 
-def member_probabilities(models: list[keras.Model], x: np.ndarray) -> list[np.ndarray]:
-    """Each model's class probabilities for `x`; their mean is the ensemble's (soft voting)."""
-    return [class_probabilities(model, x) for model in models]
+def member_probabilities(members: list[Member], x: np.ndarray) -> list[np.ndarray]:
+    """Each member's class probabilities for `x`; their mean is the ensemble's (soft voting)."""
+    return [member.probabilities(x) for member in members]

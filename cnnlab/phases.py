@@ -17,6 +17,7 @@ from cnnlab.config import Config, PhaseConfig, TrainConfig
 from cnnlab.data import Dataset
 from cnnlab.inference import BATCH_SIZE
 from cnnlab.models.common import trainable_parameters
+from cnnlab.models.layers import SparseSmoothedCrossentropy
 from cnnlab.models.transfer import set_trainable, split_at_features
 from cnnlab.progress import Step
 
@@ -47,8 +48,11 @@ def compile_model(
     phase = phase or cfg.stages()[0]
     # Loaders give integer class indices, so the sparse loss (no one-hot copy of the labels);
     # one sigmoid unit (two classes) takes them as 0/1 targets of binary cross-entropy.
+    smoothing = cfg.label_smoothing
     if model.output_shape[-1] == 1:
-        loss = keras.losses.BinaryCrossentropy()
+        loss = keras.losses.BinaryCrossentropy(label_smoothing=smoothing)
+    elif smoothing:
+        loss = SparseSmoothedCrossentropy(smoothing)
     else:
         loss = keras.losses.SparseCategoricalCrossentropy()
     model.compile(

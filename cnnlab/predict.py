@@ -1,14 +1,19 @@
-"""Kaggle submissions: `ImageId,Label` for every row of an unlabelled CSV, from one run or the
-average of several (an ensemble)."""
+"""Predictions of a run, or the average of several (an ensemble): Kaggle submissions
+(`ImageId,Label` for every row of an unlabelled CSV) and class probabilities of image files."""
 
 from __future__ import annotations
 
+import glob
+import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from cnnlab.data import read_csv_for
-from cnnlab.errors import RunDirError
+from cnnlab.atomic import atomic_path
+from cnnlab.data import adapt_images, read_csv_for
+from cnnlab.data.images import EXTENSIONS, decode_files, extension_problem, is_hidden
+from cnnlab.errors import DataError, RunDirError
 from cnnlab.inference import load_members, member_probabilities
 from cnnlab.models.common import output_classes
 from cnnlab.runs import open_run
@@ -36,17 +41,143 @@ def predict_csv(
     Returns:
         The path written and the number of rows.
     """
-    opened = [open_run(run_dir) for run_dir in run_dirs]
-    run_dirs = [run_dir for run_dir, _ in opened]
+    run_dirs = [open_run(run_dir)[0] for run_dir in run_dirs]
     if csv_out is not None:
         out = Path(csv_out)
     else:
         out = run_dirs[0] / SUBMISSION if len(run_dirs) == 1 else ENSEMBLE_SUBMISSION
+    check_output(out, overwrite)
+    members = load_members(run_dirs)
+    first = members[0]
+    x, _ = read_csv_for(first.cfg.data, csv_in, output_classes(first.model), require_label=False)
+    write_submission(np.mean(member_probabilities(members, x), axis=0).argmax(axis=1), out)
+    return out, len(x)
+
+
+def check_output(out: Path, overwrite: bool) -> None:
+    """Refuse to replace a file without `overwrite`, or to write into a missing folder."""
     if out.exists() and not overwrite:
         raise RunDirError(f"{out}: already exists; pass --overwrite to replace it")
     if not out.resolve().parent.is_dir():
         raise RunDirError(f"{out}: folder {out.parent} does not exist")
-    models = load_members(run_dirs)
-    x, _ = read_csv_for(opened[0][1].data, csv_in, output_classes(models[0]), require_label=False)
-    write_submission(np.mean(member_probabilities(models, x), axis=0).argmax(axis=1), out)
-    return out, len(x)
+
+
+class Predictions(NamedTuple):
+    """What `cnnlab predict` made: the table written, where, and what was left out."""
+
+    frame: object  # pandas DataFrame: path, predicted, probability, one column per class
+    out: Path
+    skipped: list[tuple[str, str]]  # (path, reason) of files that could not be read
+    ignored: int  # files in the folders given that are not images by their extension
+
+
+def predict_images(
+    run_dirs: list[str | Path], inputs: list[str], out: Path, overwrite: bool = False
+) -> Predictions:
+    """Classify image files with a run's best model, or the average of several runs'.
+
+    Args:
+        run_dirs: directories made by `cnnlab train`.
+        inputs: image files, folders (searched recursively) and glob patterns.
+        out: the CSV to write: path, predicted class, its probability, one column per class.
+        overwrite: replace an existing `out`.
+
+    Each image is decoded as the run's training images were (size, colour mode, resampling,
+    EXIF orientation) and predicted with the run's test-time augmentation.
+    """
+    import pandas as pd
+
+    check_output(out, overwrite)
+    members = load_members(run_dirs)
+    paths, ignored = collect_image_files(inputs)
+    probs, ok, skipped = _member_probabilities(members, paths)
+    mean = np.mean(probs, axis=0)
+    names = members[0].class_names
+    read = [str(path) for path, good in zip(paths, ok, strict=True) if good]
+    frame = pd.DataFrame({"path": read, "predicted": [names[i] for i in mean.argmax(axis=1)]})
+    frame["probability"] = mean.max(axis=1).round(6)
+    taken = set(frame.columns)
+    for i, name in enumerate(names):
+        frame[f"p_{name}" if name in taken else name] = mean[:, i].round(6)
+    with atomic_path(out) as tmp:
+        frame.to_csv(tmp, index=False)
+    return Predictions(frame, out, skipped, ignored)
+
+
+def _member_probabilities(
+    members: list, paths: list[Path]
+) -> tuple[list[np.ndarray], np.ndarray, list[tuple[str, str]]]:
+    """Each member's probabilities for the files every member could read: the files are
+    decoded once per distinct way the members' training data was decoded."""
+    decoded: dict = {}
+    for member in members:
+        data_cfg = member.cfg.data
+        key = (data_cfg.image_format, getattr(data_cfg, "resize", None), data_cfg.input_shape)
+        if key not in decoded:
+            x, ok, bad = decode_files(paths, data_cfg.image_format, "reading images")
+            decoded[key] = (adapt_images(x, data_cfg), ok, bad)
+    ok = np.logical_and.reduce([good for _, good, _ in decoded.values()])
+    if not ok.any():
+        raise DataError(f"none of the {len(paths):,} image files could be read")
+    probs = []
+    for member in members:
+        data_cfg = member.cfg.data
+        key = (data_cfg.image_format, getattr(data_cfg, "resize", None), data_cfg.input_shape)
+        x, good, _ = decoded[key]
+        # Rows of x are the files this format could read; keep those every member read.
+        probs.append(member.probabilities(x[ok[good]]))
+    skipped = sorted({problem for _, _, bad in decoded.values() for problem in bad})
+    return probs, ok, skipped
+
+
+def collect_image_files(inputs: list[str]) -> tuple[list[Path], int]:
+    """The image files that `inputs` name, in order and without repeats, and how many other
+    files the folders held.
+
+    A file named on its own is always tried; folders are searched recursively for image
+    extensions, skipping hidden and system files; patterns (*, ?, [) are expanded as globs
+    (** crosses folders).
+
+    Raises:
+        DataError: an input that names nothing, or no image file at all.
+    """
+    found: dict[Path, None] = {}
+    ignored = 0
+    for text in inputs:
+        path = Path(text)
+        if path.is_file():
+            found[path] = None
+            continue
+        if path.is_dir():
+            matches = [path]
+        elif glob.has_magic(text):
+            matches = [Path(m) for m in sorted(glob.glob(text, recursive=True))]
+            if not matches:
+                raise DataError(f"{text}: no file matches this pattern")
+        else:
+            raise DataError(f"{text}: no such file or folder")
+        for match in matches:
+            if match.is_dir():
+                images, others = _images_under(match)
+                found.update(dict.fromkeys(images))
+                ignored += others
+            elif not is_hidden(match.name):
+                found[match] = None
+    if not found:
+        raise DataError(f"no image files ({' '.join(EXTENSIONS)}) in {', '.join(inputs)}")
+    return list(found), ignored
+
+
+def _images_under(folder: Path) -> tuple[list[Path], int]:
+    """Image files under `folder` (recursively, sorted) and how many other files it holds."""
+    images, others = [], 0
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
+        for name in sorted(filenames):
+            if is_hidden(name):
+                continue
+            if extension_problem(name) is None:
+                images.append(Path(dirpath) / name)
+            else:
+                others += 1
+    return images, others

@@ -4,6 +4,7 @@ Layout (all written by `cnnlab train`):
     config.yaml       the resolved config (after --set), written before training starts
     environment.json  versions, device, seed and command line
     summary.txt       the model summary
+    classes.json      the class names, in the order of the model's outputs
     .resume/          the last complete epoch, for `cnnlab train --resume` (cnnlab.progress)
     model.keras       the best model by the monitored metric
     last.keras        the model after the last epoch
@@ -37,6 +38,7 @@ SUMMARY_FILE = "summary.txt"
 ENVIRONMENT_FILE = "environment.json"
 STATE_FILE = "state.json"
 BAD_FILES = "bad_files.csv"
+CLASSES_FILE = "classes.json"
 
 
 def new_run_dir(cfg: Config, now: datetime | None = None) -> Path:
@@ -115,6 +117,28 @@ def load_model_file(path: Path):
         return keras.models.load_model(path)
     except Exception as e:  # Keras raises ValueError, OSError or TypeError for bad contents
         raise RunDirError(f"{path}: cannot load the model ({type(e).__name__}: {e})") from None
+
+
+def write_class_names(run_dir: Path, names: list[str]) -> None:
+    """Record the class names in output order, for predictions that name classes."""
+    write_json(run_dir / CLASSES_FILE, list(names))
+
+
+def read_class_names(run_dir: Path, model) -> list[str]:
+    """The run's class names; runs from before CLASSES_FILE existed get '0', '1', ..."""
+    from cnnlab.models.common import output_classes
+
+    path = run_dir / CLASSES_FILE
+    count = output_classes(model)
+    if not path.is_file():
+        return [str(i) for i in range(count)]
+    try:
+        names = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise RunDirError(f"{path}: cannot read the class names: {e}") from None
+    if not isinstance(names, list) or len(names) != count:
+        raise RunDirError(f"{path}: expected a list of {count} class names, as the model has")
+    return [str(name) for name in names]
 
 
 def write_bad_files(run_dir: Path, problems: list[tuple[str, str]]) -> Path:

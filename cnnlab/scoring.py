@@ -29,6 +29,7 @@ def score_run(
     splits: tuple[str, ...] = ("val", "test"),
     extra: dict | None = None,
     complete: bool = False,
+    tta: str = "none",
 ) -> dict:
     """Score `model` on `data`'s splits, write the result and redraw the run's reports.
 
@@ -42,6 +43,7 @@ def score_run(
         extra: more entries for `out_file` (train's timings and settings).
         complete: the end of training: write submission.csv when the test images have no
             labels, mark the run completed and drop its resume record.
+        tta: the run's model.tta (test-time augmentation), applied to every split.
 
     Returns:
         What was written to `out_file`.
@@ -51,7 +53,7 @@ def score_run(
     for split in splits:
         x, y = data.split(split)
         if x is not None and (y is not None or split == "test"):
-            probs[split] = class_probabilities(model, x)
+            probs[split] = class_probabilities(model, x, tta)
         results[split] = None if y is None else scores(probs[split], y)
     results.update(extra or {})
     write_json(run_dir / out_file, results)
@@ -65,7 +67,7 @@ def score_run(
     # Per-class results on the test set when it has labels, else on the validation set.
     shown = "test" if data.y_test is not None else "val"
     if shown not in probs:
-        probs[shown] = class_probabilities(model, data.split(shown)[0])
+        probs[shown] = class_probabilities(model, data.split(shown)[0], tta)
     reports.write_run_reports(run_dir, data, shown, probs[shown])
     return results
 

@@ -133,6 +133,9 @@ def _run(cfg: Config, run_dir: Path, progress: Progress | None, callbacks: tuple
         if progress is None:
             write_json(run_dir / runs.ENVIRONMENT_FILE, environment(cfg.seed, device))
         data = _load_data(cfg, run_dir)
+        runs.write_class_names(run_dir, data.class_names)
+        if data.source:
+            say(data.source)
         say(_describe_data(data))
         model, best_weights = _model(cfg, run_dir, data, progress)
         checkpoint = RunCheckpoint(run_dir, cfg.train.monitor, progress)
@@ -221,8 +224,9 @@ def _finish(
         "resumed": resumed,
     }
     metrics = score_run(
-        run_dir, best, data, runs.METRICS_FILE, ("train", "val", "test"), extra, complete=True
-    )
+        run_dir, best, data, runs.METRICS_FILE, ("train", "val", "test"), extra,
+        complete=True, tta=cfg.model.tta,
+    )  # fmt: skip
     summary = ", ".join(
         f"{split} accuracy {metrics[split]['accuracy']:.4f}"
         for split in ("train", "val", "test")

@@ -73,7 +73,6 @@ def add_bad_files(root: Path) -> set[str]:
         cats / "empty.jpg": b"",
         cats / "truncated.jpg": good[: len(good) // 2],
         cats / "notes.jpg": b"this is not a picture\n",
-        cats / "._cat.1.jpg": b"\x00\x05\x16\x07 Mac OS X resource fork",
         cats / "readme.txt": b"cats\n",
         root / "stray.jpg": good,
     }
@@ -94,12 +93,11 @@ def test_every_bad_file_kind_is_listed_and_stops_by_default(tmp_path, mnist_arra
         "empty file",
         "damaged image",
         "not an image",
-        "macOS resource fork",
         "unsupported extension",
         "not in a class folder",
     }
     message = str(info.value)
-    assert message.startswith(f"{root}: 6 unusable files (") and "on_bad_file: skip" in message
+    assert message.startswith(f"{root}: 5 unusable files (") and "on_bad_file: skip" in message
     assert "\n" not in message
     assert snapshot(root) == before  # nothing deleted, moved or changed
 
@@ -111,7 +109,7 @@ def test_skip_trains_without_the_bad_files(tmp_path, mnist_arrays):
     data = load_dataset(image_dir_cfg(root, on_bad_file="skip"), seed=0)
     assert len(data.x_train) == 12  # the 12 good ones, none of the bad
     assert {path for path, _ in data.problems} == bad
-    assert describe_problems(data.problems).startswith("6 unusable files")
+    assert describe_problems(data.problems).startswith("5 unusable files")
     assert snapshot(root) == before
 
 
@@ -174,12 +172,12 @@ def test_image_dir_run_writes_the_bad_file_list(tmp_path, mnist_arrays, cli):
     stopped = cli("train", config)
     assert stopped.exit_code == 1
     error = stopped.output.splitlines()[-1]  # after the run's progress lines: one error line
-    assert error.startswith(f"error: {root}: 6 unusable files") and "bad_files.csv" in error
+    assert error.startswith(f"error: {root}: 5 unusable files") and "bad_files.csv" in error
     (failed,) = (tmp_path / "out").iterdir()
-    assert len((failed / "bad_files.csv").read_text().splitlines()) == 7  # header + 6
+    assert len((failed / "bad_files.csv").read_text().splitlines()) == 6  # header + 5
     skipped = cli("train", config, "--set", "data.on_bad_file=skip")
     assert skipped.exit_code == 0, skipped.output
-    assert "skipped 6 unusable files" in skipped.output
+    assert "skipped 5 unusable files" in skipped.output
     (run_dir,) = [p for p in (tmp_path / "out").iterdir() if p != failed]
     assert (run_dir / "bad_files.csv").is_file() and (run_dir / "model.keras").is_file()
 

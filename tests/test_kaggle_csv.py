@@ -49,7 +49,7 @@ def test_unlabelled_file(kaggle_dir):
 def test_cache_returns_the_same_arrays(kaggle_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("CNNLAB_CACHE_DIR", str(tmp_path / "cache"))
     x1, y1 = read_digits_csv(kaggle_dir / "train.csv", require_label=True)
-    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+    assert len(list((tmp_path / "cache" / "csv").glob("*.npz"))) == 1
     x2, y2 = read_digits_csv(kaggle_dir / "train.csv", require_label=True)
     np.testing.assert_array_equal(x1, x2)
     np.testing.assert_array_equal(y1, y2)

@@ -16,6 +16,8 @@ REFERENCE = {
     "lenet5": ((28, 28, 1), 10, 61_706),
     "strided_cnn": ((28, 28, 1), 10, 327_242),  # Deotte's Kaggle kernel summary
     "alexnet_lite": ((32, 32, 3), 10, 1_465_930),
+    # Counted by hand: stem 312; blocks 51,200, 739,328, 1,181,696; dense 2,570.
+    "airbench": ((32, 32, 3), 10, 1_975_106),
     # Chollet, Deep Learning with Python 2nd ed. (ch. 8) and 1st ed. (5.3) model summaries.
     "convnet": ((180, 180, 3), 2, 991_041),
     "vgg16": ((150, 150, 3), 2, 16_812_353),
@@ -241,3 +243,28 @@ def test_flops_count_the_nested_base():
     model = build_model(default_cfg("vgg16", dense_units=[]), (224, 224, 3), 10)
     head = 2 * 7 * 7 * 512 * 10
     assert count_flops(model) == 2 * 15_346_630_656 + head
+
+
+def test_label_smoothing_matches_the_formula_and_survives_saving(tmp_path):
+    from cnnlab.config import TrainConfig
+    from cnnlab.phases import compile_model
+    from cnnlab.runs import load_model_file
+
+    model = build_model(default_cfg("mlp", units=[8]), (6, 6, 1), 4)
+    compile_model(model, TrainConfig(label_smoothing=0.2), train_size=8)
+    x = np.random.default_rng(5).integers(0, 256, (8, 6, 6, 1), dtype=np.uint8)
+    y = np.arange(8) % 4
+    probs = model.predict(x, verbose=0).astype(np.float64)
+    # Targets: 1 - 0.2 + 0.2/4 for the true class, 0.2/4 for the three others.
+    targets = np.full((8, 4), 0.05)
+    targets[np.arange(8), y] = 0.85
+    expected = -(targets * np.log(probs)).sum(axis=1).mean()
+    loss = model.evaluate(x, y, verbose=0, return_dict=True)["loss"]
+    assert loss == pytest.approx(expected, rel=1e-4)
+    plain = -np.log(probs[np.arange(8), y]).mean()
+    assert abs(loss - plain) > 1e-3  # smoothing changes the loss
+    model.save(tmp_path / "m.keras")
+    loaded = load_model_file(tmp_path / "m.keras")
+    assert type(loaded.loss).__name__ == "SparseSmoothedCrossentropy"
+    assert loaded.loss.label_smoothing == 0.2
+    assert loaded.evaluate(x, y, verbose=0, return_dict=True)["loss"] == pytest.approx(loss)

@@ -210,16 +210,19 @@ COLOUR_CONFIGS = [
 
 
 @pytest.mark.parametrize("name", COLOUR_CONFIGS)
-def test_shipped_colour_config_trains_on_tiny_data(
-    name, tmp_path, cifar, vgg_weights, mnist_arrays, cli
-):
-    from .images import write_split_folders
+def test_shipped_colour_config_trains_on_tiny_data(name, tmp_path, vgg_weights, mnist_arrays, cli):
+    from .images import write_class_folders, write_split_folders
 
     config = CONFIGS / f"{name}.yaml"
-    cfg = load_config(config, [f"data.root={tmp_path}"] if name.startswith("catsdogs") else [])
+    cfg = load_config(config, [f"data.root={tmp_path}"])
     overrides = ["output_dir=" + str(tmp_path / "out"), "train.verbose=0", "train.epochs=1"]
-    if cfg.data.loader == "cifar10":
-        overrides.append(f"data.path={cifar}")
+    if name.startswith("cifar10"):
+        # The official layout: train/ and test/ of ten classes, validation split off train.
+        classes = tuple(f"class{i}" for i in range(10))
+        root = tmp_path / "cifar"
+        write_class_folders(root / "train", mnist_arrays, 6, classes=classes, size=32)
+        write_class_folders(root / "TEST", mnist_arrays, 2, classes=classes, size=32, offset=6)
+        overrides.append(f"data.root={root}")
     else:
         root = write_split_folders(tmp_path / "cd", mnist_arrays, counts=(8, 4, 4), size=90)
         overrides += [f"data.root={root}", "data.image_size=[80, 80]"]
@@ -235,4 +238,7 @@ def test_shipped_colour_config_trains_on_tiny_data(
     assert metrics["epochs_run"] == len(metrics["phases"]) == len(cfg.train.stages())
     assert [p["name"] for p in metrics["phases"]] == [p.name for p in cfg.train.stages()]
     model = load_run_model(run_dir)
-    assert model.output_shape == ((None, 10) if cfg.data.loader == "cifar10" else (None, 1))
+    assert model.output_shape == ((None, 10) if name.startswith("cifar10") else (None, 1))
+    if name.startswith("cifar10"):
+        assert f"test <- {root / 'TEST'}" in result.output
+        assert "validation <- 10% of train" in result.output

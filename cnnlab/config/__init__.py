@@ -13,6 +13,7 @@ from cnnlab.config.data import (
     Cifar100Data,
     DataSchema,
     ImageDirData,
+    ImageFormat,
     InputNeeds,
     KaggleCsvData,
     MnistData,
@@ -21,6 +22,7 @@ from cnnlab.config.experiment import Config
 from cnnlab.config.loading import dump_config, load_config, read_yaml_mapping
 from cnnlab.config.models import (
     MODEL_SCHEMAS,
+    AirbenchModel,
     AlexnetLiteModel,
     AugmentationConfig,
     ConvnetModel,
@@ -36,9 +38,9 @@ from cnnlab.config.training import PHASE_KEYS, PhaseConfig, TrainConfig
 from cnnlab.errors import ConfigError
 
 __all__ = [
-    "DATA_SCHEMAS", "MODEL_SCHEMAS", "PHASE_KEYS", "AlexnetLiteModel", "ArrayData",
+    "DATA_SCHEMAS", "MODEL_SCHEMAS", "PHASE_KEYS", "AirbenchModel", "AlexnetLiteModel", "ArrayData",
     "AugmentationConfig", "Cifar10Data", "Cifar100Data", "Config", "ConfigError",
-    "ConvnetModel", "DataSchema", "DeepCnnModel", "ImageDirData", "InputNeeds",
+    "ConvnetModel", "DataSchema", "DeepCnnModel", "ImageDirData", "ImageFormat", "InputNeeds",
     "KaggleCsvData", "Lenet5Model", "MlpModel", "MnistData", "ModelSchema", "PhaseConfig",
     "SmallCnnModel", "StridedCnnModel", "TrainConfig", "Vgg16Model", "dump_config",
     "load_config", "read_yaml_mapping",

@@ -21,6 +21,22 @@ from cnnlab.config.base import (
 BUNDLED_MNIST = Path(__file__).resolve().parents[2] / "data" / "mnist.npz"
 
 
+CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
+
+
+class ImageFormat(NamedTuple):
+    """How image files become a model's input: size, colour mode and resampling."""
+
+    height: int
+    width: int
+    color_mode: str  # grayscale, rgb or rgba
+    interpolation: str = "bilinear"
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.height, self.width, CHANNELS[self.color_mode]
+
+
 class InputNeeds(NamedTuple):
     """What a model asks of its input images (e.g. an ImageNet base: 3 channels, 32x32)."""
 
@@ -43,6 +59,12 @@ class DataSchema(Schema):
 
     def how_to_give(self, needs: InputNeeds) -> str:
         """The settings that make this loader give images a model with `needs` takes."""
+        raise NotImplementedError
+
+    @property
+    def image_format(self) -> ImageFormat:
+        """How an image file is decoded to look like this loader's images as stored (before
+        `resize`/`to_rgb`, which cnnlab.data.adapt_images applies to files and arrays alike)."""
         raise NotImplementedError
 
 
@@ -86,6 +108,11 @@ class ArrayData(DataSchema):
         if self.resize is not None:
             height, width = self.resize
         return height, width, 3 if self.to_rgb else channels
+
+    @property
+    def image_format(self) -> ImageFormat:
+        height, width, channels = self.raw_shape
+        return ImageFormat(height, width, "grayscale" if channels == 1 else "rgb")
 
     def how_to_give(self, needs: InputNeeds) -> str:
         fix = f"set data.resize: [{needs.min_size}, {needs.min_size}] (or larger)"
@@ -205,9 +232,12 @@ class ImageDirData(DataSchema):
     on_bad_file: Literal["error", "skip"] = "error"
 
     @property
+    def image_format(self) -> ImageFormat:
+        return ImageFormat(*self.image_size, self.color_mode, self.interpolation)
+
+    @property
     def input_shape(self) -> tuple[int, int, int]:
-        channels = {"grayscale": 1, "rgb": 3, "rgba": 4}[self.color_mode]
-        return *self.image_size, channels
+        return self.image_format.shape
 
     def how_to_give(self, needs: InputNeeds) -> str:
         mode = {1: "grayscale", 3: "rgb", 4: "rgba"}[needs.channels]

@@ -37,6 +37,10 @@ class ModelSchema(Schema):
     PRETRAINED_BASE: ClassVar[bool] = False
 
     augmentation: AugmentationConfig | None = None
+    # Test-time augmentation: horizontal_flip averages the class probabilities of each image
+    # and its mirror image wherever a run predicts (training's scores, evaluate, predict,
+    # predict-csv). Suits photos; not digits or text, which a mirror changes.
+    tta: Literal["none", "horizontal_flip"] = "none"
 
     def check_training(self, train: TrainConfig) -> None:
         """Raise ValueError (naming the key) when `train` asks what this model cannot do."""
@@ -129,6 +133,18 @@ class ConvnetModel(ModelSchema):
     dropout: Dropout = 0.0  # before the dense layers (0.5 in the augmented recipe)
 
 
+class AirbenchModel(ModelSchema):
+    """Keller Jordan's airbench CIFAR-10 net: a 2x2 conv, then per block conv3x3, max pooling,
+    BatchNorm and GELU, conv3x3, BatchNorm and GELU; global max pooling and the classifier."""
+
+    builder: Literal["airbench"]
+    stem_filters: Count = 24  # the 2x2 conv on the pixels
+    filters: PositiveInts = [64, 256, 256]  # one block per entry
+    # BatchNorm's moving-average momentum: lower than Keras' 0.99 so that the statistics used
+    # for validation keep up with weights that change fast in short schedules.
+    bn_momentum: Annotated[float, Field(gt=0, lt=1)] = 0.9
+
+
 class Vgg16Model(ModelSchema):
     """VGG16's convolutional base (no top) with a new classifier head.
 
@@ -174,6 +190,7 @@ MODEL_SCHEMAS: dict[str, type[ModelSchema]] = {
     "deep_cnn": DeepCnnModel,
     "lenet5": Lenet5Model,
     "strided_cnn": StridedCnnModel,
+    "airbench": AirbenchModel,
     "alexnet_lite": AlexnetLiteModel,
     "convnet": ConvnetModel,
     "vgg16": Vgg16Model,

@@ -41,7 +41,7 @@ def count_classes(data_cfg) -> int | None:
     if data_cfg.fixed_classes is not None:
         return data_cfg.fixed_classes
     root = Path(data_cfg.root)
-    return len(scan_folder(root)[1]) if root.is_dir() else None
+    return len(scan_folder(root).classes) if root.is_dir() else None
 
 
 def read_csv_for(

@@ -37,7 +37,8 @@ class Dataset:
     """Images as uint8 (N, H, W, C) arrays (scaling happens inside the model) and int labels.
 
     `y_test` is None when the test images carry no labels (a Kaggle test.csv). `problems`
-    lists (path, reason) for input files left out (image folders with on_bad_file: skip).
+    lists (path, reason) for input files left out (image folders with on_bad_file: skip);
+    `source` says where each split came from when the loader had a choice (image folders).
     """
 
     x_train: np.ndarray
@@ -48,6 +49,7 @@ class Dataset:
     y_test: np.ndarray | None
     class_names: list[str]
     problems: list[tuple[str, str]] = field(default_factory=list)
+    source: str | None = None
 
     def split(self, name: str) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(images, labels) of split `name`: train, val or test."""
@@ -56,6 +58,11 @@ class Dataset:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the images of every split take."""
+        return sum(x.nbytes for x in (self.x_train, self.x_val, self.x_test) if x is not None)
 
     @property
     def num_classes(self) -> int:

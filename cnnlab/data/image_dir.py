@@ -1,46 +1,66 @@
 """Folders of class sub-folders of image files: every file decoded and checked before training.
 
 Two layouts:
-    root/train/<class>/*.jpg [root/validation/<class>/...] [root/test/<class>/...]
-    root/<class>/*.jpg                       (split by validation_split and test_split)
+    root/<split>/<class>/*.jpg   split folders by their usual names (see SPLIT_NAMES); without
+                                 a validation folder, validation is split off train
+    root/<class>/*.jpg           one folder, split by validation_split and test_split
 
-Files are read with Pillow, converted to the configured colour mode (grayscale, RGBA, CMYK and
-palette images alike) and resized. A file that cannot be used is reported, never deleted or
-moved; `on_bad_file` decides whether the run stops or goes on without it.
+Nothing is guessed: a class folder that holds folders, or a root that mixes split and class
+folders, is an error that says which folder and what layout is expected. Hidden and system
+files (.DS_Store, Thumbs.db, names starting with '.') are ignored. A file that cannot be used
+is reported, never deleted or moved; `on_bad_file` decides whether the run stops or goes on
+without it. Decoded images are cached (cnnlab.data.cache) under a key made of the file list
+with sizes and modification times and the decoding settings.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from cnnlab.config import ImageDirData
+from cnnlab.data.cache import load_arrays, store_arrays
 from cnnlab.data.dataset import BadFilesError, Dataset, describe_problems, split_validation
+from cnnlab.data.images import ImageFormat, decode_files, extension_problem, is_hidden
 from cnnlab.errors import DataError
 
-# The extensions keras.utils.image_dataset_from_directory accepts.
-EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-SPLITS = ("train", "validation", "test")
-_PIL_MODES = {"grayscale": "L", "rgb": "RGB", "rgba": "RGBA"}
+# Split folder names as people and courses spell them, compared case-insensitively.
+SPLIT_NAMES = {
+    "train": ("train", "training", "training_set"),
+    "validation": ("validation", "val", "valid"),
+    "test": ("test", "testing", "test_set"),
+}
+_SPLIT_OF = {name: split for split, names in SPLIT_NAMES.items() for name in names}
+LAYOUTS = "root/<class>/<image> or root/train/<class>/<image> (with validation/ and test/)"
+
+
+@dataclass
+class Listing:
+    """What an image folder holds, before any file is decoded."""
+
+    folders: dict[str, Path]  # split -> its folder (the root itself for one folder of classes)
+    classes: list[str]
+    files: dict[str, list[tuple[Path, int]]]  # split -> (path, class index)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # ruled out by name/place
+    stats: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # (size, mtime_ns)
 
 
 def image_dir(cfg: ImageDirData, seed: int) -> Dataset:
     """Decode every image under `cfg.root` into uint8 arrays, split as the folder says.
 
     Raises:
-        DataError: an empty or missing class folder, or no images at all.
+        DataError: a missing, empty or nested class folder, an ambiguous layout, no images.
         BadFilesError: unusable files, with on_bad_file: error.
     """
     root = Path(cfg.root)
-    listed, classes, problems = scan_folder(root)
-    decoded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for split, files in listed.items():
-        images, labels, bad = decode_files(files, cfg)
-        problems.extend(bad)
-        decoded[split] = (images, labels)
+    listing = scan_folder(root)
+    decoded, bad = decode_listing(listing, root, cfg.image_format)
+    problems = sorted(listing.problems + bad)
     if problems and cfg.on_bad_file == "error":
         raise BadFilesError(
             f"{root}: {describe_problems(problems)}; set data.on_bad_file: skip to train "
@@ -48,52 +68,48 @@ def image_dir(cfg: ImageDirData, seed: int) -> Dataset:
             problems,
         )
     for split, (_, labels) in decoded.items():
-        counts = np.bincount(labels, minlength=len(classes))
+        counts = np.bincount(labels, minlength=len(listing.classes))
         if not counts.all():
-            missing = classes[int(np.flatnonzero(counts == 0)[0])]
+            missing = listing.classes[int(np.flatnonzero(counts == 0)[0])]
             raise DataError(f"{root}: no usable image of class '{missing}' in {split}")
     x, y = decoded["train"]
+    source = {split: str(folder) for split, folder in listing.folders.items()}
     x_test = y_test = None
     if "test" in decoded:
         x_test, y_test = decoded["test"]
     elif cfg.test_split:
         x, y, x_test, y_test = split_validation(x, y, cfg.test_split, seed)
+        source["test"] = f"{cfg.test_split:.0%} of train"
     if "validation" in decoded:
         x_val, y_val = decoded["validation"]
     else:
         x, y, x_val, y_val = split_validation(x, y, cfg.validation_split, seed)
-    return Dataset(x, y, x_val, y_val, x_test, y_test, classes, problems=problems)
+        source["validation"] = f"{cfg.validation_split:.0%} of train"
+    described = ", ".join(f"{s} <- {source[s]}" for s in SPLIT_NAMES if s in source)
+    return Dataset(
+        x, y, x_val, y_val, x_test, y_test, listing.classes, problems=problems,
+        source=f"image folders: {described}",
+    )  # fmt: skip
 
 
-def scan_folder(root: Path) -> tuple[dict[str, list[tuple[Path, int]]], list[str], list]:
-    """List the image files of each split with their class index.
+def scan_folder(root: Path) -> Listing:
+    """List the image files of each split with their class index (nothing is decoded).
 
-    Returns:
-        ({split: [(path, label), ...]}, class names, [(path, problem), ...]) where problems are
-        files that are not in a class folder or whose name rules them out.
+    Raises:
+        DataError: the layout is not one of LAYOUTS, or a class folder is empty.
     """
     problems: list[tuple[str, str]] = []
-    if (root / "train").is_dir():
-        split_dirs = {s: root / s for s in SPLITS if (root / s).is_dir()}
-        for entry in sorted(root.iterdir()):
-            if entry.is_file():
-                problems.append((str(entry), "not in a class folder"))
-            elif entry.name not in SPLITS:
-                raise DataError(
-                    f"{entry}: unexpected folder; {root} has a train/ folder, so its folders "
-                    "must be train/, validation/ and test/"
-                )
-    else:
-        split_dirs = {"train": root}
-    classes = _class_folders(split_dirs["train"], problems)
+    folders = _split_folders(root, problems)
+    classes = _class_folders(folders["train"], problems)
     if len(classes) < 2:
         found = f"only the class folder '{classes[0]}'" if classes else "no class folders"
         raise DataError(
-            f"{split_dirs['train']}: {found}; a classifier needs two or more, each class's "
-            "images in a sub-folder named after it"
+            f"{folders['train']}: {found}; a classifier needs two or more, each class's images "
+            "in a sub-folder named after it (Kaggle's flat cat.N.jpg/dog.N.jpg folder: "
+            "`cnnlab data cats-vs-dogs-subset` makes that layout)"
         )
-    listed: dict[str, list[tuple[Path, int]]] = {}
-    for split, folder in split_dirs.items():
+    listing = Listing(folders, classes, {}, problems)
+    for split, folder in folders.items():
         found = classes if split == "train" else _class_folders(folder, problems)
         if found != classes:
             extra = sorted(set(found) - set(classes))
@@ -101,31 +117,58 @@ def scan_folder(root: Path) -> tuple[dict[str, list[tuple[Path, int]]], list[str
             what = (
                 f"has no folder for class '{lacking[0]}'"
                 if lacking
-                else (f"has class folder '{extra[0]}' that train/ does not")
+                else f"has class folder '{extra[0]}' that {folders['train'].name}/ does not"
             )
             raise DataError(f"{folder}: {what}; every split needs the same class folders")
-        files: list[tuple[Path, int]] = []
+        listing.files[split], listing.stats[split] = [], []
         for label, name in enumerate(classes):
-            found_any = False
-            for dirpath, dirnames, filenames in os.walk(folder / name, followlinks=True):
-                dirnames.sort()
-                for filename in sorted(filenames):
-                    found_any = True
-                    path = Path(dirpath) / filename
-                    problem = _name_problem(filename)
-                    if problem:
-                        problems.append((str(path), problem))
-                    else:
-                        files.append((path, label))
-            if not found_any:
-                raise DataError(f"{folder / name}: empty class folder; add images or remove it")
-        listed[split] = files
-    return listed, classes, problems
+            _list_class(folder / name, label, listing, split)
+    return listing
+
+
+def _split_folders(root: Path, problems: list[tuple[str, str]]) -> dict[str, Path]:
+    """{split: folder} of a root of split folders, or {"train": root} for a root of classes."""
+    entries = _entries(root)
+    dirs = [e for e in entries if e.is_dir()]
+    splits = [d for d in dirs if d.name.casefold() in _SPLIT_OF]
+    if not splits:
+        return {"train": root}
+    others = [d.name for d in dirs if d.name.casefold() not in _SPLIT_OF]
+    if others:
+        raise DataError(
+            f"{root}: mixes split folders ({', '.join(d.name + '/' for d in splits)}) with other "
+            f"folders ({', '.join(n + '/' for n in others)}); expected {LAYOUTS}"
+        )
+    folders: dict[str, Path] = {}
+    for folder in splits:
+        split = _SPLIT_OF[folder.name.casefold()]
+        if split in folders:
+            raise DataError(
+                f"{root}: both {folders[split].name}/ and {folder.name}/ would be the {split} "
+                "split; keep one"
+            )
+        folders[split] = folder
+    if "train" not in folders:
+        raise DataError(
+            f"{root}: has {', '.join(f.name + '/' for f in folders.values())} but no training "
+            f"folder ({'/, '.join(SPLIT_NAMES['train'])}/); expected {LAYOUTS}"
+        )
+    problems.extend((str(e), "not in a class folder") for e in entries if e.is_file())
+    return {split: folders[split] for split in SPLIT_NAMES if split in folders}
+
+
+def _entries(folder: Path) -> list[Path]:
+    """The entries of `folder` that are not hidden or system files, sorted by name."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError as e:
+        raise DataError(f"{folder}: cannot list it: {e.strerror}") from None
+    return [folder / name for name in names if not is_hidden(name)]
 
 
 def _class_folders(folder: Path, problems: list[tuple[str, str]]) -> list[str]:
     names = []
-    for entry in sorted(folder.iterdir()):
+    for entry in _entries(folder):
         if entry.is_dir():
             names.append(entry.name)
         else:
@@ -133,75 +176,79 @@ def _class_folders(folder: Path, problems: list[tuple[str, str]]) -> list[str]:
     return names
 
 
-def _name_problem(filename: str) -> str | None:
-    if filename.startswith("._"):
-        return "macOS resource fork (._ file)"
-    ext = os.path.splitext(filename)[1].lower()
-    if ext not in EXTENSIONS:
-        return f"unsupported extension ({ext or 'none'}; readable: {' '.join(EXTENSIONS)})"
-    return None
-
-
-def decode_files(
-    files: list[tuple[Path, int]], cfg: ImageDirData
-) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
-    """Decode, convert and resize `files` in parallel threads (Pillow decodes without the GIL).
-
-    Returns:
-        uint8 images (N, height, width, channels), int32 labels, and the files that failed
-        with the reason.
-    """
-    height, width, channels = cfg.input_shape
-    images = np.empty((len(files), height, width, channels), np.uint8)
-    ok = np.zeros(len(files), bool)
-    problems: list[tuple[str, str]] = []
-
-    def work(i: int) -> None:
-        path = files[i][0]
+def _list_class(folder: Path, label: int, listing: Listing, split: str) -> None:
+    """Add the image files of one class folder to `listing`; a sub-folder is an error."""
+    found_any = False
+    with os.scandir(folder) as scan:
+        entries = sorted((e for e in scan if not is_hidden(e.name)), key=lambda e: e.name)
+    for entry in entries:
+        if entry.is_dir():
+            # A root one level above a root of split folders: say which folder to use.
+            hint = (
+                f" ({folder.name}/ holds split folders: set data.root to {folder})"
+                if entry.name.casefold() in _SPLIT_OF
+                else ""
+            )
+            raise DataError(
+                f"{folder}: class folder '{folder.name}' holds the folder {entry.name}/; images "
+                f"must sit directly in their class folder, as in {LAYOUTS}{hint}"
+            )
+        found_any = True
+        problem = extension_problem(entry.name)
+        if problem:
+            listing.problems.append((entry.path, problem))
+            continue
         try:
-            pixels = read_image(path, cfg.color_mode, (height, width), cfg.interpolation)
-        except _Unusable as e:
-            problems.append((str(path), str(e)))
-            return
-        images[i] = pixels.reshape(height, width, channels)
-        ok[i] = True
-
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        list(pool.map(work, range(len(files))))
-    labels = np.array([label for _, label in files], np.int32)
-    problems.sort()
-    return images[ok], labels[ok], problems
+            stat = entry.stat()
+        except OSError as e:
+            listing.problems.append((entry.path, f"unreadable ({e.strerror})"))
+            continue
+        listing.files[split].append((Path(entry.path), label))
+        listing.stats[split].append((stat.st_size, stat.st_mtime_ns))
+    if not found_any:
+        raise DataError(f"{folder}: empty class folder; add images or remove it")
 
 
-class _Unusable(Exception):
-    pass
+def decode_listing(
+    listing: Listing, root: Path, fmt: ImageFormat
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[tuple[str, str]]]:
+    """Each split's decoded images and labels, and the files that failed, from the cache
+    when the same files (names, sizes, modification times) were decoded the same way before."""
+    key = _cache_key(listing, root, fmt)
+    cached = load_arrays("images", key)
+    if cached is None:
+        cached = {}
+        problems: list[tuple[str, str]] = []
+        for split, files in listing.files.items():
+            images, ok, bad = decode_files(
+                [path for path, _ in files], fmt, f"decoding {split} images"
+            )
+            cached[f"x_{split}"], cached[f"ok_{split}"] = images, ok
+            problems.extend(bad)
+        cached["bad_paths"] = np.array([os.path.relpath(p, root) for p, _ in problems], str)
+        cached["bad_reasons"] = np.array([reason for _, reason in problems], str)
+        store_arrays("images", key, cached)
+    decoded = {}
+    for split, files in listing.files.items():
+        labels = np.array([label for _, label in files], np.int32)
+        decoded[split] = (cached[f"x_{split}"], labels[cached[f"ok_{split}"].astype(bool)])
+    bad = [
+        (str(root / path), str(reason))
+        for path, reason in zip(cached["bad_paths"], cached["bad_reasons"], strict=True)
+    ]
+    return decoded, bad
 
 
-def read_image(
-    path: Path, color_mode: str, size: tuple[int, int], interpolation: str = "bilinear"
-) -> np.ndarray:
-    """One image file as uint8 pixels of `size` (height, width) in `color_mode`.
-
-    Raises:
-        _Unusable: with the reason the file cannot be used.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    if os.path.getsize(path) == 0:
-        raise _Unusable("empty file (0 bytes)")  # reasons: "<kind> (<detail>)"
-    height, width = size
-    try:
-        with Image.open(path) as img:
-            mode = _PIL_MODES[color_mode]
-            # JPEG can decode straight to a smaller scale: far faster for large photos.
-            img.draft(mode, (width, height))
-            img.load()  # decodes every byte now: truncated files fail here
-            if img.mode != mode:
-                img = img.convert(mode)
-            if img.size != (width, height):
-                img = img.resize((width, height), getattr(Image.Resampling, interpolation.upper()))
-            return np.asarray(img, np.uint8)
-    except UnidentifiedImageError:
-        raise _Unusable("not an image (Pillow cannot identify it)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise _Unusable(f"damaged image ({str(e) or type(e).__name__})") from None
+def _cache_key(listing: Listing, root: Path, fmt: ImageFormat) -> str:
+    described = {
+        "format": list(fmt),
+        "classes": listing.classes,
+        "files": {
+            split: [
+                [os.path.relpath(path, root), label, *stat]
+                for (path, label), stat in zip(files, listing.stats[split], strict=True)
+            ]
+            for split, files in listing.files.items()
+        },
+    }
+    return hashlib.sha256(json.dumps(described).encode()).hexdigest()[:40]

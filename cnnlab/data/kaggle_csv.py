@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import os
 import re
 from pathlib import Path
 
@@ -16,13 +15,13 @@ import numpy as np
 import pandas as pd
 
 from cnnlab.config import KaggleCsvData
+from cnnlab.data.cache import load_arrays, store_arrays
 from cnnlab.data.dataset import Dataset, from_arrays
 from cnnlab.errors import DataError
 
 # Columns some competitions and `DataFrame.to_csv(index=True)` add in front of the pixels.
 ID_COLUMNS = {"id", "index", "imageid", "unnamed: 0"}
 LABEL_COLUMN = "label"
-_CACHE_VERSION = "1"
 CHUNK_ROWS = 20_000  # rows parsed at a time: ~60 MB of int64 for 785 columns
 
 
@@ -69,12 +68,13 @@ def read_digits_csv(
     except OSError as e:
         raise DataError(f"{path}: cannot read: {e.strerror}") from None
     key = f"{digest[:32]}-{'x'.join(map(str, image_shape))}-{num_classes}"
-    cached = _cache_load(key)
+    # A re-run reads ~50 MB of parsed arrays instead of ~110 MB of text.
+    cached = load_arrays("csv", key)
     if cached is None:
         x, y = _parse(path, image_shape, num_classes)
-        _cache_store(key, x, y)
+        store_arrays("csv", key, {"x": x, **({} if y is None else {"y": y})})
     else:
-        x, y = cached
+        x, y = cached["x"], cached.get("y")
     if require_label and y is None:
         raise DataError(f"{path}:1: no '{LABEL_COLUMN}' column; a training file needs one")
     return x.reshape(len(x), *image_shape), y
@@ -257,45 +257,6 @@ def _check_pixels(df: pd.DataFrame, path: Path, pixel_at: list[int], start_line:
         columns = [pixel_at[i] for i in np.flatnonzero(outside)]
         at, value = first_bad(columns, lambda v: (v < 0) | (v > 255))
         raise DataError(f"{at}: {value!r} is outside the pixel range 0-255")
-
-
-# ---------------------------------------------------------------------------------------------
-# A parsed-file cache keyed on the file's bytes: a re-run reads ~50 MB of arrays, not ~110 MB
-# of text. CNNLAB_CACHE_DIR moves it; an empty value turns it off.
-
-
-def _cache_dir() -> Path | None:
-    value = os.environ.get("CNNLAB_CACHE_DIR")
-    if value == "":
-        return None
-    return Path(value) if value else Path.home() / ".cache" / "cnnlab" / "csv"
-
-
-def _cache_load(key: str) -> tuple[np.ndarray, np.ndarray | None] | None:
-    root = _cache_dir()
-    file = root / f"v{_CACHE_VERSION}-{key}.npz" if root else None
-    if file is None or not file.is_file():
-        return None
-    try:
-        with np.load(file) as z:
-            return z["x"], (z["y"] if "y" in z.files else None)
-    except (OSError, ValueError, KeyError):
-        return None  # a damaged cache entry is re-parsed and rewritten
-
-
-def _cache_store(key: str, x: np.ndarray, y: np.ndarray | None) -> None:
-    root = _cache_dir()
-    if root is None:
-        return
-    from cnnlab.atomic import atomic_path
-
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        file = root / f"v{_CACHE_VERSION}-{key}.npz"
-        with atomic_path(file) as tmp, open(tmp, "wb") as f:
-            np.savez(f, x=x, **({} if y is None else {"y": y}))
-    except OSError:
-        pass  # a read-only or full cache disk must not stop training
 
 
 # ---------------------------------------------------------------------------------------------

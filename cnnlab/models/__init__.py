@@ -6,7 +6,15 @@ for each lives in cnnlab.config.MODEL_SCHEMAS under the same key.
 """
 
 from cnnlab.errors import ConfigError
-from cnnlab.models.cnn import alexnet_lite, convnet, deep_cnn, lenet5, small_cnn, strided_cnn
+from cnnlab.models.cnn import (
+    airbench,
+    alexnet_lite,
+    convnet,
+    deep_cnn,
+    lenet5,
+    small_cnn,
+    strided_cnn,
+)
 from cnnlab.models.dense import mlp
 from cnnlab.models.transfer import vgg16
 
@@ -16,6 +24,7 @@ BUILDERS = {
     "deep_cnn": deep_cnn,
     "lenet5": lenet5,
     "strided_cnn": strided_cnn,
+    "airbench": airbench,
     "alexnet_lite": alexnet_lite,
     "convnet": convnet,
     "vgg16": vgg16,

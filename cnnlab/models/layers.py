@@ -1,4 +1,5 @@
-"""cnnlab's own Keras layers, registered so that saved models load wherever cnnlab is installed."""
+"""cnnlab's own Keras layers and loss, registered so that saved models (which keep their
+compile settings) load wherever cnnlab is installed."""
 
 from __future__ import annotations
 
@@ -122,3 +123,26 @@ class ImageNetPreprocess(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="cnnlab")
+class SparseSmoothedCrossentropy(keras.losses.Loss):
+    """Cross-entropy of integer labels against targets smoothed towards uniform.
+
+    The true class gets 1 - s + s/K and every other class s/K (Keras' categorical label
+    smoothing, which its sparse loss lacks), so the labels stay integers in the pipeline.
+    """
+
+    def __init__(self, label_smoothing: float = 0.1, name: str = "smoothed_crossentropy", **kw):
+        super().__init__(name=name, **kw)
+        self.label_smoothing = label_smoothing
+
+    def call(self, y_true, y_pred):
+        labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        targets = ops.one_hot(labels, ops.shape(y_pred)[-1], dtype=y_pred.dtype)
+        return keras.losses.categorical_crossentropy(
+            targets, y_pred, label_smoothing=self.label_smoothing
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}

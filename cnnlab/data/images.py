@@ -1,0 +1,114 @@
+"""Image files to uint8 pixels: the one decoder that image folders (training) and
+`cnnlab predict` share, so a photo is seen the same way in both.
+
+Files are read with Pillow, turned upright by their EXIF orientation (phone photos are often
+stored sideways with a tag that says so), converted to the colour mode and resized.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from cnnlab.config import ImageFormat
+from cnnlab.console import progress
+
+# The extensions keras.utils.image_dataset_from_directory accepts.
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+# Files operating systems and tools leave beside images; never data, never worth a word.
+SYSTEM_FILES = {".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini"}
+SYSTEM_FOLDERS = {"__macosx"}  # macOS's zip resource-fork folder
+_PIL_MODES = {"grayscale": "L", "rgb": "RGB", "rgba": "RGBA"}
+
+
+def is_hidden(name: str) -> bool:
+    """Hidden and system entries (`.DS_Store`, `._x.jpg`, `Thumbs.db`, `__MACOSX`): ignored."""
+    folded = name.casefold()
+    return name.startswith(".") or folded in SYSTEM_FILES or folded in SYSTEM_FOLDERS
+
+
+def extension_problem(filename: str) -> str | None:
+    """Why a file name rules the file out as an image, or None."""
+    ext = os.path.splitext(filename)[1].lower()
+    if ext not in EXTENSIONS:
+        return f"unsupported extension ({ext or 'none'}; readable: {' '.join(EXTENSIONS)})"
+    return None
+
+
+class Unusable(Exception):
+    """A file that cannot be used as an image; the message is '<kind> (<detail>)'."""
+
+
+def read_image(path: Path, fmt: ImageFormat) -> np.ndarray:
+    """One image file as uint8 pixels of `fmt`'s shape, upright as its EXIF tag says.
+
+    Raises:
+        Unusable: with the reason the file cannot be used.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        if os.path.getsize(path) == 0:
+            raise Unusable("empty file (0 bytes)")
+        with Image.open(path) as img:
+            mode = _PIL_MODES[fmt.color_mode]
+            # JPEG can decode straight to a smaller scale: far faster for large photos. Ask for
+            # a square so that a sideways-stored photo is still large enough once turned.
+            side = max(fmt.height, fmt.width)
+            img.draft(mode, (side, side))
+            img.load()  # decodes every byte now: truncated files fail here
+            img = _upright(img, ImageOps)
+            if img.mode != mode:
+                img = img.convert(mode)
+            if img.size != (fmt.width, fmt.height):
+                resample = getattr(Image.Resampling, fmt.interpolation.upper())
+                img = img.resize((fmt.width, fmt.height), resample)
+            return np.asarray(img, np.uint8).reshape(fmt.shape)
+    except UnidentifiedImageError:
+        raise Unusable("not an image (Pillow cannot identify it)") from None
+    except FileNotFoundError:
+        raise Unusable("missing (the file is gone)") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise Unusable(f"damaged image ({str(e) or type(e).__name__})") from None
+
+
+def _upright(img, image_ops):
+    # A malformed EXIF block is no reason to lose the picture: keep it as stored.
+    try:
+        return image_ops.exif_transpose(img)
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError, ZeroDivisionError):
+        return img
+
+
+def decode_files(
+    paths: list[Path], fmt: ImageFormat, description: str = "decoding images"
+) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+    """Decode `paths` in parallel threads (Pillow decodes without the GIL), with progress.
+
+    Returns:
+        uint8 images (N, height, width, channels) of the files that could be read, a boolean
+        mask of which of `paths` those are, and (path, reason) for the others, sorted.
+    """
+    images = np.empty((len(paths), *fmt.shape), np.uint8)
+    ok = np.zeros(len(paths), bool)
+    problems: list[tuple[str, str]] = []
+
+    def work(i: int) -> None:
+        try:
+            images[i] = read_image(paths[i], fmt)
+        except Unusable as e:
+            problems.append((str(paths[i]), str(e)))
+            return
+        ok[i] = True
+
+    with (
+        progress(description, len(paths)) as advance,
+        ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool,
+    ):
+        for _ in pool.map(work, range(len(paths))):
+            advance(1)
+    problems.sort()
+    return (images if ok.all() else images[ok]), ok, problems

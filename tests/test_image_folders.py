@@ -1,0 +1,242 @@
+"""Image folders as people have them: split-folder names, nested and mixed folders, system
+files, EXIF orientation, the decoded-image cache and progress output."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnlab import console
+from cnnlab.config import ImageDirData, ImageFormat
+from cnnlab.data import load_dataset
+from cnnlab.data.images import read_image
+from cnnlab.errors import DataError
+
+from .images import write_class_folders, write_split_folders
+
+
+def cfg(root: Path, **kwargs) -> ImageDirData:
+    return ImageDirData(loader="image_dir", root=str(root), **{"image_size": (24, 24), **kwargs})
+
+
+def rename_splits(root: Path, names: dict[str, str]) -> Path:
+    for old, new in names.items():
+        (root / old).rename(root / new)
+    return root
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        {"train": "training_set", "test": "test_set", "validation": "Val"},
+        {"train": "Training", "test": "TESTING", "validation": "valid"},
+        {"train": "TRAIN", "test": "Test", "validation": "validation"},
+    ],
+)
+def test_split_folders_are_known_by_their_usual_names(tmp_path, mnist_arrays, names):
+    root = rename_splits(write_split_folders(tmp_path / "d", mnist_arrays, (6, 3, 4)), names)
+    data = load_dataset(cfg(root), seed=0)
+    assert data.class_names == ["cats", "dogs"]
+    assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (12, 6, 8)
+    assert data.source == (
+        f"image folders: train <- {root / names['train']}, "
+        f"validation <- {root / names['validation']}, test <- {root / names['test']}"
+    )
+
+
+def test_the_kaggle_course_layout_has_cat_and_dog_classes(tmp_path, mnist_arrays):
+    # dataset/training_set/{cats,dogs} + dataset/test_set/{cats,dogs}, no validation folder.
+    root = write_split_folders(tmp_path / "dataset", mnist_arrays, (10, 0, 4))
+    shutil.rmtree(root / "validation")
+    rename_splits(root, {"train": "training_set", "test": "test_set"})
+    data = load_dataset(cfg(root, validation_split=0.2), seed=0)
+    assert data.class_names == ["cats", "dogs"]
+    assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (16, 4, 8)
+    assert "validation <- 20% of train" in data.source
+
+
+def test_a_test_folder_wins_over_test_split(tmp_path, mnist_arrays):
+    root = write_split_folders(tmp_path / "d", mnist_arrays, (10, 0, 3))
+    shutil.rmtree(root / "validation")
+    data = load_dataset(cfg(root, validation_split=0.1, test_split=0.5), seed=0)
+    assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (18, 2, 6)
+
+
+def test_one_folder_of_classes_says_where_each_split_came_from(tmp_path, mnist_arrays):
+    root = write_class_folders(tmp_path / "flat", mnist_arrays, 10)
+    data = load_dataset(cfg(root, validation_split=0.2, test_split=0.1), seed=0)
+    assert data.source == (
+        f"image folders: train <- {root}, validation <- 20% of train, test <- 10% of train"
+    )
+
+
+def test_a_class_folder_holding_folders_is_an_error(tmp_path, mnist_arrays):
+    root = write_class_folders(tmp_path / "d", mnist_arrays, 4)
+    (root / "cats" / "kittens").mkdir()
+    (root / "cats" / "cats.1.jpg").rename(root / "cats" / "kittens" / "cats.1.jpg")
+    with pytest.raises(DataError) as info:
+        load_dataset(cfg(root), seed=0)
+    message = str(info.value)
+    assert message.startswith(f"{root / 'cats'}: class folder 'cats' holds the folder kittens/")
+    assert "root/<class>/<image> or root/train/<class>/<image>" in message
+
+
+def test_a_root_one_level_too_high_points_at_the_right_one(tmp_path, mnist_arrays):
+    inner = write_split_folders(tmp_path / "top" / "dataset", mnist_arrays, (4, 2, 2))
+    rename_splits(inner, {"train": "training_set", "test": "test_set"})
+    (tmp_path / "top" / "other").mkdir()
+    shutil.copy(sorted((inner / "test_set" / "cats").iterdir())[0], tmp_path / "top" / "other")
+    with pytest.raises(DataError, match=f"set data.root to {inner}"):
+        load_dataset(cfg(tmp_path / "top"), seed=0)
+
+
+def test_split_and_class_folders_mixed_is_an_error(tmp_path, mnist_arrays):
+    root = write_split_folders(tmp_path / "d", mnist_arrays, (4, 2, 2))
+    write_class_folders(root, mnist_arrays, 2, classes=("birds",))
+    with pytest.raises(DataError, match="mixes split folders .* with other folders \\(birds/\\)"):
+        load_dataset(cfg(root), seed=0)
+
+
+def test_two_folders_for_one_split_or_none_for_training_are_errors(tmp_path, mnist_arrays):
+    root = write_split_folders(tmp_path / "d", mnist_arrays, (4, 2, 2))
+    shutil.copytree(root / "train", root / "training")
+    with pytest.raises(DataError, match="both train/ and training/ would be the train split"):
+        load_dataset(cfg(root), seed=0)
+    shutil.rmtree(root / "train")
+    shutil.rmtree(root / "training")
+    with pytest.raises(DataError, match="no training folder"):
+        load_dataset(cfg(root), seed=0)
+
+
+def test_hidden_and_system_files_are_ignored_without_a_word(tmp_path, mnist_arrays):
+    root = write_split_folders(tmp_path / "d", mnist_arrays, (6, 2, 2))
+    clean = load_dataset(cfg(root), seed=0)
+    system = [
+        root / ".DS_Store",
+        root / "train" / ".DS_Store",
+        root / "train" / "cats" / ".DS_Store",
+        root / "train" / "cats" / "Thumbs.db",
+        root / "train" / "dogs" / "desktop.ini",
+        root / "train" / "dogs" / "._dogs.1.jpg",
+        root / "test" / "cats" / ".hidden.jpg",
+    ]
+    for path in system:
+        path.write_bytes(b"\x00\x05\x16\x07 not an image")
+    (root / "train" / "cats" / ".ipynb_checkpoints").mkdir()
+    (root / "__MACOSX").mkdir()
+    (root / "__MACOSX" / "x").write_bytes(b"junk")
+    data = load_dataset(cfg(root), seed=0)  # on_bad_file: error, and nothing to complain of
+    assert data.problems == []
+    np.testing.assert_array_equal(data.x_train, clean.x_train)
+
+
+def upright_picture() -> Image.Image:
+    """40 rows by 20 columns: the top half white, the bottom half black."""
+    pixels = np.zeros((40, 20), np.uint8)
+    pixels[:20] = 255
+    return Image.fromarray(pixels).convert("RGB")
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_exif_orientation_is_applied(tmp_path, suffix):
+    # Stored turned 90° anticlockwise, with the tag (6) that says to turn it clockwise.
+    stored = upright_picture().transpose(Image.Transpose.ROTATE_90)
+    assert stored.size == (40, 20)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / f"phone{suffix}"
+    stored.save(path, exif=exif, **({"quality": 95} if suffix == ".jpg" else {}))
+    pixels = read_image(path, ImageFormat(40, 20, "grayscale")).astype(int)
+    assert pixels.shape == (40, 20, 1)
+    assert pixels[:18].mean() > 240 and pixels[22:].mean() < 15  # upright: white on top
+
+
+def test_decoded_images_are_cached_until_a_file_changes(tmp_path, mnist_arrays, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(cache))
+    root = write_split_folders(tmp_path / "d", mnist_arrays, (6, 2, 2))
+    first = load_dataset(cfg(root), seed=0)
+    assert len(list((cache / "images").glob("*.npz"))) == 1
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded although cached")
+
+    with monkeypatch.context() as patch:
+        # (cnnlab.data's `image_dir` is the loader function; its module is in sys.modules.)
+        patch.setattr(sys.modules["cnnlab.data.image_dir"], "decode_files", no_decoding)
+        again = load_dataset(cfg(root), seed=0)
+        np.testing.assert_array_equal(again.x_train, first.x_train)
+        np.testing.assert_array_equal(again.y_test, first.y_test)
+        # Another size is another entry, decoded afresh.
+        with pytest.raises(AssertionError, match="decoded although cached"):
+            load_dataset(cfg(root, image_size=(20, 20)), seed=0)
+    # A file replaced by another picture: decoded again, and the new pixels are seen.
+    changed = sorted((root / "test" / "cats").iterdir())[0]
+    Image.new("RGB", (40, 40), (0, 255, 0)).save(
+        changed, format=changed.suffix[1:].replace("jpg", "jpeg")
+    )
+    os.utime(changed, ns=(1, 1))
+    after = load_dataset(cfg(root), seed=0)
+    assert not np.array_equal(after.x_test, first.x_test)
+    greens = after.x_test[..., 1].astype(int) - after.x_test[..., 0]
+    assert (greens.mean(axis=(1, 2)) > 200).sum() == 1
+    assert len(list((cache / "images").glob("*.npz"))) == 2
+
+
+def test_bad_files_come_back_from_the_cache_too(tmp_path, mnist_arrays, monkeypatch):
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(tmp_path / "cache"))
+    root = write_split_folders(tmp_path / "d", mnist_arrays, (6, 2, 2))
+    (root / "train" / "cats" / "broken.jpg").write_bytes(b"not a picture")
+    first = load_dataset(cfg(root, on_bad_file="skip"), seed=0)
+    again = load_dataset(cfg(root, on_bad_file="skip"), seed=0)
+    assert (
+        first.problems
+        == again.problems
+        == [
+            (
+                str(root / "train" / "cats" / "broken.jpg"),
+                "not an image (Pillow cannot identify it)",
+            )
+        ]
+    )
+
+
+def test_progress_lines_when_output_is_a_file(capsys, monkeypatch):
+    monkeypatch.setattr(console, "LINE_SECONDS", 0.0)
+    with console.progress("decoding train images", 1000) as advance:
+        for _ in range(10):
+            advance(100)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("cnnlab: decoding train images: 100/1,000 (10%), ")
+    assert "s left" in lines[0]
+    assert len(lines) == 10  # nine at 10%..90%, then the final count and time
+    assert lines[-1].startswith("cnnlab: decoding train images: 1,000/1,000 in ")
+
+
+def test_no_progress_for_a_handful_of_images(capsys):
+    with console.progress("decoding", 10) as advance:
+        advance(10)
+    assert capsys.readouterr().out == ""
+
+
+def test_check_shows_the_splits_and_the_memory(tmp_path, mnist_arrays, cli):
+    root = write_split_folders(tmp_path / "d", mnist_arrays, (6, 3, 4))
+    rename_splits(root, {"train": "training_set", "test": "test_set"})
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"data: {{loader: image_dir, root: {root}, image_size: [32, 32]}}\n"
+        "model: {builder: small_cnn, filters: [8, 16]}\n"
+        f"output_dir: {tmp_path / 'out'}\n"
+    )
+    result = cli("check", config)
+    assert result.exit_code == 0, result.output
+    assert f"train <- {root / 'training_set'}" in result.output
+    assert f"test <- {root / 'test_set'}" in result.output
+    # 26 images of 32x32x3 bytes.
+    assert f"decoded images take {26 * 32 * 32 * 3 / 2**20:,.1f} MiB" in result.output
