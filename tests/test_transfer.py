@@ -204,8 +204,8 @@ def test_killed_phased_run_resumes_in_its_phase(tmp_path):
 
 
 COLOUR_CONFIGS = [
-    "cifar10_alexnet_lite", "cifar10_deep_cnn", "catsdogs_convnet", "catsdogs_convnet_aug",
-    "catsdogs_vgg16_features", "catsdogs_vgg16_finetune",
+    "cifar10_alexnet_lite", "cifar10_deep_cnn", "cifar10_best", "catsdogs_convnet",
+    "catsdogs_convnet_aug", "catsdogs_best", "catsdogs_vgg16_features", "catsdogs_vgg16_finetune",
 ]  # fmt: skip
 
 
@@ -241,4 +241,4 @@ def test_shipped_colour_config_trains_on_tiny_data(name, tmp_path, vgg_weights, 
     assert model.output_shape == ((None, 10) if name.startswith("cifar10") else (None, 1))
     if name.startswith("cifar10"):
         assert f"test <- {root / 'TEST'}" in result.output
-        assert "validation <- 10% of train" in result.output
+        assert f"validation <- {cfg.data.validation_split:.0%} of train" in result.output

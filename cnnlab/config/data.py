@@ -209,11 +209,13 @@ class Cifar100Data(_CifarData):
 
 
 class ImageDirData(DataSchema):
-    """A folder of class sub-folders of image files (jpg, jpeg, png, bmp, gif).
+    """A folder of class sub-folders of image files (jpg, jpeg, png, bmp, gif, webp, tif, tiff).
 
-    Either `root/train/<class>/...` with optional `root/validation/` and `root/test/` (missing
-    validation is split off train), or `root/<class>/...` split by `validation_split` and
-    `test_split`. Every file is decoded before training; see `on_bad_file`.
+    Either `root/train/<class>/...` with optional `root/validation/` and `root/test/` (split
+    folders by their usual names: training_set, val, test_set, ...; a missing validation
+    folder is split off train, a missing test folder is `test_split` of train), or
+    `root/<class>/...` split by `validation_split` and `test_split`. Every file is decoded
+    before training (and cached); see `on_bad_file`.
     """
 
     loader: Literal["image_dir"]
@@ -223,12 +225,14 @@ class ImageDirData(DataSchema):
     interpolation: Literal["bilinear", "nearest", "bicubic", "lanczos", "box", "hamming"] = (
         "bilinear"
     )
-    # Split off train when there is no validation/ (or test/) folder; seeded by `seed`.
+    # Split off train when there is no validation (or test) folder; seeded by `seed`. A test
+    # folder, when there is one, is the test set whatever test_split says.
     validation_split: Fraction = 0.2
     test_split: Annotated[float, Field(ge=0, lt=1)] = 0.0
-    # Files that cannot be used (empty, truncated, not an image, macOS `._` files, other
-    # extensions, files outside a class folder): `error` stops and lists them, `skip` trains
-    # without them. Both write the list to bad_files.csv in the run directory.
+    # Files that cannot be used (empty, truncated, not an image, other extensions, files
+    # outside a class folder): `error` stops and lists them, `skip` trains without them. Both
+    # write the list to bad_files.csv in the run directory. Hidden and system files
+    # (.DS_Store, Thumbs.db, names starting with '.') are ignored.
     on_bad_file: Literal["error", "skip"] = "error"
 
     @property

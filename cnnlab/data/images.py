@@ -16,8 +16,9 @@ import numpy as np
 from cnnlab.config import ImageFormat
 from cnnlab.console import progress
 
-# The extensions keras.utils.image_dataset_from_directory accepts.
-EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+# Keras' image_dataset_from_directory's extensions, and the other photo formats Pillow reads
+# without plugins (phones and browsers save WebP, scanners TIFF).
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 # Files operating systems and tools leave beside images; never data, never worth a word.
 SYSTEM_FILES = {".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini"}
 SYSTEM_FOLDERS = {"__macosx"}  # macOS's zip resource-fork folder

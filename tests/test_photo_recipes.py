@@ -1,0 +1,82 @@
+"""The colour recipes on real photos against their targets (tens of minutes each on a CPU).
+
+python -m pytest -m slow tests/test_photo_recipes.py
+
+Uses the real images in ../shared/data beside the checkout (see its README): the CIFAR-10
+training JPEGs (10% of them held out as the test set) and the Kaggle Dogs vs. Cats photos,
+from which `cnnlab data cats-vs-dogs-subset` makes Chollet's 1,000/500/1,000 split.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cnnlab.cli import app
+
+from .conftest import CONFIGS, ROOT
+
+pytestmark = pytest.mark.slow
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def invoke(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def unpack(archive: str, into: Path) -> Path:
+    path = SHARED / archive
+    if not path.is_file():
+        pytest.skip(f"{path} is not there")
+    with tarfile.open(path) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+@pytest.fixture(scope="module")
+def cifar10(tmp_path_factory) -> Path:
+    return unpack("cifar10-train-jpg.tar.gz", tmp_path_factory.mktemp("cifar10"))
+
+
+@pytest.fixture(scope="module")
+def cats_vs_dogs(tmp_path_factory) -> Path:
+    photos = unpack("dogs-vs-cats-train-200px.tar", tmp_path_factory.mktemp("photos"))
+    subset = tmp_path_factory.mktemp("subset") / "cats_vs_dogs_small"
+    invoke("data", "cats-vs-dogs-subset", photos / "train", subset)
+    return subset
+
+
+def recipe_accuracy(config: str, root: Path, out: Path) -> float:
+    invoke("train", CONFIGS / config, "--set", f"data.root={root}", "--set", f"output_dir={out}")
+    (run_dir,) = out.iterdir()
+    return json.loads((run_dir / "metrics.json").read_text())["test"]["accuracy"]
+
+
+@pytest.mark.parametrize(
+    ("config", "target"),
+    [
+        ("cifar10_alexnet_lite.yaml", 0.65),
+        ("cifar10_deep_cnn.yaml", 0.85),
+        ("cifar10_best.yaml", 0.90),
+    ],
+)
+def test_cifar10_recipe(cifar10, tmp_path, config, target):
+    assert recipe_accuracy(config, cifar10, tmp_path) >= target
+
+
+@pytest.mark.parametrize(
+    ("config", "target"),
+    [
+        ("catsdogs_convnet.yaml", 0.75),
+        ("catsdogs_convnet_aug.yaml", 0.84),
+        ("catsdogs_best.yaml", 0.90),
+    ],
+)
+def test_cats_vs_dogs_recipe(cats_vs_dogs, tmp_path, config, target):
+    assert recipe_accuracy(config, cats_vs_dogs, tmp_path) >= target
