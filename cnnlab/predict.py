@@ -11,6 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from cnnlab.atomic import atomic_path
+from cnnlab.console import progress
 from cnnlab.data import adapt_images, read_csv_for
 from cnnlab.data.images import EXTENSIONS, decode_files, extension_problem, is_hidden
 from cnnlab.errors import DataError, RunDirError
@@ -20,6 +21,7 @@ from cnnlab.runs import open_run
 from cnnlab.scoring import SUBMISSION, write_submission
 
 ENSEMBLE_SUBMISSION = Path("submission-ensemble.csv")
+CHUNK = 2048  # images decoded and predicted at a time by `predict`
 
 
 def predict_csv(
@@ -90,10 +92,24 @@ def predict_images(
     check_output(out, overwrite)
     members = load_members(run_dirs)
     paths, ignored = collect_image_files(inputs)
-    probs, ok, skipped = _member_probabilities(members, paths)
-    mean = np.mean(probs, axis=0)
+    means, read, skipped = [], [], []
+    # A chunk at a time, so that any number of photos fits in memory.
+    with progress("predicting", len(paths)) as advance:
+        for start in range(0, len(paths), CHUNK):
+            chunk = paths[start : start + CHUNK]
+            probs, ok, bad = _member_probabilities(members, chunk)
+            if ok.any():
+                means.append(np.mean(probs, axis=0))
+                read.extend(str(path) for path, good in zip(chunk, ok, strict=True) if good)
+            skipped.extend(bad)
+            advance(len(chunk))
+    if not read:
+        path, reason = min(skipped)
+        raise DataError(
+            f"none of the {len(paths):,} image files could be read (first: {path}: {reason})"
+        )
+    mean = np.concatenate(means)
     names = members[0].class_names
-    read = [str(path) for path, good in zip(paths, ok, strict=True) if good]
     frame = pd.DataFrame({"path": read, "predicted": [names[i] for i in mean.argmax(axis=1)]})
     frame["probability"] = mean.max(axis=1).round(6)
     taken = set(frame.columns)
@@ -101,7 +117,7 @@ def predict_images(
         frame[f"p_{name}" if name in taken else name] = mean[:, i].round(6)
     with atomic_path(out) as tmp:
         frame.to_csv(tmp, index=False)
-    return Predictions(frame, out, skipped, ignored)
+    return Predictions(frame, out, sorted(skipped), ignored)
 
 
 def _member_probabilities(
@@ -114,11 +130,12 @@ def _member_probabilities(
         data_cfg = member.cfg.data
         key = (data_cfg.image_format, getattr(data_cfg, "resize", None), data_cfg.input_shape)
         if key not in decoded:
-            x, ok, bad = decode_files(paths, data_cfg.image_format, "reading images")
+            x, ok, bad = decode_files(paths, data_cfg.image_format)
             decoded[key] = (adapt_images(x, data_cfg), ok, bad)
     ok = np.logical_and.reduce([good for _, good, _ in decoded.values()])
+    skipped = sorted({problem for _, _, bad in decoded.values() for problem in bad})
     if not ok.any():
-        raise DataError(f"none of the {len(paths):,} image files could be read")
+        return [], ok, skipped
     probs = []
     for member in members:
         data_cfg = member.cfg.data
@@ -126,7 +143,6 @@ def _member_probabilities(
         x, good, _ = decoded[key]
         # Rows of x are the files this format could read; keep those every member read.
         probs.append(member.probabilities(x[ok[good]]))
-    skipped = sorted({problem for _, _, bad in decoded.values() for problem in bad})
     return probs, ok, skipped
 
 

@@ -192,3 +192,30 @@ def test_a_run_with_test_time_flip_predicts_the_average_with_the_mirror(photos, 
     expected = expected_probabilities(run, paths, flip=True)
     np.testing.assert_allclose(frame["dogs"], expected, atol=1e-5)
     assert not np.allclose(expected_probabilities(run, paths), expected, atol=1e-4)
+
+
+def test_chunks_give_the_same_predictions(photos, tmp_path, monkeypatch):
+    import cnnlab.predict
+
+    (run, _), new = photos
+    (new.parent / "broken.png").write_bytes(b"\x89PNG broken")
+    args = [run, new, new.parent / "broken.png"]
+    whole = run_cli("predict", *args, "-o", tmp_path / "whole.csv")
+    monkeypatch.setattr(cnnlab.predict, "CHUNK", 2)
+    chunked = run_cli("predict", *args, "-o", tmp_path / "chunked.csv")
+    assert whole.exit_code == chunked.exit_code == 3
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "whole.csv"), pd.read_csv(tmp_path / "chunked.csv"), atol=1e-6
+    )
+
+
+def test_no_readable_image_is_an_error(photos, tmp_path):
+    (run, _), _ = photos
+    (tmp_path / "a.jpg").write_bytes(b"no")
+    result = run_cli("predict", run, tmp_path / "a.jpg", "-o", tmp_path / "p.csv")
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"error: none of the 1 image files could be read (first: {tmp_path / 'a.jpg'}: "
+        "not an image (Pillow cannot identify it))"
+    )
+    assert not (tmp_path / "p.csv").exists()

@@ -85,9 +85,10 @@ def _upright(img, image_ops):
 
 
 def decode_files(
-    paths: list[Path], fmt: ImageFormat, description: str = "decoding images"
+    paths: list[Path], fmt: ImageFormat, description: str | None = None
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
-    """Decode `paths` in parallel threads (Pillow decodes without the GIL), with progress.
+    """Decode `paths` in parallel threads (Pillow decodes without the GIL); with a
+    `description`, the progress is shown (cnnlab.console).
 
     Returns:
         uint8 images (N, height, width, channels) of the files that could be read, a boolean
@@ -106,7 +107,7 @@ def decode_files(
         ok[i] = True
 
     with (
-        progress(description, len(paths)) as advance,
+        progress(description or "", len(paths) if description else 0) as advance,
         ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool,
     ):
         for _ in pool.map(work, range(len(paths))):
