@@ -5,15 +5,22 @@ TensorFlow takes seconds to import, so `cnnlab --help` and config errors never i
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from cnnlab.cli_data import data_app
+from cnnlab.cli_support import (
+    Overrides,
+    RunDirs,
+    open_finished_run,
+    set_debug,
+    start_tensorflow,
+    user_errors,
+)
 from cnnlab.errors import CnnlabError
 
 app = typer.Typer(
@@ -22,10 +29,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-data_app = typer.Typer(help="Prepare datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-
-_debug = False
 
 
 @app.callback()
@@ -34,78 +38,7 @@ def main(
         bool, typer.Option("--debug", help="Show the full traceback when something fails.")
     ] = False,
 ) -> None:
-    global _debug
-    _debug = debug
-
-
-def _fail(message: str, code: int) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def user_errors(command: Callable) -> Callable:
-    """Turn errors into one line on stderr and a non-zero exit; --debug shows the traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except (typer.Exit, typer.Abort):
-            raise
-        except KeyboardInterrupt:
-            _fail("interrupted", 130)
-        except CnnlabError as e:
-            if _debug:
-                raise
-            _fail(str(e), e.exit_code)
-        except Exception as e:
-            if _debug:
-                raise
-            _fail(f"{type(e).__name__}: {e} (run with --debug for the traceback)", 1)
-
-    return wrapper
-
-
-def _start_tensorflow() -> None:
-    """Load TensorFlow before a command's work; its start-up notices only with --debug."""
-    if not _debug:
-        from cnnlab.environment import start_tensorflow_quietly
-
-        start_tensorflow_quietly()
-
-
-def _open_finished_run(run_dir: Path) -> None:
-    """Fail before TensorFlow loads on a wrong path; say so when the run did not complete."""
-    from cnnlab.runs import open_run, read_state
-
-    open_run(run_dir)
-    state = read_state(run_dir)
-    if state["state"] != "completed":
-        reason = f" ({state['reason']})" if state.get("reason") else ""
-        typer.echo(
-            f"note: {run_dir} is {state['state']}{reason}; using its best model so far", err=True
-        )
-
-
-Overrides = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--set",
-        metavar="KEY.PATH=VALUE",
-        help="Override a config value (repeatable), e.g. --set train.epochs=3.",
-    ),
-]
-
-
-RunDirs = Annotated[
-    list[Path],
-    typer.Argument(
-        help="Run directories made by `cnnlab train`; several make an ensemble: their class "
-        "probabilities are averaged.",
-        metavar="RUN_DIR",
-        show_default=False,
-    ),
-]
+    set_debug(debug)
 
 
 @app.command()
@@ -138,7 +71,7 @@ def train(
     seed_list = _parse_seeds(seeds) if seeds is not None else []
     configs = [load_config(config, [*(overrides or []), f"seed={s}"]) for s in seed_list]
     cfg = load_config(config, overrides or []) if config is not None and not seeds else None
-    _start_tensorflow()
+    start_tensorflow()
     from cnnlab.train import start_or_resume, train_seeds
     from cnnlab.train import train as run_training
 
@@ -184,8 +117,8 @@ def evaluate(
     Several runs: their averaged probabilities (an ensemble) are scored instead, on the test set.
     """
     for run_dir in run_dirs:
-        _open_finished_run(run_dir)
-    _start_tensorflow()
+        open_finished_run(run_dir)
+    start_tensorflow()
     if len(run_dirs) == 1:
         if output is not None:
             raise CnnlabError("--output is for several runs; one run writes evaluation.json")
@@ -219,8 +152,8 @@ def predict_csv(
 ) -> None:
     """Write a Kaggle submission (ImageId,Label) with a run's best model, or several runs'."""
     for run_dir in run_dirs:
-        _open_finished_run(run_dir)
-    _start_tensorflow()
+        open_finished_run(run_dir)
+    start_tensorflow()
     from cnnlab.predict import predict_csv as run_prediction
 
     out, rows = run_prediction(run_dirs, test_csv, output, overwrite)
@@ -266,8 +199,8 @@ def predict(
     if not inputs:
         raise CnnlabError("give image files, folders or patterns after the run directories")
     for run_dir in runs:
-        _open_finished_run(run_dir)
-    _start_tensorflow()
+        open_finished_run(run_dir)
+    start_tensorflow()
     from cnnlab.predict import predict_images
 
     result = predict_images(runs, inputs, output, overwrite)
@@ -344,7 +277,7 @@ def summary(
     from cnnlab.config import load_config
 
     cfg = load_config(config, overrides or [], need_data=False)
-    _start_tensorflow()
+    start_tensorflow()
     from cnnlab.check import count_flops, parameter_counts, summarize
 
     model, note = summarize(cfg)
@@ -380,7 +313,7 @@ def tune(
     overrides: Overrides = None,
 ) -> None:
     """Search hyperparameters with Optuna; each trial is a run in OUTPUT_DIR/<study>/."""
-    _start_tensorflow()
+    start_tensorflow()
     from cnnlab.tune import tune as run_study
 
     result = run_study(config, space, trials, storage, study, overrides or [])
@@ -406,61 +339,12 @@ def check(
 
     cfg = load_config(config, overrides or [])
     typer.echo(f"config: {config} is valid (loader {cfg.data.loader}, builder {cfg.model.builder})")
-    _start_tensorflow()
+    start_tensorflow()
     from cnnlab.check import preflight
 
     for line in preflight(cfg):
         typer.echo(line)
     typer.echo(f"ok: `cnnlab train {config}` would start; runs go to {cfg.output_dir}")
-
-
-@data_app.command("mnist-to-kaggle")
-@user_errors
-def mnist_to_kaggle(
-    npz: Annotated[Path, typer.Argument(help="MNIST .npz, e.g. data/mnist.npz.")],
-    out_dir: Annotated[
-        Path, typer.Argument(help="Folder for train.csv, test.csv, test_labels.csv.")
-    ],
-    overwrite: Annotated[bool, typer.Option(help="Replace existing files.")] = False,
-) -> None:
-    """Write MNIST as Kaggle Digit Recognizer CSVs, with the test labels kept aside."""
-    from cnnlab.data.mnist import mnist_to_kaggle as convert
-
-    for name, path in convert(npz, out_dir, overwrite).items():
-        typer.echo(f"wrote {path} ({name})")
-
-
-@data_app.command("cats-vs-dogs-subset")
-@user_errors
-def cats_vs_dogs_subset(
-    kaggle_train_dir: Annotated[
-        Path, typer.Argument(help="Kaggle Dogs vs. Cats train/ folder (cat.0.jpg, dog.0.jpg, ...).")
-    ],
-    out_dir: Annotated[Path, typer.Argument(help="New (or empty) folder for the split.")],
-    train: Annotated[int, typer.Option(min=1, help="Training images per class.")] = 1000,
-    val: Annotated[int, typer.Option(min=1, help="Validation images per class.")] = 500,
-    test: Annotated[int, typer.Option(min=1, help="Test images per class.")] = 1000,
-    seed: Annotated[int, typer.Option(help="Picks which images; same seed, same split.")] = 0,
-) -> None:
-    """Copy a small cats-vs-dogs split: OUT_DIR/{train,validation,test}/{cats,dogs}."""
-    from cnnlab.data.cats_vs_dogs import make_subset
-
-    counts = make_subset(kaggle_train_dir, out_dir, train, val, test, seed)
-    listed = ", ".join(f"{split} {n:,}" for split, n in counts.items())
-    typer.echo(f"copied {sum(counts.values()):,} images into {out_dir} ({listed})")
-
-
-@data_app.command("score")
-@user_errors
-def score_submission(
-    submission: Annotated[Path, typer.Argument(help="ImageId,Label predictions.")],
-    labels: Annotated[Path, typer.Argument(help="ImageId,Label answers, e.g. test_labels.csv.")],
-) -> None:
-    """Accuracy of a Kaggle submission against the true labels, as Kaggle would score it."""
-    from cnnlab.data.kaggle_csv import score_submission as score
-
-    accuracy, rows = score(submission, labels)
-    typer.echo(f"accuracy {accuracy:.4f} on {rows:,} images")
 
 
 if __name__ == "__main__":  # pragma: no cover

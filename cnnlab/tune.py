@@ -180,13 +180,7 @@ def tune(
     overrides = list(overrides or [])
     base = load_config(config, overrides)
     space = load_space(space_file, config, overrides)
-    name = study_name or f"{base.name}-tune"
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-        raise ConfigError(
-            f"--study {name!r}: use letters, digits, '_', '.' and '-' (it names a folder)"
-        )
-    folder = Path(base.output_dir) / name
-    folder.mkdir(parents=True, exist_ok=True)
+    name, folder = _study_folder(base, study_name)
     url = storage or f"sqlite:///{folder / STUDY_DB}"
     # Several local processes share a SQLite file: wait for its lock rather than fail.
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
@@ -199,6 +193,27 @@ def tune(
         direction="maximize" if maximize else "minimize",
         pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
     )
+    objective = _objective(optuna, config, overrides, space, name, folder, maximize)
+    study.optimize(objective, n_trials=trials, catch=(CnnlabError,))
+    _write_trials(study, folder / TRIALS_CSV)
+    best = _write_best(study, optuna, config, overrides, space, folder, base)
+    return {"study": name, "storage": url, "folder": str(folder), "best": best}
+
+
+def _study_folder(base: Config, study_name: str | None) -> tuple[str, Path]:
+    """The study's name (default `<config name>-tune`) and its folder of trial runs."""
+    name = study_name or f"{base.name}-tune"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise ConfigError(
+            f"--study {name!r}: use letters, digits, '_', '.' and '-' (it names a folder)"
+        )
+    folder = Path(base.output_dir) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return name, folder
+
+
+def _objective(optuna, config, overrides, space, name: str, folder: Path, maximize: bool):
+    """One trial: a normal run of the config with the trial's values, scored on validation."""
 
     def objective(trial) -> float:
         from cnnlab.train import train
@@ -217,10 +232,7 @@ def tune(
         metrics = json.loads((run_dir / runs.METRICS_FILE).read_text(encoding="utf-8"))
         return metrics["val"]["accuracy" if maximize else "loss"]
 
-    study.optimize(objective, n_trials=trials, catch=(CnnlabError,))
-    _write_trials(study, folder / TRIALS_CSV)
-    best = _write_best(study, optuna, config, overrides, space, folder, base)
-    return {"study": name, "storage": url, "folder": str(folder), "best": best}
+    return objective
 
 
 def _write_best(study, optuna, config, overrides, space, folder: Path, base: Config):

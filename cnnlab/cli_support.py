@@ -1,0 +1,90 @@
+"""What every `cnnlab` command shares: one-line errors, the --debug switch, starting
+TensorFlow quietly, opening a finished run, and the argument types several commands take."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cnnlab.errors import CnnlabError
+
+_debug = False  # --debug: tracebacks and TensorFlow's start-up notices are shown
+
+
+def set_debug(on: bool) -> None:
+    global _debug
+    _debug = on
+
+
+def fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def user_errors(command: Callable) -> Callable:
+    """Turn errors into one line on stderr and a non-zero exit; --debug shows the traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except CnnlabError as e:
+            if _debug:
+                raise
+            fail(str(e), e.exit_code)
+        except Exception as e:
+            if _debug:
+                raise
+            fail(f"{type(e).__name__}: {e} (run with --debug for the traceback)", 1)
+
+    return wrapper
+
+
+def start_tensorflow() -> None:
+    """Load TensorFlow before a command's work; its start-up notices only with --debug."""
+    if not _debug:
+        from cnnlab.environment import start_tensorflow_quietly
+
+        start_tensorflow_quietly()
+
+
+def open_finished_run(run_dir: Path) -> None:
+    """Fail before TensorFlow loads on a wrong path; say so when the run did not complete."""
+    from cnnlab.runs import open_run, read_state
+
+    open_run(run_dir)
+    state = read_state(run_dir)
+    if state["state"] != "completed":
+        reason = f" ({state['reason']})" if state.get("reason") else ""
+        typer.echo(
+            f"note: {run_dir} is {state['state']}{reason}; using its best model so far", err=True
+        )
+
+
+Overrides = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="KEY.PATH=VALUE",
+        help="Override a config value (repeatable), e.g. --set train.epochs=3.",
+    ),
+]
+
+
+RunDirs = Annotated[
+    list[Path],
+    typer.Argument(
+        help="Run directories made by `cnnlab train`; several make an ensemble: their class "
+        "probabilities are averaged.",
+        metavar="RUN_DIR",
+        show_default=False,
+    ),
+]
