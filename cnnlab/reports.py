@@ -110,9 +110,11 @@ def write_class_report(
     plt = _pyplot()
     size = max(6.0, 0.5 * len(class_names))
     fig, ax = plt.subplots(figsize=(size, size))
+    # Names longer than a digit or two ("automobile", "airplane") would run into each other.
+    rotation = 45 if max(len(name) for name in class_names) > 4 else "horizontal"
     ConfusionMatrixDisplay.from_predictions(
         y_true, y_pred, labels=labels, display_labels=class_names, ax=ax, colorbar=False,
-        cmap="Blues", values_format="d",
+        cmap="Blues", values_format="d", xticks_rotation=rotation,
     )  # fmt: skip
     ax.set_title(f"Confusion matrix, {split} set ({len(y_true):,} images)")
     _save(fig, run_dir / CONFUSION)
