@@ -125,21 +125,19 @@ def _member_probabilities(
 ) -> tuple[list[np.ndarray], np.ndarray, list[tuple[str, str]]]:
     """Each member's probabilities for the files every member could read: the files are
     decoded once per distinct way the members' training data was decoded."""
+    # The decoding format and the model's input shape (after resize/to_rgb) say it all.
+    keys = [(m.cfg.data.image_format, m.cfg.data.input_shape) for m in members]
     decoded: dict = {}
-    for member in members:
-        data_cfg = member.cfg.data
-        key = (data_cfg.image_format, getattr(data_cfg, "resize", None), data_cfg.input_shape)
+    for member, key in zip(members, keys, strict=True):
         if key not in decoded:
-            x, ok, bad = decode_files(paths, data_cfg.image_format)
-            decoded[key] = (adapt_images(x, data_cfg), ok, bad)
+            x, ok, bad = decode_files(paths, key[0])
+            decoded[key] = (adapt_images(x, member.cfg.data), ok, bad)
     ok = np.logical_and.reduce([good for _, good, _ in decoded.values()])
     skipped = sorted({problem for _, _, bad in decoded.values() for problem in bad})
     if not ok.any():
         return [], ok, skipped
     probs = []
-    for member in members:
-        data_cfg = member.cfg.data
-        key = (data_cfg.image_format, getattr(data_cfg, "resize", None), data_cfg.input_shape)
+    for member, key in zip(members, keys, strict=True):
         x, good, _ = decoded[key]
         # Rows of x are the files this format could read; keep those every member read.
         probs.append(member.probabilities(x[ok[good]]))
