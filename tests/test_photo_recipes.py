@@ -59,24 +59,16 @@ def recipe_accuracy(config: str, root: Path, out: Path) -> float:
 
 
 @pytest.mark.parametrize(
-    ("config", "target"),
+    ("config", "data", "target"),
     [
-        ("cifar10_alexnet_lite.yaml", 0.65),
-        ("cifar10_deep_cnn.yaml", 0.85),
-        ("cifar10_best.yaml", 0.90),
+        ("cifar10_alexnet_lite.yaml", "cifar10", 0.65),
+        ("cifar10_deep_cnn.yaml", "cifar10", 0.85),
+        ("cifar10_best.yaml", "cifar10", 0.90),
+        ("catsdogs_convnet.yaml", "cats_vs_dogs", 0.75),
+        ("catsdogs_convnet_aug.yaml", "cats_vs_dogs", 0.84),
+        ("catsdogs_best.yaml", "cats_vs_dogs", 0.90),
     ],
 )
-def test_cifar10_recipe(cifar10, tmp_path, config, target):
-    assert recipe_accuracy(config, cifar10, tmp_path) >= target
-
-
-@pytest.mark.parametrize(
-    ("config", "target"),
-    [
-        ("catsdogs_convnet.yaml", 0.75),
-        ("catsdogs_convnet_aug.yaml", 0.84),
-        ("catsdogs_best.yaml", 0.90),
-    ],
-)
-def test_cats_vs_dogs_recipe(cats_vs_dogs, tmp_path, config, target):
-    assert recipe_accuracy(config, cats_vs_dogs, tmp_path) >= target
+def test_photo_recipe_reaches_its_target(request, tmp_path, config, data, target):
+    root = request.getfixturevalue(data)  # the CIFAR-10 folders or the cats-vs-dogs split
+    assert recipe_accuracy(config, root, tmp_path) >= target
