@@ -190,15 +190,29 @@ def test_kaggle_workflow_writes_a_submission(kaggle_dir, tmp_path):
     assert score.exit_code == 0 and "on 50 images" in score.output
 
 
-def test_mnist_to_kaggle_command(tmp_path):
+def test_mnist_to_kaggle_command(tmp_path, mnist_arrays):
+    # A small MNIST file of the same layout: the conversion is the same for 60,000 images.
+    npz = tmp_path / "mnist.npz"
+    small = {k: v[:300] if k.endswith("train") else v[:70] for k, v in mnist_arrays.items()}
+    np.savez_compressed(npz, **small)
     out = tmp_path / "kaggle"
-    result = invoke("data", "mnist-to-kaggle", CONFIGS.parent / "data" / "mnist.npz", out)
+    result = invoke("data", "mnist-to-kaggle", npz, out)
     assert result.exit_code == 0, result.output
-    assert len(pd.read_csv(out / "train.csv", usecols=["label"])) == 60_000
-    assert pd.read_csv(out / "test.csv", nrows=2).shape[1] == 784
+    train_csv = pd.read_csv(out / "train.csv")
+    assert list(train_csv.columns[:2]) == ["label", "pixel0"] and train_csv.shape == (300, 785)
+    np.testing.assert_array_equal(train_csv["label"], small["y_train"])
+    np.testing.assert_array_equal(
+        train_csv.iloc[:, 1:].to_numpy(), small["x_train"].reshape(300, -1)
+    )
+    test_csv = pd.read_csv(out / "test.csv")
+    assert test_csv.shape == (70, 784) and "label" not in test_csv
+    np.testing.assert_array_equal(test_csv.to_numpy(), small["x_test"].reshape(70, -1))
     labels = pd.read_csv(out / "test_labels.csv")
-    assert labels.shape == (10_000, 2) and labels["ImageId"].iloc[-1] == 10_000
-    again = invoke("data", "mnist-to-kaggle", CONFIGS.parent / "data" / "mnist.npz", out)
+    assert list(labels.columns) == ["ImageId", "Label"] and labels["ImageId"].tolist() == list(
+        range(1, 71)
+    )
+    np.testing.assert_array_equal(labels["Label"], small["y_test"])
+    again = invoke("data", "mnist-to-kaggle", npz, out)
     assert again.exit_code == 1 and "pass --overwrite" in again.output
 
 

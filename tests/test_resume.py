@@ -19,9 +19,11 @@ from cnnlab.errors import CnnlabError
 
 from .conftest import CONFIGS, ROOT
 
+# Two phases, the second with another optimizer: a kill in phase 2 must resume in phase 2.
+PHASES = "[{epochs: 1}, {epochs: 3, optimizer: sgd, learning_rate: 0.01}]"
 SMALL = [
-    "--set", "data.max_samples=3000", "--set", "train.epochs=4", "--set", "train.batch_size=32",
-    "--set", "train.verbose=0",
+    "--set", "data.max_samples=1500", "--set", "train.batch_size=32", "--set", "train.verbose=0",
+    "--set", f"train.phases={PHASES}",
 ]  # fmt: skip
 
 
@@ -33,10 +35,8 @@ def metrics_of(run_dir):
     return json.loads((run_dir / "metrics.json").read_text())
 
 
-@pytest.mark.subprocess
-def test_killed_run_resumes_to_the_same_end(tmp_path):
-    killed_out, whole_out = tmp_path / "killed", tmp_path / "whole"
-    config = CONFIGS / "mnist_small_cnn.yaml"
+def kill_after_two_epochs(config, out) -> dict:
+    """Start `cnnlab train` in a process of its own and SIGKILL it in its third epoch."""
     cmd = [
         sys.executable,
         "-m",
@@ -45,14 +45,14 @@ def test_killed_run_resumes_to_the_same_end(tmp_path):
         str(config),
         *SMALL,
         "--set",
-        f"output_dir={killed_out}",
+        f"output_dir={out}",
     ]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 240
-        progress = None
+        deadline, progress = time.monotonic() + 240, None
         while time.monotonic() < deadline and proc.poll() is None:
-            found = list(killed_out.glob("*/.resume/progress.json"))
+            found = list(out.glob("*/.resume/progress.json"))
+            # Epoch 2 is the first of phase 2: kill it with phase 2 under way.
             if found and json.loads(found[0].read_text())["epoch"] >= 2:
                 progress = found[0]
                 break
@@ -63,27 +63,30 @@ def test_killed_run_resumes_to_the_same_end(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+    record = json.loads(progress.read_text())
+    assert record["epoch"] in (2, 3)
+    assert (record["phase"], record["phase_done"]) == (1, False)
+    return record
+
+
+@pytest.mark.subprocess
+def test_killed_run_resumes_in_its_phase_to_the_same_end(tmp_path):
+    killed_out, whole_out = tmp_path / "killed", tmp_path / "whole"
+    config = CONFIGS / "mnist_small_cnn.yaml"
+    record = kill_after_two_epochs(config, killed_out)
     (run_dir,) = killed_out.iterdir()
     assert not (run_dir / "metrics.json").exists()
-    assert json.loads(progress.read_text())["epoch"] in (2, 3)
 
     # compare lists the killed run as interrupted.
     listed = invoke("compare", killed_out)
     assert f"{run_dir.name}" in listed.output and "interrupted" in listed.output
     changed = invoke(
-        "train",
-        config,
-        *SMALL,
-        "--set",
-        "train.epochs=5",
-        "--set",
-        f"output_dir={killed_out}",
-        "--resume",
-        run_dir,
-    )
+        "train", config, *SMALL, "--set", "train.batch_size=64", "--set",
+        f"output_dir={killed_out}", "--resume", run_dir,
+    )  # fmt: skip
     assert changed.exit_code == 1
-    assert "cannot resume with a different config (train.epochs: 4 -> 5)" in changed.output
-    assert json.loads(progress.read_text())["epoch"] in (2, 3)  # backup untouched
+    assert "cannot resume with a different config (train.batch_size: 32 -> 64)" in changed.output
+    assert json.loads((run_dir / ".resume" / "progress.json").read_text()) == record  # untouched
 
     resumed = invoke("train", "--resume", run_dir)
     assert resumed.exit_code == 0, resumed.output
@@ -94,11 +97,15 @@ def test_killed_run_resumes_to_the_same_end(tmp_path):
 
     a, b = metrics_of(run_dir), metrics_of(whole_dir)
     assert a["epochs_run"] == b["epochs_run"] == 4 and a["resumed"] and not b["resumed"]
+    assert [p["epochs_run"] for p in a["phases"]] == [1, 3]
+    assert [p["optimizer"] for p in a["phases"]] == ["adam", "sgd"]
     history = pd.read_csv(run_dir / "history.csv")
     assert history["epoch"].tolist() == [0, 1, 2, 3]
+    assert history["phase"].tolist() == [1, 2, 2, 2]
     # model.keras is still the most accurate epoch of all four, not the last one written.
     assert a["best_epoch"] == int(history["val_accuracy"].idxmax()) + 1
     assert a["val"]["accuracy"] == pytest.approx(history["val_accuracy"].max(), abs=1e-6)
+    assert a["test"]["accuracy"] > 0.7  # it learned (chance: 0.1)
     assert a["test"]["accuracy"] == pytest.approx(b["test"]["accuracy"], abs=0.03)
     assert json.loads((run_dir / "state.json").read_text())["state"] == "completed"
     assert not (run_dir / ".resume").exists()  # no use for a backup once complete
@@ -216,9 +223,9 @@ def test_deterministic_runs_repeat_exactly(tmp_path):
             "--set",
             "deterministic=true",
             "--set",
-            "data.max_samples=400",
+            "data.max_samples=300",
             "--set",
-            "train.epochs=2",
+            "train.epochs=1",
             "--set",
             "train.verbose=0",
         )

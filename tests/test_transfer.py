@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +14,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.runs import load_run_model
 from cnnlab.train import train
 
-from .conftest import CONFIGS, ROOT
+from .conftest import CONFIGS
 from .images import write_cifar10
 
 HEAD = 16  # dense units of the test head
@@ -69,7 +65,7 @@ def start_weights(path: Path) -> list[list[np.ndarray]]:
 
 
 def test_second_phase_trains_only_the_unfrozen_layers(tmp_path, cifar, vgg_weights):
-    phases = "[{epochs: 1, learning_rate: 1e-3}, {epochs: 2, unfreeze: 4, learning_rate: 1e-4}]"
+    phases = "[{epochs: 1, learning_rate: 1e-3}, {epochs: 1, unfreeze: 4, learning_rate: 1e-4}]"
     cfg = vgg_config(tmp_path, cifar, vgg_weights, phases)
     run_dir = train(cfg)
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -80,12 +76,13 @@ def test_second_phase_trains_only_the_unfrozen_layers(tmp_path, cifar, vgg_weigh
         head_params,
         head_params + block5,
     )
-    assert (first["epochs_run"], second["epochs_run"], second["first_epoch"]) == (1, 2, 2)
+    assert (first["epochs_run"], second["epochs_run"], second["first_epoch"]) == (1, 1, 2)
     history = pd.read_csv(run_dir / "history.csv")
-    assert history["phase"].tolist() == [1, 2, 2] and history["epoch"].tolist() == [0, 1, 2]
+    assert history["phase"].tolist() == [1, 2] and history["epoch"].tolist() == [0, 1]
 
+    model = load_run_model(run_dir)
     before = start_weights(vgg_weights)
-    after = base_weights(load_run_model(run_dir))
+    after = base_weights(model)
     for (name, weights), old in zip(after, before, strict=True):
         same = all(np.array_equal(a, b) for a, b in zip(weights, old, strict=True))
         # block5 (conv1-3 and its pool) trained in phase 2; everything below stayed frozen.
@@ -95,7 +92,6 @@ def test_second_phase_trains_only_the_unfrozen_layers(tmp_path, cifar, vgg_weigh
     from cnnlab.data import load_dataset
 
     data = load_dataset(cfg.data, cfg.seed)
-    model = load_run_model(run_dir)
     probs = model.predict(data.x_test, verbose=0)
     assert probs.shape == (len(data.x_test), 10)
     accuracy = float((probs.argmax(axis=1) == data.y_test).mean())
@@ -161,48 +157,6 @@ def test_phases_inherit_train_keys_and_read_back_the_same(tmp_path):
     assert load_config(tmp_path / "again.yaml", [f"name={cfg.name}"]) == cfg
 
 
-@pytest.mark.subprocess
-def test_killed_phased_run_resumes_in_its_phase(tmp_path):
-    out = tmp_path / "out"
-    phases = "[{epochs: 1}, {epochs: 3, optimizer: sgd, learning_rate: 0.01}]"
-    args = [
-        str(CONFIGS / "mnist_small_cnn.yaml"),
-        "--set", "data.max_samples=3000", "--set", "train.batch_size=32",
-        "--set", "train.verbose=0", "--set", f"train.phases={phases}",
-        "--set", f"output_dir={out}",
-    ]  # fmt: skip
-    cmd = [sys.executable, "-m", "cnnlab", "train", *args]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline, progress = time.monotonic() + 240, None
-        while time.monotonic() < deadline and proc.poll() is None:
-            found = list(out.glob("*/.resume/progress.json"))
-            # Epoch 2 is the first of phase 2: kill it with phase 2 under way.
-            if found and json.loads(found[0].read_text())["epoch"] >= 2:
-                progress = json.loads(found[0].read_text())
-                break
-            time.sleep(0.05)
-        assert progress is not None, "training never finished its second epoch"
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert (progress["phase"], progress["phase_done"]) == (1, False)
-    (run_dir,) = out.iterdir()
-    resumed = subprocess.run(
-        [sys.executable, "-m", "cnnlab", "train", *args, "--resume", str(run_dir)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    history = pd.read_csv(run_dir / "history.csv")
-    assert history["epoch"].tolist() == [0, 1, 2, 3]
-    assert history["phase"].tolist() == [1, 2, 2, 2]
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert [p["epochs_run"] for p in metrics["phases"]] == [1, 3]
-    assert [p["optimizer"] for p in metrics["phases"]] == ["adam", "sgd"]
-    assert metrics["resumed"] and metrics["test"]["accuracy"] > 0.8
-
-
 COLOUR_CONFIGS = [
     "cifar10_alexnet_lite", "cifar10_deep_cnn", "cifar10_best", "catsdogs_convnet",
     "catsdogs_convnet_aug", "catsdogs_best", "catsdogs_vgg16_features", "catsdogs_vgg16_finetune",
@@ -227,7 +181,8 @@ def test_shipped_colour_config_trains_on_tiny_data(name, tmp_path, vgg_weights, 
         root = write_split_folders(tmp_path / "cd", mnist_arrays, counts=(8, 4, 4), size=90)
         overrides += [f"data.root={root}", "data.image_size=[80, 80]"]
     if cfg.model.builder == "vgg16":
-        overrides.append(f"model.weights={vgg_weights}")
+        # VGG16's smallest input: the test is about the config, not the picture size.
+        overrides += [f"model.weights={vgg_weights}", "data.image_size=[32, 32]"]
     for i in range(len(cfg.train.phases or [])):
         overrides.append(f"train.phases.{i}.epochs=1")
     result = cli("train", config, *[a for o in overrides for a in ("--set", o)])

@@ -107,7 +107,7 @@ def test_two_processes_share_one_study(tmp_path):
     out = tmp_path / "out"
     sets = [a for o in [*TINY, f"output_dir={out}"] for a in ("--set", o)]
     cmd = [sys.executable, "-m", "cnnlab", "tune", str(CONFIG), "--space", str(space),
-           "--trials", "2", "--study", "shared", *sets]  # fmt: skip
+           "--trials", "1", "--study", "shared", *sets]  # fmt: skip
     procs = [
         subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for _ in range(2)
@@ -117,12 +117,10 @@ def test_two_processes_share_one_study(tmp_path):
     study = optuna.load_study(
         study_name="shared", storage=f"sqlite:///{out / 'shared' / 'study.db'}"
     )
-    assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]
-    # The median pruner may stop a later trial; none fails.
-    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    assert all(t.state in finished for t in study.trials)
+    assert sorted(t.number for t in study.trials) == [0, 1]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     runs = [p for p in (out / "shared").iterdir() if (p / "metrics.json").is_file()]
-    assert len(runs) == 4
+    assert len(runs) == 2
 
 
 def test_study_name_must_be_a_folder_name(tmp_path, cli):
