@@ -120,6 +120,26 @@ def dtype_policy(name: str) -> Iterator[None]:
         keras.mixed_precision.set_global_policy(previous)
 
 
+@contextmanager
+def op_determinism(enabled: bool) -> Iterator[None]:
+    """TensorFlow's deterministic ops for one run (`deterministic: true`). The setting is
+    process-wide, so it is restored after: a later run in the same process (a tuning trial, a
+    test) is neither slowed nor refused XLA by an earlier one."""
+    if not enabled:
+        yield
+        return
+    # The public API can turn it on, not read or undo it; Keras reads it from here too.
+    from tensorflow.python.framework import config as tf_config
+
+    previous = tf_config.is_op_determinism_enabled()
+    tf_config.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if not previous:
+            tf_config.disable_op_determinism()
+
+
 def precision_policy() -> str:
     """The Keras dtype policy in force (float32 unless mixed precision is set)."""
     import keras

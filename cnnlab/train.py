@@ -17,7 +17,13 @@ from cnnlab.checkpoints import RunCheckpoint
 from cnnlab.config import Config
 from cnnlab.data import BadFilesError, Dataset, describe_problems, load_dataset
 from cnnlab.distribute import Placement, make_placement
-from cnnlab.environment import describe_device, dtype_policy, environment, resolve_precision
+from cnnlab.environment import (
+    describe_device,
+    dtype_policy,
+    environment,
+    op_determinism,
+    resolve_precision,
+)
 from cnnlab.errors import CnnlabError
 from cnnlab.models import build_model
 from cnnlab.models.common import output_classes
@@ -106,10 +112,6 @@ def start_or_resume(
 
 def _run(cfg: Config, run_dir: Path, progress: Progress | None, callbacks: tuple) -> None:
     keras.utils.set_random_seed(cfg.seed)
-    if cfg.deterministic:
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
     device = describe_device()
     precision, why = resolve_precision(cfg.train.precision)
     say(f"training on {device}, precision {precision} ({why})")
@@ -129,7 +131,7 @@ def _run(cfg: Config, run_dir: Path, progress: Progress | None, callbacks: tuple
             "configured"
         )
     scope = placement.strategy.scope() if placement.strategy else contextlib.nullcontext()
-    with dtype_policy(precision), scope:
+    with op_determinism(cfg.deterministic), dtype_policy(precision), scope:
         if progress is None:
             write_json(run_dir / runs.ENVIRONMENT_FILE, environment(cfg.seed, device))
         data = _load_data(cfg, run_dir)

@@ -236,6 +236,10 @@ def test_deterministic_runs_repeat_exactly(tmp_path):
         assert env["seed"] == 42 and env["tensorflow"] and env["keras"]
     for split in ("train", "val", "test"):
         assert outs[0][split] == outs[1][split]
+    # Deterministic ops were the runs' own: later runs in this process may use XLA again.
+    from tensorflow.python.framework import config as tf_config
+
+    assert not tf_config.is_op_determinism_enabled()
 
 
 def test_no_temporary_files_are_left_behind(trained_run):
