@@ -61,16 +61,16 @@ def test_tiny_study_makes_runs_a_best_config_and_a_compare_table(tmp_path, cli):
     space = write_space(tmp_path)
     out = tmp_path / "out"
     sets = [a for o in [*TINY, f"output_dir={out}"] for a in ("--set", o)]
-    result = cli("tune", CONFIG, "--space", space, "--trials", 3, *sets)
+    result = cli("tune", CONFIG, "--space", space, "--trials", 2, *sets)
     assert result.exit_code == 0, result.output
     folder = out / "mnist_mlp-tune"
     runs = sorted(p.name for p in folder.iterdir() if (p / "config.yaml").is_file())
-    assert [r.rsplit("-", 2)[0] for r in runs] == [f"mnist_mlp-tune-t000{i}" for i in range(3)]
+    assert [r.rsplit("-", 2)[0] for r in runs] == [f"mnist_mlp-tune-t000{i}" for i in range(2)]
     assert (folder / "study.db").is_file() and (folder / "trials.csv").is_file()
     study = optuna.load_study(
         study_name="mnist_mlp-tune", storage=f"sqlite:///{folder / 'study.db'}"
     )
-    assert len(study.trials) == 3
+    assert len(study.trials) == 2
     best = load_config(folder / "best.yaml")
     assert best.train.learning_rate == pytest.approx(study.best_params["train.learning_rate"])
     assert best.model.units in ([32], [64, 32]) and best.data.max_samples == 400
@@ -82,7 +82,7 @@ def test_tiny_study_makes_runs_a_best_config_and_a_compare_table(tmp_path, cli):
         assert cfg.train.learning_rate == pytest.approx(trial.params["train.learning_rate"])
         assert cfg.model.dropout == trial.params["model.dropout"]
     table = cli("compare", folder)
-    assert table.exit_code == 0 and table.output.count("mnist_mlp-tune-t000") == 3
+    assert table.exit_code == 0 and table.output.count("mnist_mlp-tune-t000") == 2
 
 
 def test_pruned_trials_stop_early_and_skip_later_phases(tmp_path):
