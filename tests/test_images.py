@@ -300,6 +300,7 @@ def test_predict_csv_adapts_the_csv_like_the_training_data(tmp_path, kaggle_dir,
         "train", CONFIGS / "mnist_kaggle_deep_cnn.yaml", *quick(out, samples=200, epochs=1),
         "--set", f"data.train={kaggle_dir / 'train.csv'}", "--set", "data.test=null",
         "--set", "data.resize=[32, 32]", "--set", "data.to_rgb=true",
+        "--set", "model={builder: mlp, units: [8]}",
     )  # fmt: skip
     assert trained.exit_code == 0, trained.output
     (run_dir,) = out.iterdir()
