@@ -33,7 +33,7 @@ TWO_CPUS = textwrap.dedent(
 def test_mirrored_over_two_cpu_devices_trains_and_saves(tmp_path):
     out = tmp_path / "out"
     args = [
-        "train", str(CONFIGS / "mnist_small_cnn.yaml"),
+        "train", str(CONFIGS / "mnist_mlp.yaml"),
         "--set", "train.distribute=mirrored", "--set", "train.batch_size=64",
         "--set", "train.epochs=2", "--set", "train.verbose=0",
         "--set", "data.max_samples=1000", "--set", f"output_dir={out}",

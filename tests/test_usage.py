@@ -25,7 +25,7 @@ def test_a_run_from_another_folder_logged_to_files(tmp_path):
     with open(out, "w") as stdout, open(err, "w") as stderr:
         result = subprocess.run(
             [
-                sys.executable, "-m", "cnnlab", "train", str(CONFIGS / "mnist_small_cnn.yaml"),
+                sys.executable, "-m", "cnnlab", "train", str(CONFIGS / "mnist_mlp.yaml"),
                 "--set", "data.max_samples=300", "--set", "train.epochs=2",
                 "--set", f"output_dir={tmp_path / 'runs'}",
             ],
