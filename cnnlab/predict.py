@@ -15,7 +15,7 @@ from cnnlab.console import progress
 from cnnlab.data import adapt_images, read_csv_for
 from cnnlab.data.images import EXTENSIONS, decode_files, extension_problem, is_hidden
 from cnnlab.errors import DataError, RunDirError
-from cnnlab.inference import load_members, member_probabilities
+from cnnlab.inference import Member, load_members, member_probabilities
 from cnnlab.models.common import output_classes
 from cnnlab.runs import open_run
 from cnnlab.scoring import SUBMISSION, write_submission
@@ -121,7 +121,7 @@ def predict_images(
 
 
 def _member_probabilities(
-    members: list, paths: list[Path]
+    members: list[Member], paths: list[Path]
 ) -> tuple[list[np.ndarray], np.ndarray, list[tuple[str, str]]]:
     """Each member's probabilities for the files every member could read: the files are
     decoded once per distinct way the members' training data was decoded."""

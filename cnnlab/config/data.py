@@ -244,7 +244,7 @@ class ImageDirData(DataSchema):
         return self.image_format.shape
 
     def how_to_give(self, needs: InputNeeds) -> str:
-        mode = {1: "grayscale", 3: "rgb", 4: "rgba"}[needs.channels]
+        mode = next(mode for mode, n in CHANNELS.items() if n == needs.channels)
         return (
             f"set data.image_size to at least [{needs.min_size}, {needs.min_size}] "
             f"and data.color_mode: {mode}"
