@@ -242,6 +242,69 @@ def _show_predictions(result) -> None:
 
 @app.command()
 @user_errors
+def export(
+    run_dirs: RunDirs,
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="savedmodel, tflite or onnx.", show_default=False)
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="File to write (a folder for savedmodel; default: RUN_DIR/export/model.<format>).",
+        ),
+    ] = None,
+    quantize: Annotated[
+        str | None,
+        typer.Option(help="tflite only: float16, or int8 calibrated on the run's training images."),
+    ] = None,
+    samples: Annotated[
+        int, typer.Option(min=1, help="Validation images the check runs through both models.")
+    ] = 1000,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+) -> None:
+    """Export a run's best model for serving or devices, checked against the .keras model.
+
+    The exported model takes uint8 pixels as the run's images come and gives class probabilities.
+    Agreement, accuracy, size and latency are printed and written to export.json beside it.
+    """
+    from cnnlab.export import check_request
+
+    if len(run_dirs) > 1:
+        raise CnnlabError(
+            "export takes one run; an ensemble is not exported as one file: export each run and "
+            "average their probabilities"
+        )
+    run_dir = run_dirs[0]
+    open_finished_run(run_dir)
+    check_request(run_dir, format, quantize, output, overwrite)
+    start_tensorflow()
+    from cnnlab.export.convert import export_run
+
+    record = export_run(
+        run_dir, format, output, overwrite, quantize, samples, say=lambda m: typer.echo(m)
+    )
+    _show_export(record, output or run_dir / "export" / record["file"])
+
+
+def _show_export(record: dict, path: Path) -> None:
+    fmt, checked = record["format"], record["checked_on"]
+    latency = record["latency_ms"]
+    typer.echo(
+        f"{checked['images']:,} {checked['split']} images: max probability difference "
+        f"{record['max_abs_diff']:.2g}, top-1 agreement {record['top1_agreement']:.2%}, "
+        f"accuracy {record['accuracy']:.4f} (Keras model {record['keras_accuracy']:.4f})"
+    )
+    typer.echo(
+        f"size {record['size_bytes'] / 1e6:,.2f} MB; one image takes {latency[fmt]:.2f} ms "
+        f"(Keras {latency['keras']:.2f} ms)"
+    )
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+@user_errors
 def compare(
     paths: Annotated[
         list[Path] | None,

@@ -1,0 +1,212 @@
+"""Exporting a run: the portable model, Keras' converters, and the check of the written file
+against the Keras model (see cnnlab.export)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import ops
+
+from cnnlab.atomic import write_json
+from cnnlab.data import load_dataset
+from cnnlab.environment import stderr_without
+from cnnlab.errors import CnnlabError, RunDirError
+from cnnlab.export import RECORD, TOLERANCE, check_request
+from cnnlab.export.runtimes import Runtime, latency_ms, load_runtime
+from cnnlab.inference import class_probabilities, load_members, scores
+from cnnlab.models.common import AUGMENTATION_LAYERS, output_classes
+
+REPRESENTATIVE_IMAGES = 200  # calibration images for int8 quantization
+# Notices the TFLite converter and interpreter print on every use; errors still show.
+CONVERTER_NOISE = re.compile(
+    r"fully_quantize: \d|Created TensorFlow Lite XNNPACK delegate|TF freezing failed|"
+    r"Removed Squeeze|^\s*$"
+)
+
+
+def export_run(
+    run_dir: Path,
+    fmt: str,
+    output: Path | None = None,
+    overwrite: bool = False,
+    quantize: str | None = None,
+    samples: int = 1000,
+    tolerance: float = TOLERANCE,
+    say=print,
+) -> dict:
+    """Export a run's best model, check it, and record the check in export.json.
+
+    Args:
+        run_dir: a directory made by `cnnlab train`.
+        fmt: savedmodel, tflite or onnx.
+        output: the file (a folder for savedmodel); default RUN_DIR/export/model.<format>.
+        quantize: float16 or int8 (tflite only); int8 calibrates on the run's training images.
+        samples: how many validation images the check runs through both models.
+        tolerance: the largest probability difference a float32 export may show.
+
+    Returns:
+        The record written to export.json: sizes, latencies, agreement and accuracies.
+    """
+    output = check_request(run_dir, fmt, quantize, output, overwrite)
+    (run,) = load_members([run_dir])
+    portable = portable_model(run.model, run.cfg.model.tta)
+    data = load_dataset(run.cfg.data, run.cfg.seed)
+    check = _check_images(data, samples)
+    representative = data.x_train[:REPRESENTATIVE_IMAGES] if quantize == "int8" else None
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=output.parent, prefix=".export-") as tmp:
+        candidate = Path(tmp) / output.name
+        say(f"exporting {run.run_dir} as {fmt}{f' ({quantize})' if quantize else ''}")
+        with warnings.catch_warnings(), stderr_without(CONVERTER_NOISE):
+            warnings.simplefilter("ignore", FutureWarning)  # tf2onnx's use of old NumPy names
+            _convert(portable, fmt, candidate, quantize, representative)
+        say(f"checking it on {len(check[0]):,} {check[2]} images")
+        with stderr_without(CONVERTER_NOISE):
+            runtime = load_runtime(fmt, candidate)
+            runtime.predict(check[0][:1])
+        record = {
+            "file": output.name,
+            "format": fmt,
+            "quantize": quantize,
+            "run": str(run.run_dir.resolve()),
+            "input": {"shape": [None, *portable.input_shape[1:]], "dtype": "uint8"},
+            "classes": run.class_names,
+            **_compare(run, portable, runtime, *check),
+            "size_bytes": _size(candidate),
+            "latency_ms": {
+                "keras": latency_ms(portable.predict_on_batch, check[0][:1]),
+                fmt: latency_ms(runtime.predict, check[0][:1]),
+            },
+        }
+        if quantize is None and record["max_abs_diff"] > tolerance:
+            raise CnnlabError(
+                f"the {fmt} export disagrees with the Keras model: probabilities differ by up "
+                f"to {record['max_abs_diff']:.2g} (tolerance {tolerance:g}) on "
+                f"{len(check[0])} {check[2]} images; nothing was written"
+            )
+        _move(candidate, output)
+    _record(output, record)
+    return record
+
+
+def _compare(run, portable: keras.Model, runtime: Runtime, x, y, split: str) -> dict:
+    """How the exported file's probabilities and accuracy compare with the Keras model's.
+
+    The reference for the difference is the model that was exported (the run's model in
+    float32, without augmentation); the accuracy drop is against the run's model as trained.
+    """
+    reference = np.asarray(portable.predict(x, batch_size=256, verbose=0), np.float64)
+    got = runtime.predict(x)
+    keras_accuracy = scores(class_probabilities(run.model, x, run.cfg.model.tta), y)["accuracy"]
+    accuracy = scores(_normalised(got), y)["accuracy"]
+    return {
+        "checked_on": {"split": split, "images": int(len(x))},
+        "max_abs_diff": float(np.abs(got - reference).max()),
+        "top1_agreement": float((got.argmax(1) == reference.argmax(1)).mean()),
+        "keras_accuracy": keras_accuracy,
+        "accuracy": accuracy,
+        "accuracy_drop": keras_accuracy - accuracy,
+    }
+
+
+def portable_model(model: keras.Model, tta: str = "none") -> keras.Model:
+    """The run's model as an export takes it: uint8 pixels in, class probabilities out.
+
+    Its layers are copies in float32 (a mixed-precision run's bfloat16 ops do not all convert,
+    and its weights are float32 anyway), augmentation layers become identities, a one-unit
+    sigmoid head gives [P(0), P(1)], and horizontal-flip TTA is part of the graph.
+    """
+
+    def copy(layer: keras.Layer) -> keras.Layer:
+        if isinstance(layer, AUGMENTATION_LAYERS):
+            return keras.layers.Identity(name=layer.name)
+        config = layer.get_config()
+        if layer.dtype_policy.name.startswith("mixed_"):
+            config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    inner = keras.models.clone_model(model, clone_function=copy, recursive=True)
+    weights = {v.path: v for v in model.weights}
+    for v in inner.weights:
+        v.assign(weights[v.path])
+    pixels = keras.Input(model.input_shape[1:], dtype="uint8", name="pixels")
+    x = ops.cast(pixels, "float32")
+    probs = inner(x, training=False)
+    if tta == "horizontal_flip":
+        probs = (probs + inner(ops.flip(x, axis=2), training=False)) / 2
+    if output_classes(model) == 2 and probs.shape[-1] == 1:
+        probs = ops.concatenate([1 - probs, probs], axis=-1)
+    portable = keras.Model(pixels, probs, name=f"{model.name}_portable")
+    # Called once, so that every exporter (tf2onnx too) finds a traced model.
+    portable.predict_on_batch(np.zeros((1, *portable.input_shape[1:]), np.uint8))
+    return portable
+
+
+def _check_images(data, samples: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """Up to `samples` labelled images the run did not train on: validation, else test."""
+    for split in ("val", "test"):
+        x, y = data.split(split)
+        if x is not None and y is not None and len(x):
+            return x[:samples], y[:samples], split
+    raise RunDirError("the run's data has no labelled validation or test images to check with")
+
+
+def _convert(model, fmt: str, path: Path, quantize: str | None, representative) -> None:
+    """Write `model` to `path` with Keras' exporter for `fmt`."""
+    if fmt == "savedmodel":
+        model.export(path, format="tf_saved_model", verbose=False)
+    elif fmt == "onnx":
+        model.export(path, format="onnx", verbose=False)
+    else:
+        import tensorflow as tf
+
+        # Built-in ops only: the file then runs in any LiteRT interpreter, on a phone too.
+        options = {"target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}}
+        if quantize is not None:
+            options["optimizations"] = [tf.lite.Optimize.DEFAULT]
+        if quantize == "float16":
+            options["target_spec"]["supported_types"] = [tf.float16]
+        if quantize == "int8":
+            options["representative_dataset"] = lambda: ([x[None]] for x in representative)
+        model.export(path, format="litert", verbose=False, **options)
+    if not path.exists():
+        raise CnnlabError(f"the {fmt} converter wrote no file")
+
+
+def _normalised(probs: np.ndarray) -> np.ndarray:
+    """Rows of a quantized model's output, made distributions again for scoring."""
+    probs = np.clip(probs, 0, None)
+    return probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _move(candidate: Path, output: Path) -> None:
+    """Put a checked export in place; a replaced one is removed only once the new one is in."""
+    old = None
+    if output.exists():
+        old = output.with_name(f".{output.name}.old")
+        os.replace(output, old)
+    os.replace(candidate, output)
+    if old is not None:
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+
+
+def _record(output: Path, record: dict) -> None:
+    """Add the export's entry to export.json beside it (other files' entries are kept)."""
+    path = output.parent / RECORD
+    records = json.loads(path.read_text()) if path.is_file() else {}
+    records[output.name] = record
+    write_json(path, records)

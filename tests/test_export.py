@@ -1,0 +1,152 @@
+"""`cnnlab export`: each format from a small trained run of each builder family, run in its own
+runtime and compared here with the run's .keras model on raw uint8 pixels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from cnnlab.errors import CnnlabError
+from cnnlab.export.convert import export_run, portable_model
+from cnnlab.export.runtimes import load_runtime
+from cnnlab.models.common import AUGMENTATION_LAYERS
+
+from .conftest import CONFIGS, _quick
+
+
+def train(cli, tmp: Path, config: Path, *extra: str) -> Path:
+    out = tmp / "out"
+    result = cli("train", config, *_quick(out, samples=300, epochs=1), *extra)
+    assert result.exit_code == 0, result.output
+    (run,) = [p.parent for p in out.glob("*/model.keras")]
+    return run
+
+
+def mnist_images(mnist_arrays, n: int = 40) -> np.ndarray:
+    return mnist_arrays["x_test"][-n:][..., None]
+
+
+def keras_probabilities(run: Path, x: np.ndarray) -> np.ndarray:
+    """What the run's saved model says, computed here: a sigmoid unit becomes two columns."""
+    probs = keras.models.load_model(run / "model.keras").predict(x, verbose=0)
+    return np.concatenate([1 - probs, probs], axis=1) if probs.shape[1] == 1 else probs
+
+
+def exported(cli, run: Path, *args: str) -> dict:
+    result = cli("export", run, *args)
+    assert result.exit_code == 0, result.output
+    assert "top-1 agreement" in result.output and "wrote" in result.output
+    return json.loads((run / "export" / "export.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def cnn_run(tmp_path_factory, mnist_arrays):
+    """Chollet's MNIST convnet with flips, rotation and zoom inside the model."""
+    from typer.testing import CliRunner
+
+    from cnnlab.cli import app
+
+    def cli(*args):
+        return CliRunner().invoke(app, [str(a) for a in args])
+
+    return train(
+        cli,
+        tmp_path_factory.mktemp("cnn"),
+        CONFIGS / "mnist_small_cnn.yaml",
+        "--set", "model.filters=[8,16]",
+        "--set", "model.augmentation={flip: horizontal, rotation: 10, zoom: 0.1}",
+    )  # fmt: skip
+
+
+def test_cnn_with_augmentation_exports_to_every_format_and_agrees(cli, cnn_run, mnist_arrays):
+    x = mnist_images(mnist_arrays)
+    expected = keras_probabilities(cnn_run, x)
+    for fmt, name in (
+        ("savedmodel", "savedmodel"),
+        ("tflite", "model.tflite"),
+        ("onnx", "model.onnx"),
+    ):
+        records = exported(cli, cnn_run, "--format", fmt, "--samples", "50")
+        record = records[name]
+        assert record["format"] == fmt and record["quantize"] is None
+        assert record["checked_on"] == {"split": "val", "images": 30}
+        assert record["max_abs_diff"] < 1e-4 and record["top1_agreement"] == 1.0
+        assert record["accuracy"] == record["keras_accuracy"] > 0.1
+        assert record["input"] == {"shape": [None, 28, 28, 1], "dtype": "uint8"}
+        assert record["size_bytes"] > 20_000
+        assert set(record["latency_ms"]) == {"keras", fmt} and record["latency_ms"][fmt] > 0
+        # The file, run here in its own runtime on images the run never saw: the augmentation
+        # (flips, rotations) is not applied, so every call gives the Keras model's answer.
+        got = load_runtime(fmt, cnn_run / "export" / name).predict(x)
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+        np.testing.assert_allclose(load_runtime(fmt, cnn_run / "export" / name).predict(x), got)
+    assert sorted(records) == ["model.onnx", "model.tflite", "savedmodel"]
+
+
+def test_the_portable_model_has_no_augmentation_layers(cnn_run):
+    model = keras.models.load_model(cnn_run / "model.keras")
+    assert any(isinstance(layer, AUGMENTATION_LAYERS) for layer in model.layers)
+    inner = portable_model(model).get_layer(model.name)
+    assert not any(isinstance(layer, AUGMENTATION_LAYERS) for layer in inner.layers)
+    assert inner.get_layer("random_flip").__class__ is keras.layers.Identity
+
+
+def test_quantized_tflite_reports_its_accuracy_drop(cli, cnn_run, mnist_arrays):
+    records = exported(cli, cnn_run, "--format", "tflite", "--quantize", "int8")
+    record = records["model-int8.tflite"]
+    assert record["quantize"] == "int8"
+    assert record["accuracy_drop"] == pytest.approx(record["keras_accuracy"] - record["accuracy"])
+    float_size = records.get("model.tflite", {}).get("size_bytes")
+    if float_size is not None:  # int8 weights take a quarter of float32's bytes, about
+        assert record["size_bytes"] < float_size / 2
+    x = mnist_images(mnist_arrays)
+    got = load_runtime("tflite", cnn_run / "export" / "model-int8.tflite").predict(x)
+    expected = keras_probabilities(cnn_run, x)
+    assert np.abs(got - expected).max() < 0.1
+    assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.9
+
+
+def test_a_disagreeing_export_is_an_error_and_leaves_no_file(cnn_run, tmp_path):
+    out = tmp_path / "strict.tflite"
+    with pytest.raises(CnnlabError, match="disagrees with the Keras model"):
+        # No float32 converter is exact to zero: TFLite's kernels round differently.
+        export_run(cnn_run, "tflite", out, tolerance=0.0, say=lambda _: None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_requests_are_one_line_each(cli, cnn_run, tmp_path):
+    (tmp_path / "taken.onnx").write_bytes(b"mine")
+    no_model = tmp_path / "no_model"
+    no_model.mkdir()
+    (no_model / "config.yaml").write_text((cnn_run / "config.yaml").read_text())
+    cases = [
+        (("--format", "coreml"), "--format: 'coreml' is not one of savedmodel, tflite, onnx"),
+        (("--format", "onnx", "--quantize", "int8"), "--quantize is for --format tflite"),
+        (("--format", "tflite", "--quantize", "int4"), "--quantize: 'int4' is not one of"),
+        (("--format", "onnx", "-o", tmp_path / "taken.onnx"), "exists; pass --overwrite"),
+        (("--format", "tflite", "-o", tmp_path / "m.onnx"), "a tflite file's name ends in"),
+    ]
+    for args, message in cases:
+        result = cli("export", cnn_run, *args)
+        assert result.exit_code != 0 and message in result.output, (args, result.output)
+        assert len(result.output.strip().splitlines()) == 1
+    assert (tmp_path / "taken.onnx").read_bytes() == b"mine"
+    result = cli("export", no_model, "--format", "onnx")
+    assert result.exit_code != 0 and "no model.keras" in result.output
+    result = cli("export", cnn_run, cnn_run, "--format", "onnx")
+    assert result.exit_code != 0 and "export takes one run" in result.output
+
+
+def test_overwrite_replaces_an_export(cli, cnn_run, tmp_path):
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"old")
+    result = cli("export", cnn_run, "--format", "onnx", "-o", out, "--overwrite", "--samples", "8")
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 20_000 and sorted(p.name for p in tmp_path.iterdir()) == [
+        "export.json",
+        "m.onnx",
+    ]
