@@ -14,12 +14,14 @@ import typer
 
 from cnnlab.cli_data import data_app
 from cnnlab.cli_support import (
+    Mlflow,
     Overrides,
     RunDirs,
     open_finished_run,
     set_debug,
     start_tensorflow,
     user_errors,
+    with_mlflow,
 )
 from cnnlab.errors import CnnlabError
 
@@ -58,14 +60,18 @@ def train(
             "ensemble for `cnnlab evaluate` / `predict-csv` with several runs.",
         ),
     ] = None,
+    mlflow: Mlflow = None,
 ) -> None:
     """Train a model as CONFIG describes into a new run directory, or continue one (--resume)."""
     from cnnlab.config import load_config
 
     if config is None and resume is None:
         raise CnnlabError("give a CONFIG file, or --resume RUN_DIR")
-    if config is None and overrides:
-        raise CnnlabError("--set needs a CONFIG; a resumed run keeps the config it started with")
+    if config is None and (overrides or mlflow):
+        raise CnnlabError(
+            "--set and --mlflow need a CONFIG; a resumed run keeps the config it started with"
+        )
+    overrides = with_mlflow(overrides, mlflow)
     if seeds is not None and resume is not None:
         raise CnnlabError("--seeds starts new runs; it cannot be combined with --resume")
     seed_list = _parse_seeds(seeds) if seeds is not None else []
@@ -374,12 +380,13 @@ def tune(
         str | None, typer.Option(help="Study name (default: <config name>-tune).")
     ] = None,
     overrides: Overrides = None,
+    mlflow: Mlflow = None,
 ) -> None:
     """Search hyperparameters with Optuna; each trial is a run in OUTPUT_DIR/<study>/."""
     start_tensorflow()
     from cnnlab.tune import tune as run_study
 
-    result = run_study(config, space, trials, storage, study, overrides or [])
+    result = run_study(config, space, trials, storage, study, with_mlflow(overrides, mlflow))
     typer.echo(f"study {result['study']} ({result['storage']}); runs in {result['folder']}")
     best = result["best"]
     if best is None:

@@ -79,6 +79,22 @@ Overrides = Annotated[
 ]
 
 
+Mlflow = Annotated[
+    str | None,
+    typer.Option(
+        "--mlflow",
+        metavar="URI",
+        help="Log to MLflow: a tracking server (http://host:5000) or a local folder; the same "
+        "as --set tracking.mlflow.uri=URI.",
+    ),
+]
+
+
+def with_mlflow(overrides: list[str] | None, uri: str | None) -> list[str]:
+    """--set overrides with --mlflow's as one more."""
+    return [*(overrides or []), *([f"tracking.mlflow.uri={uri}"] if uri else [])]
+
+
 RunDirs = Annotated[
     list[Path],
     typer.Argument(

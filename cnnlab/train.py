@@ -31,6 +31,7 @@ from cnnlab.models.transfer import set_trainable
 from cnnlab.phases import fit_phases
 from cnnlab.progress import Progress
 from cnnlab.scoring import score_run
+from cnnlab.tracking import Tracker
 
 
 def say(message: str) -> None:
@@ -41,6 +42,7 @@ def train(
     cfg: Config,
     resume: Path | None = None,
     callbacks: list[keras.callbacks.Callback] | None = None,
+    parent_tracking_run: str | None = None,
 ) -> Path:
     """Run one experiment end to end, or continue an interrupted one.
 
@@ -51,6 +53,7 @@ def train(
         callbacks: more Keras callbacks for every phase (cnnlab tune's pruning); epochs are
             numbered across phases. One whose `stop_run` attribute is true after a phase
             ends the training there (the run is then scored and completed as usual).
+        parent_tracking_run: the MLflow run this one is logged under (a tune study's).
 
     Returns:
         The run directory, holding the files listed in cnnlab.runs and cnnlab.reports.
@@ -59,15 +62,23 @@ def train(
     run_dir = resume if resume is not None else runs.new_run_dir(cfg)
     runs.write_state(run_dir, "running")
     say(f"{'resuming' if resume else 'run directory'} {run_dir}")
+    tracker = Tracker.open(cfg, run_dir, parent_tracking_run)
+    callbacks = [*(callbacks or ()), *([tracker.callback()] if tracker else [])]
     try:
-        _run(cfg, run_dir, progress, tuple(callbacks or ()))
+        _run(cfg, run_dir, progress, tuple(callbacks))
     except KeyboardInterrupt:
         runs.write_state(run_dir, "interrupted", "stopped from the keyboard")
+        if tracker:
+            tracker.finish(None, "KILLED")
         raise
     except Exception as e:
         reason = str(e) if isinstance(e, CnnlabError) else f"{type(e).__name__}: {e}"
         runs.write_state(run_dir, "failed", reason)
+        if tracker:
+            tracker.finish(None, "FAILED")
         raise
+    if tracker:
+        tracker.finish(run_dir)
     say(f"report {run_dir / 'report.html'}")
     return run_dir
 

@@ -26,6 +26,7 @@ from cnnlab import runs
 from cnnlab.atomic import atomic_write
 from cnnlab.config import Config, ConfigError, dump_config, load_config, read_yaml_mapping
 from cnnlab.errors import CnnlabError
+from cnnlab.tracking import Tracker
 
 DISTRIBUTIONS = ("log_uniform", "uniform", "int", "choice")
 STUDY_DB = "study.db"
@@ -193,10 +194,19 @@ def tune(
         direction="maximize" if maximize else "minimize",
         pruner=pruner or optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
     )
-    objective = _objective(optuna, config, overrides, space, name, folder, maximize)
+    # With tracking, the study is an MLflow run and each trial a child run of it.
+    parent = Tracker.open(base, folder, name=name)
+    objective = _objective(
+        optuna, config, overrides, space, name, folder, maximize, parent.run_id if parent else None
+    )
     study.optimize(objective, n_trials=trials, catch=(CnnlabError,))
     _write_trials(study, folder / TRIALS_CSV)
     best = _write_best(study, optuna, config, overrides, space, folder, base)
+    if parent:
+        if best is not None:
+            params = {f"best.{key}": value for key, value in best["params"].items()}
+            parent.log_values({f"best_{base.train.monitor}": best["value"]}, params)
+        parent.finish(None)
     return {"study": name, "storage": url, "folder": str(folder), "best": best}
 
 
@@ -212,7 +222,9 @@ def _study_folder(base: Config, study_name: str | None) -> tuple[str, Path]:
     return name, folder
 
 
-def _objective(optuna, config, overrides, space, name: str, folder: Path, maximize: bool):
+def _objective(
+    optuna, config, overrides, space, name: str, folder: Path, maximize: bool, parent: str | None
+):
     """One trial: a normal run of the config with the trial's values, scored on validation."""
 
     def objective(trial) -> float:
@@ -225,7 +237,7 @@ def _objective(optuna, config, overrides, space, name: str, folder: Path, maximi
              f"output_dir={folder}"],
         )  # fmt: skip
         reporter = ReportToTrial(trial, cfg.train.monitor)
-        run_dir = train(cfg, callbacks=[reporter])
+        run_dir = train(cfg, callbacks=[reporter], parent_tracking_run=parent)
         trial.set_user_attr("run", str(run_dir))
         if reporter.pruned:
             raise optuna.TrialPruned(f"stopped after epoch {reporter.epochs}")

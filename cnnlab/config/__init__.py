@@ -34,6 +34,7 @@ from cnnlab.config.models import (
     StridedCnnModel,
     Vgg16Model,
 )
+from cnnlab.config.tracking import MlflowConfig, TrackingConfig
 from cnnlab.config.training import PHASE_KEYS, PhaseConfig, TrainConfig
 from cnnlab.errors import ConfigError
 
@@ -41,7 +42,7 @@ __all__ = [
     "DATA_SCHEMAS", "MODEL_SCHEMAS", "PHASE_KEYS", "AirbenchModel", "AlexnetLiteModel", "ArrayData",
     "AugmentationConfig", "Cifar10Data", "Cifar100Data", "Config", "ConfigError",
     "ConvnetModel", "DataSchema", "DeepCnnModel", "ImageDirData", "ImageFormat", "InputNeeds",
-    "KaggleCsvData", "Lenet5Model", "MlpModel", "MnistData", "ModelSchema", "PhaseConfig",
-    "SmallCnnModel", "StridedCnnModel", "TrainConfig", "Vgg16Model", "dump_config",
-    "load_config", "read_yaml_mapping",
+    "KaggleCsvData", "Lenet5Model", "MlflowConfig", "MlpModel", "MnistData", "ModelSchema",
+    "PhaseConfig", "SmallCnnModel", "StridedCnnModel", "TrackingConfig", "TrainConfig",
+    "Vgg16Model", "dump_config", "load_config", "read_yaml_mapping",
 ]  # fmt: skip

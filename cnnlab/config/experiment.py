@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 from cnnlab.config.base import DirPath, Schema
 from cnnlab.config.data import DATA_SCHEMAS
 from cnnlab.config.models import MODEL_SCHEMAS
+from cnnlab.config.tracking import TrackingConfig
 from cnnlab.config.training import TrainConfig
 
 DataConfig = Annotated[Union[tuple(DATA_SCHEMAS.values())], Field(discriminator="loader")]  # noqa: UP007
@@ -24,6 +25,7 @@ class Config(Schema):
     data: DataConfig
     model: ModelConfig
     train: TrainConfig = TrainConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
     @model_validator(mode="after")
     def _model_fits_data(self) -> Config:

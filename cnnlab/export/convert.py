@@ -4,11 +4,13 @@ against the Keras model (see cnnlab.export)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import keras
@@ -56,6 +58,26 @@ def export_run(
         The record written to export.json: sizes, latencies, agreement and accuracies.
     """
     output = check_request(run_dir, fmt, quantize, output, overwrite)
+    with _quiet_tensorflow():
+        record = _export(run_dir, fmt, output, quantize, samples, tolerance, say)
+    _record(output, record)
+    return record
+
+
+@contextmanager
+def _quiet_tensorflow():
+    """Without TensorFlow's retracing notes: the check and the latency runs call the model on
+    batches of several sizes, on purpose."""
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _export(run_dir, fmt, output, quantize, samples, tolerance, say) -> dict:
     (run,) = load_members([run_dir])
     portable = portable_model(run.model, run.cfg.model.tta)
     data = load_dataset(run.cfg.data, run.cfg.seed)
@@ -93,7 +115,6 @@ def export_run(
                 f"{len(check[0])} {check[2]} images; nothing was written"
             )
         _move(candidate, output)
-    _record(output, record)
     return record
 
 
