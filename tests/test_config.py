@@ -300,3 +300,18 @@ def test_a_schedule_and_reduce_on_plateau_conflict(tmp_path):
 def test_null_where_a_path_is_needed(tmp_path):
     path = write(tmp_path, "data: {loader: kaggle_csv, train: null}\nmodel: {builder: mlp}\n")
     assert error_of(path) == f"{path}:1: data.train: expected a file path; got null"
+
+
+def test_tracking_takes_a_server_url_as_given_and_a_folder_made_absolute(tmp_path, monkeypatch):
+    path = write(tmp_path, GOOD)
+    monkeypatch.chdir(tmp_path)
+    folder = load_config(path, ["tracking.mlflow.uri=mlruns"]).tracking.mlflow
+    assert folder.uri == str(tmp_path / "mlruns") and folder.experiment is None
+    for uri in ("http://127.0.0.1:5000", "https://mlflow.example.org", "sqlite:///x.db"):
+        assert load_config(path, [f"tracking.mlflow.uri={uri}"]).tracking.mlflow.uri == uri
+    assert load_config(path, ["tracking.mlflow.uri=file:///tmp/x"]).tracking.mlflow.uri == "/tmp/x"
+    assert load_config(path).tracking.mlflow is None
+    assert "unknown key 'tracking.mlflow.url'; did you mean 'uri'?" in error_of(
+        path, ["tracking.mlflow.uri=x", "tracking.mlflow.url=y"]
+    )
+    assert "tracking.mlflow.uri" in error_of(path, ["tracking.mlflow.uri="])

@@ -62,16 +62,23 @@ def cnn_run(tmp_path_factory, mnist_arrays):
     )  # fmt: skip
 
 
-def test_cnn_with_augmentation_exports_to_every_format_and_agrees(cli, cnn_run, mnist_arrays):
+def test_cnn_with_augmentation_exports_to_every_format_and_agrees(
+    cli, cnn_run, mnist_arrays, tmp_path
+):
     x = mnist_images(mnist_arrays)
     expected = keras_probabilities(cnn_run, x)
-    for fmt, name in (
-        ("savedmodel", "savedmodel"),
-        ("tflite", "model.tflite"),
-        ("onnx", "model.onnx"),
+    # The ONNX file goes elsewhere, over a file of the user's: export.json is written beside it.
+    elsewhere = tmp_path / "m.onnx"
+    elsewhere.write_bytes(b"old")
+    for fmt, path, extra in (
+        ("savedmodel", cnn_run / "export" / "savedmodel", ()),
+        ("tflite", cnn_run / "export" / "model.tflite", ()),
+        ("onnx", elsewhere, ("-o", elsewhere, "--overwrite")),
     ):
-        records = exported(cli, cnn_run, "--format", fmt, "--samples", "50")
-        record = records[name]
+        result = cli("export", cnn_run, "--format", fmt, "--samples", "50", *extra)
+        assert result.exit_code == 0, result.output
+        assert "top-1 agreement 100.00%" in result.output and f"wrote {path}" in result.output
+        record = json.loads((path.parent / "export.json").read_text())[path.name]
         assert record["format"] == fmt and record["quantize"] is None
         assert record["checked_on"] == {"split": "val", "images": 30}
         assert record["max_abs_diff"] < 1e-4 and record["top1_agreement"] == 1.0
@@ -81,10 +88,14 @@ def test_cnn_with_augmentation_exports_to_every_format_and_agrees(cli, cnn_run, 
         assert set(record["latency_ms"]) == {"keras", fmt} and record["latency_ms"][fmt] > 0
         # The file, run here in its own runtime on images the run never saw: the augmentation
         # (flips, rotations) is not applied, so every call gives the Keras model's answer.
-        got = load_runtime(fmt, cnn_run / "export" / name).predict(x)
+        got = load_runtime(fmt, path).predict(x)
         np.testing.assert_allclose(got, expected, atol=1e-5)
-        np.testing.assert_allclose(load_runtime(fmt, cnn_run / "export" / name).predict(x), got)
-    assert sorted(records) == ["model.onnx", "model.tflite", "savedmodel"]
+        np.testing.assert_allclose(load_runtime(fmt, path).predict(x), got)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export.json", "m.onnx"]
+    assert sorted(json.loads((cnn_run / "export" / "export.json").read_text())) == [
+        "model.tflite",
+        "savedmodel",
+    ]
 
 
 def test_the_portable_model_has_no_augmentation_layers(cnn_run):
@@ -139,14 +150,3 @@ def test_bad_requests_are_one_line_each(cli, cnn_run, tmp_path):
     assert result.exit_code != 0 and "no model.keras" in result.output
     result = cli("export", cnn_run, cnn_run, "--format", "onnx")
     assert result.exit_code != 0 and "export takes one run" in result.output
-
-
-def test_overwrite_replaces_an_export(cli, cnn_run, tmp_path):
-    out = tmp_path / "m.onnx"
-    out.write_bytes(b"old")
-    result = cli("export", cnn_run, "--format", "onnx", "-o", out, "--overwrite", "--samples", "8")
-    assert result.exit_code == 0, result.output
-    assert out.stat().st_size > 20_000 and sorted(p.name for p in tmp_path.iterdir()) == [
-        "export.json",
-        "m.onnx",
-    ]

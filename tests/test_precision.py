@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from cnnlab import environment
@@ -58,7 +59,7 @@ def test_explicit_precision_is_kept(choice):
     [("mixed_bfloat16", "false", False), ("float32", "true", True)],
 )
 def test_a_run_records_its_precision_and_xla(cli, quick, tmp_path, precision, jit_compile,
-                                             expected_jit):  # fmt: skip
+                                             expected_jit, mnist_arrays):  # fmt: skip
     import keras
 
     result = cli(
@@ -78,6 +79,24 @@ def test_a_run_records_its_precision_and_xla(cli, quick, tmp_path, precision, ji
     model = keras.models.load_model(run_dir / "model.keras")
     assert model.layers[2].dtype_policy.name == precision
     assert model.get_layer("predictions").compute_dtype == "float32"
+    if precision == "mixed_bfloat16":
+        # TFLite converts no bfloat16 ops: the export is a float32 copy with the same weights.
+        from cnnlab.export.runtimes import load_runtime
+
+        exported = cli("export", run_dir, "--format", "tflite")
+        assert exported.exit_code == 0, exported.output
+        assert (
+            json.loads((run_dir / "export" / "export.json").read_text())["model.tflite"][
+                "max_abs_diff"
+            ]
+            < 1e-4
+        )
+        x = mnist_arrays["x_test"][:40, ..., None]
+        expected = model.predict(x, verbose=0)
+        got = load_runtime("tflite", run_dir / "export" / "model.tflite").predict(x)
+        # The Keras model computes in bfloat16 (8 bits of mantissa); the export in float32.
+        np.testing.assert_allclose(got, expected, atol=0.02)
+        assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.95
 
 
 def test_auto_xla_stays_off_on_cpu(cpu_only, cli, quick, tmp_path):

@@ -35,18 +35,12 @@ def metrics_of(run_dir):
     return json.loads((run_dir / "metrics.json").read_text())
 
 
-def kill_after_two_epochs(config, out) -> dict:
+def kill_after_two_epochs(config, out, *extra) -> dict:
     """Start `cnnlab train` in a process of its own and SIGKILL it in its third epoch."""
     cmd = [
-        sys.executable,
-        "-m",
-        "cnnlab",
-        "train",
-        str(config),
-        *SMALL,
-        "--set",
-        f"output_dir={out}",
-    ]
+        sys.executable, "-m", "cnnlab", "train", str(config), *SMALL, "--set", f"output_dir={out}",
+        *map(str, extra),
+    ]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline, progress = time.monotonic() + 240, None
@@ -73,16 +67,19 @@ def kill_after_two_epochs(config, out) -> dict:
 def test_killed_run_resumes_in_its_phase_to_the_same_end(tmp_path):
     killed_out, whole_out = tmp_path / "killed", tmp_path / "whole"
     config = CONFIGS / "mnist_small_cnn.yaml"
-    record = kill_after_two_epochs(config, killed_out)
+    # Tracked in MLflow too (a local store): the resumed run continues the same MLflow run.
+    tracked = ("--mlflow", tmp_path / "mlruns")
+    record = kill_after_two_epochs(config, killed_out, *tracked)
     (run_dir,) = killed_out.iterdir()
     assert not (run_dir / "metrics.json").exists()
+    mlflow_run = json.loads((run_dir / "mlflow.json").read_text())["run_id"]
 
     # compare lists the killed run as interrupted.
     listed = invoke("compare", killed_out)
     assert f"{run_dir.name}" in listed.output and "interrupted" in listed.output
     changed = invoke(
         "train", config, *SMALL, "--set", "train.batch_size=64", "--set",
-        f"output_dir={killed_out}", "--resume", run_dir,
+        f"output_dir={killed_out}", "--resume", run_dir, *tracked,
     )  # fmt: skip
     assert changed.exit_code == 1
     assert "cannot resume with a different config (train.batch_size: 32 -> 64)" in changed.output
@@ -111,6 +108,21 @@ def test_killed_run_resumes_in_its_phase_to_the_same_end(tmp_path):
     assert not (run_dir / ".resume").exists()  # no use for a backup once complete
     again = invoke("train", "--resume", run_dir)
     assert again.exit_code == 1 and "already completed" in again.output
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    (tracked_run,) = client.search_runs(
+        [client.get_experiment_by_name("mnist_small_cnn").experiment_id]
+    )
+    assert tracked_run.info.run_id == mlflow_run and tracked_run.info.status == "FINISHED"
+    assert f"MLflow run {mlflow_run} continues" in resumed.output
+    losses = client.get_metric_history(mlflow_run, "loss")
+    # Epoch 3 may have been logged before the kill and again after: the same step.
+    assert {m.step for m in losses} == {1, 2, 3, 4}
+    for step, loss in enumerate(history["loss"], 1):
+        assert any(m.value == pytest.approx(loss) for m in losses if m.step == step)
+    assert tracked_run.data.metrics["final_test_accuracy"] == pytest.approx(a["test"]["accuracy"])
 
 
 def test_rerunning_an_interrupted_config_offers_to_resume(tmp_path):
@@ -150,7 +162,10 @@ def test_resume_needs_a_complete_epoch(tmp_path):
     result = invoke("train", "--resume", run)
     assert result.exit_code == 1 and "no complete epoch to continue from" in result.output
     assert invoke("train").exit_code == 1
-    assert "--set needs a CONFIG" in invoke("train", "--resume", run, "--set", "seed=1").output
+    assert (
+        "--set and --mlflow need a CONFIG"
+        in invoke("train", "--resume", run, "--set", "seed=1").output
+    )
 
 
 def test_nan_stops_training_and_keeps_the_last_good_model(tmp_path):

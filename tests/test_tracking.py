@@ -1,5 +1,6 @@
 """MLflow tracking against real stores: a local folder (SQLite inside) and an `mlflow server` on
-127.0.0.1 started here; what was logged is read back through MLflow's own client."""
+127.0.0.1 started here; what was logged is read back through MLflow's own client. (A run killed
+and resumed continues its MLflow run: see test_resume.)"""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import keras
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
@@ -47,17 +47,6 @@ def server(tmp_path_factory):
     process.wait(timeout=30)
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    """One local tracking folder for the module (setting up its database takes seconds); each
-    test logs to an experiment of its own."""
-    return tmp_path_factory.mktemp("mlruns")
-
-
-def local(store: Path) -> MlflowClient:
-    return MlflowClient(f"sqlite:///{store / STORE}")
-
-
 def wait_until_up(url: str, process, seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -83,18 +72,19 @@ def the_run(client: MlflowClient, experiment: str):
     return run
 
 
-def check_logged(client: MlflowClient, run_dir: Path, experiment: str) -> None:
+def check_logged(client: MlflowClient, run, run_dir: Path) -> None:
     """What a finished run's MLflow run holds, against its run directory."""
-    run = the_run(client, experiment)
     assert run.info.status == "FINISHED" and run.info.run_name == run_dir.name
     assert json.loads((run_dir / RECORD).read_text())["run_id"] == run.info.run_id
+    cfg = load_config(run_dir / "config.yaml")
     params = run.data.params
-    assert params["model.builder"] == "mlp" and params["train.epochs"] == "2"
-    assert params["data.max_samples"] == "300" and params["model.units"] == "[512, 512]"
+    assert params["model.builder"] == "mlp" and params["train.epochs"] == str(cfg.train.epochs)
+    assert params["data.max_samples"] == str(cfg.data.max_samples)
+    assert params["model.units"] == "[512, 512]" and params["seed"] == str(cfg.seed)
     history = pd.read_csv(run_dir / "history.csv")
     for key in ("loss", "val_accuracy"):
         logged = client.get_metric_history(run.info.run_id, key)
-        assert [m.step for m in logged] == [1, 2]
+        assert [m.step for m in logged] == list(range(1, len(history) + 1))
         assert [m.value for m in logged] == pytest.approx(history[key].tolist())
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert run.data.metrics["final_test_accuracy"] == pytest.approx(metrics["test"]["accuracy"])
@@ -104,51 +94,26 @@ def check_logged(client: MlflowClient, run_dir: Path, experiment: str) -> None:
     assert tags["builder"] == "mlp" and tags["loader"] == "mnist"
     assert tags["backend"] == "tensorflow" and tags["precision"] == metrics["precision"]
     assert tags["device"] == metrics["device"] and tags["cnnlab_version"]
+    assert tags["run_dir"] == str(run_dir.resolve())
     files = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"report.html", "history.csv", "config.yaml", "metrics.json", "plots", "model"} <= files
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
-    assert "plots/curves.png" in plots
+    assert {"plots/curves.png", "plots/confusion_matrix.png"} <= plots
     model = Path(
         client.download_artifacts(run.info.run_id, "model/model.keras", str(run_dir.parent))
     )
     assert model.read_bytes() == (run_dir / "model.keras").read_bytes()
 
 
-def test_a_run_logs_to_a_local_folder(cli, tmp_path, store, server):
-    run_dir, output = train(cli, tmp_path / "out", "--mlflow", store)
-    assert f"MLflow run {the_run(local(store), 'mnist_mlp').info.run_id} at {store}" in output
-    assert (store / STORE).is_file() and (store / "artifacts").is_dir()
-    check_logged(local(store), run_dir, "mnist_mlp")
-
-
-def test_a_resumed_run_continues_its_mlflow_run(tmp_path, store, server):
-    from cnnlab.train import start_or_resume, train
-
-    class StopInEpoch2(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch == 1:
-                raise KeyboardInterrupt
-
-    tracking = [f"tracking.mlflow.uri={store}", "tracking.mlflow.experiment=resumed"]
-    cfg = load_config(CONFIG, [*_quick(tmp_path / "out", 300, 2)[1::2], *tracking])
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, callbacks=[StopInEpoch2()])
-    (run_dir,) = (tmp_path / "out").iterdir()
-    killed = the_run(local(store), "resumed").info
-    assert read_state(run_dir)["state"] == "interrupted" and killed.status == "KILLED"
-    cfg, resume = start_or_resume(None, run_dir, None)
-    train(cfg, resume)
-    check_logged(local(store), run_dir, "resumed")
-
-
-def test_a_study_is_a_parent_run_with_a_child_run_per_trial(cli, tmp_path, store, server):
+def test_a_study_is_a_parent_run_with_a_child_run_per_trial(cli, tmp_path, server):
     space = tmp_path / "space.yaml"
     space.write_text("train.learning_rate: {log_uniform: [1e-3, 1e-2]}\n")
+    store = tmp_path / "mlruns"  # a local folder: a SQLite store and the files inside
     values = [*_quick(tmp_path / "out", 200, 1)[1::2], "tracking.mlflow.experiment=study"]
     sets = [a for value in values for a in ("--set", value)]
     result = cli("tune", CONFIG, "--space", space, "--trials", 2, "--mlflow", store, *sets)
     assert result.exit_code == 0, result.output
-    client = local(store)
+    client = MlflowClient(f"sqlite:///{store / STORE}")
     found = client.search_runs([client.get_experiment_by_name("study").experiment_id])
     (parent,) = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in found if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
@@ -156,6 +121,8 @@ def test_a_study_is_a_parent_run_with_a_child_run_per_trial(cli, tmp_path, store
     assert len(children) == 2 and len(found) == 3
     rates = sorted(float(r.data.params["train.learning_rate"]) for r in children)
     assert all(1e-3 <= rate <= 1e-2 for rate in rates) and rates[0] != rates[1]
+    for child in children:  # each trial is an ordinary run, logged in full
+        check_logged(client, child, Path(child.data.tags["run_dir"]))
     best = max(r.data.metrics["final_val_accuracy"] for r in children)
     assert parent.data.metrics["best_val_accuracy"] == pytest.approx(best)
     best_rate = float(parent.data.params["best.train.learning_rate"])
@@ -165,8 +132,11 @@ def test_a_study_is_a_parent_run_with_a_child_run_per_trial(cli, tmp_path, store
 def test_an_mlflow_server_gets_the_run_and_a_down_one_costs_a_warning(cli, tmp_path, server):
     process, url = server
     wait_until_up(url, process)
-    run_dir, _ = train(cli, tmp_path / "up", "--mlflow", url)
-    check_logged(MlflowClient(url), run_dir, "mnist_mlp")
+    run_dir, output = train(cli, tmp_path / "up", "--mlflow", url)
+    client = MlflowClient(url)
+    run = the_run(client, "mnist_mlp")
+    assert f"MLflow run {run.info.run_id} at {url} (experiment mnist_mlp)" in output
+    check_logged(client, run, run_dir)
     process.terminate()
     process.wait(timeout=30)
     start = time.monotonic()

@@ -197,3 +197,15 @@ def test_shipped_colour_config_trains_on_tiny_data(name, tmp_path, vgg_weights, 
     if name.startswith("cifar10"):
         assert f"test <- {root / 'TEST'}" in result.output
         assert f"validation <- {cfg.data.validation_split:.0%} of train" in result.output
+    if name == "catsdogs_vgg16_features":
+        # Exported as a SavedModel: VGG16's preprocessing inside, both classes' probabilities out.
+        from cnnlab.export.runtimes import load_runtime
+
+        exported = cli("export", run_dir, "--format", "savedmodel")
+        assert exported.exit_code == 0, exported.output
+        record = json.loads((run_dir / "export" / "export.json").read_text())["savedmodel"]
+        assert record["max_abs_diff"] < 1e-4 and record["classes"] == ["cats", "dogs"]
+        x = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+        p_dog = model.predict(x, verbose=0)
+        got = load_runtime("savedmodel", run_dir / "export" / "savedmodel").predict(x)
+        np.testing.assert_allclose(got, np.concatenate([1 - p_dog, p_dog], axis=1), atol=1e-5)

@@ -2,8 +2,9 @@
 
 Nothing here imports TensorFlow or Keras, so a typo costs a fraction of a second and one line
 of output. One module each: field types (base), data loaders' schemas (data), model builders'
-schemas (models), training (training), the whole experiment (experiment), reading YAML and
-`--set` (loading), and turning validation errors into messages (messages).
+schemas (models), training (training), experiment tracking (tracking), the whole experiment
+(experiment), reading YAML and `--set` (loading), and turning validation errors into messages
+(messages).
 """
 
 from cnnlab.config.data import (

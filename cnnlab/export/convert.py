@@ -102,11 +102,6 @@ def _export(run_dir, fmt, output, quantize, samples, tolerance, say) -> dict:
             "input": {"shape": [None, *portable.input_shape[1:]], "dtype": "uint8"},
             "classes": run.class_names,
             **_compare(run, portable, runtime, *check),
-            "size_bytes": _size(candidate),
-            "latency_ms": {
-                "keras": latency_ms(portable.predict_on_batch, check[0][:1]),
-                fmt: latency_ms(runtime.predict, check[0][:1]),
-            },
         }
         if quantize is None and record["max_abs_diff"] > tolerance:
             raise CnnlabError(
@@ -114,6 +109,11 @@ def _export(run_dir, fmt, output, quantize, samples, tolerance, say) -> dict:
                 f"to {record['max_abs_diff']:.2g} (tolerance {tolerance:g}) on "
                 f"{len(check[0])} {check[2]} images; nothing was written"
             )
+        record["size_bytes"] = _size(candidate)
+        record["latency_ms"] = {
+            "keras": latency_ms(portable.predict_on_batch, check[0][:1]),
+            fmt: latency_ms(runtime.predict, check[0][:1]),
+        }
         _move(candidate, output)
     return record
 
