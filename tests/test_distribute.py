@@ -36,7 +36,8 @@ def test_mirrored_over_two_cpu_devices_trains_and_saves(tmp_path):
         "train", str(CONFIGS / "mnist_mlp.yaml"),
         "--set", "train.distribute=mirrored", "--set", "train.batch_size=64",
         "--set", "train.epochs=2", "--set", "train.verbose=0",
-        "--set", "data.max_samples=1000", "--set", f"output_dir={out}",
+        "--set", "data.max_samples=1000", "--set", "model.units=[128]",
+        "--set", f"output_dir={out}",
     ]  # fmt: skip
     result = subprocess.run(
         [sys.executable, "-c", TWO_CPUS, *args],

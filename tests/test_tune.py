@@ -5,14 +5,17 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
+from mlflow import MlflowClient
 
 from cnnlab.config import load_config
 from cnnlab.errors import ConfigError
 from cnnlab.tune import load_space
 
 from .conftest import CONFIGS, ROOT
+from .tracked import check_logged
 
 optuna = pytest.importorskip("optuna")
 
@@ -61,7 +64,9 @@ def test_tiny_study_makes_runs_a_best_config_and_a_compare_table(tmp_path, cli):
     space = write_space(tmp_path)
     out = tmp_path / "out"
     sets = [a for o in [*TINY, f"output_dir={out}"] for a in ("--set", o)]
-    result = cli("tune", CONFIG, "--space", space, "--trials", 2, *sets)
+    # Tracked in MLflow as well, in a local folder store.
+    store = tmp_path / "mlruns"
+    result = cli("tune", CONFIG, "--space", space, "--trials", 2, *sets, "--mlflow", store)
     assert result.exit_code == 0, result.output
     folder = out / "mnist_mlp-tune"
     runs = sorted(p.name for p in folder.iterdir() if (p / "config.yaml").is_file())
@@ -83,6 +88,22 @@ def test_tiny_study_makes_runs_a_best_config_and_a_compare_table(tmp_path, cli):
         assert cfg.model.dropout == trial.params["model.dropout"]
     table = cli("compare", folder)
     assert table.exit_code == 0 and table.output.count("mnist_mlp-tune-t000") == 2
+
+    # In MLflow: the study is a parent run, each trial a child run logged in full.
+    client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    found = client.search_runs([client.get_experiment_by_name("mnist_mlp").experiment_id])
+    (parent,) = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in found if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert parent.info.run_name == "mnist_mlp-tune" and parent.info.status == "FINISHED"
+    assert len(children) == 2 and len(found) == 3
+    for child in children:
+        check_logged(client, child, Path(child.data.tags["run_dir"]))
+    best_child = max(children, key=lambda r: r.data.metrics["final_val_accuracy"])
+    assert parent.data.metrics["best_val_accuracy"] == pytest.approx(study.best_value)
+    assert best_child.data.metrics["final_val_accuracy"] == pytest.approx(study.best_value)
+    assert float(parent.data.params["best.train.learning_rate"]) == pytest.approx(
+        study.best_params["train.learning_rate"]
+    )
 
 
 def test_pruned_trials_stop_early_and_skip_later_phases(tmp_path):
