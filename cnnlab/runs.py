@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.atomic import atomic_write, write_json
-from cnnlab.config import Config, dump_config, load_config
+from cnnlab.config import Config, dump_config, flat_config, load_config
 from cnnlab.errors import CnnlabError, RunDirError
 from cnnlab.progress import record_path
 
@@ -186,18 +186,9 @@ def read_state(run_dir: Path) -> dict[str, Any]:
 # Resuming.
 
 
-def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, dict):
-        out: dict[str, Any] = {}
-        for key, value in data.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: data}
-
-
 def config_differences(old: Config, new: Config) -> list[str]:
     """'key: old -> new' for every setting that differs between two configs."""
-    a, b = _flatten(old.model_dump(mode="json")), _flatten(new.model_dump(mode="json"))
+    a, b = flat_config(old), flat_config(new)
     return [
         f"{k}: {a.get(k)!r} -> {b.get(k)!r}"
         for k in sorted(a.keys() | b.keys())

@@ -22,7 +22,7 @@ from typing import Any
 
 from cnnlab import __version__
 from cnnlab.atomic import write_json
-from cnnlab.config import Config, MlflowConfig
+from cnnlab.config import Config, MlflowConfig, flat_config
 from cnnlab.config.tracking import is_folder
 
 RECORD = "mlflow.json"  # in a run directory (or a study folder): which MLflow run is its
@@ -49,20 +49,10 @@ def tracking_uri(cfg: MlflowConfig) -> str:
     return f"sqlite:///{Path(cfg.uri) / STORE}"
 
 
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """{"train": {"epochs": 3}} → {"train.epochs": 3}; lists and scalars are leaves."""
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
-
-
 class Tracker:
     """One cnnlab run (or tune study) as one MLflow run; every call is safe (see the module)."""
 
-    def __init__(self, cfg: MlflowConfig, where: str):
+    def __init__(self, cfg: MlflowConfig):
         for key, value in HTTP_DEFAULTS.items():
             os.environ.setdefault(key, value)
         from mlflow import MlflowClient
@@ -71,7 +61,7 @@ class Tracker:
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)
 
-        self.cfg, self.where = cfg, where
+        self.cfg, self.where = cfg, cfg.uri  # the store, as messages name it
         self.uri = tracking_uri(cfg)
         self.client = MlflowClient(tracking_uri=self.uri)
         self.run_id: str | None = None
@@ -85,7 +75,7 @@ class Tracker:
         names one, else created (as a child of run `parent`). None without tracking."""
         if cfg.tracking.mlflow is None:
             return None
-        tracker = cls(cfg.tracking.mlflow, cfg.tracking.mlflow.uri)
+        tracker = cls(cfg.tracking.mlflow)
         tracker._safely("start the run", tracker._start, cfg, folder, parent, name or folder.name)
         return tracker if tracker.run_id is not None else None
 
@@ -115,7 +105,7 @@ class Tracker:
             tags["mlflow.parentRunId"] = parent
         run = self.client.create_run(experiment, run_name=name, tags=tags)
         self.run_id = run.info.run_id
-        self._log(params=flatten(cfg.model_dump(mode="json")))
+        self._log(params=flat_config(cfg))
         write_json(record, {"tracking_uri": self.uri, "run_id": self.run_id})
         say(f"MLflow run {self.run_id} at {self.where} (experiment {experiment_name})")
 

@@ -20,7 +20,7 @@ from cnnlab.config.data import (
     MnistData,
 )
 from cnnlab.config.experiment import Config
-from cnnlab.config.loading import dump_config, load_config, read_yaml_mapping
+from cnnlab.config.loading import dump_config, flat_config, load_config, read_yaml_mapping
 from cnnlab.config.models import (
     MODEL_SCHEMAS,
     AirbenchModel,
@@ -45,5 +45,5 @@ __all__ = [
     "ConvnetModel", "DataSchema", "DeepCnnModel", "ImageDirData", "ImageFormat", "InputNeeds",
     "KaggleCsvData", "Lenet5Model", "MlflowConfig", "MlpModel", "MnistData", "ModelSchema",
     "PhaseConfig", "SmallCnnModel", "StridedCnnModel", "TrackingConfig", "TrainConfig",
-    "Vgg16Model", "dump_config", "load_config", "read_yaml_mapping",
+    "Vgg16Model", "dump_config", "flat_config", "load_config", "read_yaml_mapping",
 ]  # fmt: skip

@@ -150,3 +150,17 @@ def load_config(
 def dump_config(cfg: Config) -> str:
     """The resolved config as YAML text that load_config reads back to an equal Config."""
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def flat_config(cfg: Config) -> dict[str, Any]:
+    """The resolved config as {"train.learning_rate": 0.001, ...}; lists are values."""
+
+    def walk(node: Any, prefix: str) -> dict[str, Any]:
+        if not isinstance(node, dict):
+            return {prefix: node}
+        flat: dict[str, Any] = {}
+        for key, value in node.items():
+            flat.update(walk(value, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+
+    return walk(cfg.model_dump(mode="json"), "")

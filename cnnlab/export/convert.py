@@ -81,7 +81,7 @@ def _export(run_dir, fmt, output, quantize, samples, tolerance, say) -> dict:
     (run,) = load_members([run_dir])
     portable = portable_model(run.model, run.cfg.model.tta)
     data = load_dataset(run.cfg.data, run.cfg.seed)
-    check = _check_images(data, samples)
+    x, y, split = _check_images(data, samples)
     representative = data.x_train[:REPRESENTATIVE_IMAGES] if quantize == "int8" else None
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=".export-") as tmp:
@@ -90,10 +90,10 @@ def _export(run_dir, fmt, output, quantize, samples, tolerance, say) -> dict:
         with warnings.catch_warnings(), stderr_without(CONVERTER_NOISE):
             warnings.simplefilter("ignore", FutureWarning)  # tf2onnx's use of old NumPy names
             _convert(portable, fmt, candidate, quantize, representative)
-        say(f"checking it on {len(check[0]):,} {check[2]} images")
+        say(f"checking it on {len(x):,} {split} images")
         with stderr_without(CONVERTER_NOISE):
             runtime = load_runtime(fmt, candidate)
-            runtime.predict(check[0][:1])
+            runtime.predict(x[:1])
         record = {
             "file": output.name,
             "format": fmt,
@@ -101,18 +101,18 @@ def _export(run_dir, fmt, output, quantize, samples, tolerance, say) -> dict:
             "run": str(run.run_dir.resolve()),
             "input": {"shape": [None, *portable.input_shape[1:]], "dtype": "uint8"},
             "classes": run.class_names,
-            **_compare(run, portable, runtime, *check),
+            **_compare(run, portable, runtime, x, y, split),
         }
         if quantize is None and record["max_abs_diff"] > tolerance:
             raise CnnlabError(
                 f"the {fmt} export disagrees with the Keras model: probabilities differ by up "
                 f"to {record['max_abs_diff']:.2g} (tolerance {tolerance:g}) on "
-                f"{len(check[0])} {check[2]} images; nothing was written"
+                f"{len(x)} {split} images; nothing was written"
             )
         record["size_bytes"] = _size(candidate)
         record["latency_ms"] = {
-            "keras": latency_ms(portable.predict_on_batch, check[0][:1]),
-            fmt: latency_ms(runtime.predict, check[0][:1]),
+            "keras": latency_ms(portable.predict_on_batch, x[:1]),
+            fmt: latency_ms(runtime.predict, x[:1]),
         }
         _move(candidate, output)
     return record
