@@ -66,6 +66,7 @@ def train(cli, out: Path, *extra) -> tuple[Path, str]:
     return run, result.output
 
 
+@pytest.mark.subprocess
 def test_an_mlflow_server_gets_the_run_and_a_down_one_costs_a_warning(cli, tmp_path, server):
     # While the server starts: a tracking URI where nothing answers costs one warning.
     nowhere = f"http://127.0.0.1:{free_port()}"
