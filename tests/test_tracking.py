@@ -1,7 +1,7 @@
 """MLflow tracking to a real `mlflow server` on 127.0.0.1 (SQLite backend) started here, and to
-one that is down; what was logged is read back through MLflow's own client. A local folder
-store is tested with a tuning study (test_tune), and a killed and resumed run continuing its
-MLflow run in test_resume."""
+one that is down, and the tracker's run states; what was logged is read back through MLflow's
+own client. A local folder store is tested with a tuning study (test_tune), and a killed and
+resumed run continuing its MLflow run in test_resume."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from cnnlab.config import load_config
 from cnnlab.runs import read_state
 from cnnlab.tracking import RECORD
 
@@ -85,3 +86,26 @@ def test_an_mlflow_server_gets_the_run_and_a_down_one_costs_a_warning(cli, tmp_p
     run = the_run(client, "mnist_mlp")
     assert f"MLflow run {run.info.run_id} at {url} (experiment mnist_mlp)" in output
     check_logged(client, run, run_dir)
+
+
+def test_an_interrupted_run_is_killed_in_mlflow_and_continued_by_its_record(tmp_path):
+    """The Tracker alone, without training: stop, continue from mlflow.json, finish."""
+    from cnnlab.tracking import Tracker
+
+    store, run_dir = tmp_path / "mlruns", tmp_path / "run"
+    run_dir.mkdir()
+    cfg = load_config(CONFIG, [f"tracking.mlflow.uri={store}", "tracking.mlflow.experiment=t"])
+    first = Tracker.open(cfg, run_dir)
+    first.log_epoch(1, {"loss": 2.0, "val_accuracy": 0.5, "note": "not a number"})
+    first.finish(None, "KILLED")
+    client = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    assert the_run(client, "t").info.status == "KILLED"
+    again = Tracker.open(cfg, run_dir)
+    assert again.run_id == first.run_id and the_run(client, "t").info.status == "RUNNING"
+    again.log_epoch(2, {"loss": 1.0})
+    again.finish(None, "FAILED")
+    run = the_run(client, "t")
+    assert run.info.status == "FAILED" and run.data.params["train.epochs"] == "20"
+    history = client.get_metric_history(run.info.run_id, "loss")
+    assert [(m.step, m.value) for m in history] == [(1, 2.0), (2, 1.0)]
+    assert "note" not in run.data.metrics
