@@ -249,7 +249,15 @@ def _show_predictions(result) -> None:
 @app.command()
 @user_errors
 def export(
-    run_dirs: RunDirs,
+    run_dirs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="The run directory made by `cnnlab train` whose best model to export (one run; "
+            "an ensemble is not exported as one file).",
+            metavar="RUN_DIR",
+            show_default=False,
+        ),
+    ],
     format: Annotated[
         str, typer.Option("--format", "-f", help="savedmodel, tflite or onnx.", show_default=False)
     ],
