@@ -292,14 +292,12 @@ def export(
         )
     run_dir = run_dirs[0]
     open_finished_run(run_dir)
-    check_request(run_dir, format, quantize, output, overwrite)
+    path = check_request(run_dir, format, quantize, output, overwrite)
     start_tensorflow()
     from cnnlab.export.convert import export_run
 
-    record = export_run(
-        run_dir, format, output, overwrite, quantize, samples, say=lambda m: typer.echo(m)
-    )
-    _show_export(record, output or run_dir / "export" / record["file"])
+    record = export_run(run_dir, format, path, overwrite, quantize, samples, say=typer.echo)
+    _show_export(record, path)
 
 
 def _show_export(record: dict, path: Path) -> None:

@@ -20,15 +20,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cnnlab import __version__
+from cnnlab import __version__, runs
 from cnnlab.atomic import write_json
 from cnnlab.config import Config, MlflowConfig, flat_config
 from cnnlab.config.tracking import is_folder
+from cnnlab.reports import REPORT
 
 RECORD = "mlflow.json"  # in a run directory (or a study folder): which MLflow run is its
 STORE = "mlflow.db"  # the SQLite store cnnlab keeps in a local tracking folder
 ARTIFACTS = "artifacts"
-LOGGED_FILES = ("config.yaml", "metrics.json", "history.csv", "summary.txt", "report.html")
+LOGGED_FILES = (
+    runs.CONFIG_FILE, runs.METRICS_FILE, runs.HISTORY_FILE, runs.SUMMARY_FILE, REPORT,
+)  # fmt: skip
 # A server that is down should cost seconds, not MLflow's default minutes of retries.
 HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
@@ -154,13 +157,14 @@ class Tracker:
         self._safely("log", lambda: self._log(metrics, params))
 
     def finish(self, run_dir: Path | None, status: str = "FINISHED") -> None:
-        """Final metrics, tags and files of a completed run; the MLflow run's end status."""
-        if run_dir is not None and status == "FINISHED":
+        """Final metrics, tags and files of a completed run (`run_dir`; None for a run that
+        did not complete), and the MLflow run's end status."""
+        if run_dir is not None:
             self._safely("log the results", self._results, run_dir)
         self._safely("end the run", self.client.set_terminated, self.run_id, status)
 
     def _results(self, run_dir: Path) -> None:
-        metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+        metrics = json.loads((run_dir / runs.METRICS_FILE).read_text(encoding="utf-8"))
         # final_*: the best model's scores, apart from the per-epoch loss, val_accuracy, ...
         final = {
             f"final_{split}_{name}": value
@@ -179,8 +183,8 @@ class Tracker:
                 self.client.log_artifact(self.run_id, str(run_dir / name))
         for plot in sorted(run_dir.glob("*.png")):
             self.client.log_artifact(self.run_id, str(plot), "plots")
-        if (run_dir / "model.keras").is_file():
-            self.client.log_artifact(self.run_id, str(run_dir / "model.keras"), "model")
+        if (run_dir / runs.BEST_MODEL).is_file():
+            self.client.log_artifact(self.run_id, str(run_dir / runs.BEST_MODEL), "model")
 
     def callback(self):
         """A Keras callback logging each epoch's metrics as Keras reports them."""

@@ -24,7 +24,7 @@ from cnnlab.errors import CnnlabError, RunDirError
 from cnnlab.export import RECORD, TOLERANCE, check_request
 from cnnlab.export.runtimes import Runtime, latency_ms, load_runtime
 from cnnlab.inference import class_probabilities, load_members, scores
-from cnnlab.models.common import AUGMENTATION_LAYERS, output_classes
+from cnnlab.models.common import AUGMENTATION_LAYERS
 
 REPRESENTATIVE_IMAGES = 200  # calibration images for int8 quantization
 # Notices the TFLite converter and interpreter print on every use; errors still show.
@@ -163,7 +163,7 @@ def portable_model(model: keras.Model, tta: str = "none") -> keras.Model:
     probs = inner(x, training=False)
     if tta == "horizontal_flip":
         probs = (probs + inner(ops.flip(x, axis=2), training=False)) / 2
-    if output_classes(model) == 2 and probs.shape[-1] == 1:
+    if probs.shape[-1] == 1:  # a two-class run's sigmoid unit: P(class 1)
         probs = ops.concatenate([1 - probs, probs], axis=-1)
     portable = keras.Model(pixels, probs, name=f"{model.name}_portable")
     # Called once, so that every exporter (tf2onnx too) finds a traced model.
