@@ -14,12 +14,14 @@ import typer
 
 from cnnlab.cli_data import data_app
 from cnnlab.cli_support import (
+    Backend,
     Mlflow,
     Overrides,
     RunDirs,
     open_finished_run,
+    run_backend,
     set_debug,
-    start_tensorflow,
+    start_backend,
     user_errors,
     with_mlflow,
 )
@@ -61,8 +63,44 @@ def train(
         ),
     ] = None,
     mlflow: Mlflow = None,
+    coordinator: Annotated[
+        str | None,
+        typer.Option(
+            metavar="HOST:PORT",
+            help="Several processes (data_parallel on JAX): process 0's address, the same for "
+            "all (default: $KERAS_DISTRIBUTION_JOB_ADDRESSES).",
+            rich_help_panel="Several processes",
+        ),
+    ] = None,
+    num_processes: Annotated[
+        int | None,
+        typer.Option(
+            help="How many processes train the model (default: "
+            "$KERAS_DISTRIBUTION_NUM_PROCESSES, else 1).",
+            rich_help_panel="Several processes",
+            show_default=False,
+        ),
+    ] = None,
+    process_id: Annotated[
+        int | None,
+        typer.Option(
+            help="This process, 0 to N-1; process 0 writes the run directory (default: "
+            "$KERAS_DISTRIBUTION_PROCESS_ID).",
+            rich_help_panel="Several processes",
+            show_default=False,
+        ),
+    ] = None,
+    connect_timeout: Annotated[
+        float,
+        typer.Option(
+            min=1,
+            help="Seconds to wait for all processes to reach the coordinator.",
+            rich_help_panel="Several processes",
+        ),
+    ] = 120,
 ) -> None:
     """Train a model as CONFIG describes into a new run directory, or continue one (--resume)."""
+    from cnnlab.cluster import cluster_from, join
     from cnnlab.config import load_config
 
     if config is None and resume is None:
@@ -77,16 +115,42 @@ def train(
     seed_list = _parse_seeds(seeds) if seeds is not None else []
     configs = [load_config(config, [*(overrides or []), f"seed={s}"]) for s in seed_list]
     cfg = load_config(config, overrides or []) if config is not None and not seeds else None
-    start_tensorflow()
+    cluster = cluster_from(coordinator, num_processes, process_id)
+    first = configs[0] if configs else cfg
+    if first is not None:
+        start_backend(first.backend, first.deterministic)
+    else:
+        start_backend(run_backend(resume, None))
+    if cluster.processes > 1:
+        _check_cluster_backend(first.backend if first is not None else run_backend(resume, None))
     from cnnlab.train import start_or_resume, train_seeds
     from cnnlab.train import train as run_training
 
+    join(cluster, connect_timeout)
     if configs:
-        train_seeds(configs)
+        train_seeds(configs, cluster)
         return
-    ask = (lambda q: typer.confirm(q, default=True)) if sys.stdin.isatty() else None
-    cfg, resume = start_or_resume(cfg, resume, ask)
-    run_training(cfg, resume)
+    if cluster.is_chief:
+        ask = (lambda q: typer.confirm(q, default=True)) if sys.stdin.isatty() else None
+        # Several processes never pick up an interrupted run by themselves: only --resume
+        # given to every process continues one.
+        if cluster.processes == 1 or resume is not None:
+            cfg, resume = start_or_resume(cfg, resume, ask)
+    elif resume is not None:
+        # Process 0 has marked the run running by now; the checks are its to make.
+        from cnnlab.runs import open_run
+
+        resume, cfg = open_run(resume)
+    run_training(cfg, resume, cluster=cluster)
+
+
+def _check_cluster_backend(backend: str) -> None:
+    if backend != "jax":
+        raise CnnlabError(
+            "several processes train one model with train.distribute: data_parallel on the jax "
+            f"backend; this config's backend is {backend} (TensorFlow's multi-worker training "
+            "fails under Keras 3, keras-team/keras#20585)"
+        )
 
 
 def _parse_seeds(text: str) -> list[int]:
@@ -117,6 +181,7 @@ def evaluate(
         Path | None,
         typer.Option("--output", "-o", help="Several runs: also write the result as JSON here."),
     ] = None,
+    backend: Backend = None,
 ) -> None:
     """Score a run's best model and write evaluation.json into the run directory.
 
@@ -124,7 +189,7 @@ def evaluate(
     """
     for run_dir in run_dirs:
         open_finished_run(run_dir)
-    start_tensorflow()
+    start_backend(run_backend(run_dirs[0], backend))
     if len(run_dirs) == 1:
         if output is not None:
             raise CnnlabError("--output is for several runs; one run writes evaluation.json")
@@ -155,11 +220,12 @@ def predict_csv(
         ),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+    backend: Backend = None,
 ) -> None:
     """Write a Kaggle submission (ImageId,Label) with a run's best model, or several runs'."""
     for run_dir in run_dirs:
         open_finished_run(run_dir)
-    start_tensorflow()
+    start_backend(run_backend(run_dirs[0], backend))
     from cnnlab.predict import predict_csv as run_prediction
 
     out, rows = run_prediction(run_dirs, test_csv, output, overwrite)
@@ -184,6 +250,7 @@ def predict(
         Path, typer.Option("--output", "-o", help="CSV of predictions, one row per image.")
     ] = Path("predictions.csv"),
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+    backend: Backend = None,
 ) -> None:
     """Classify image files with a trained run, decoded as its training images were.
 
@@ -206,7 +273,7 @@ def predict(
         raise CnnlabError("give image files, folders or patterns after the run directories")
     for run_dir in runs:
         open_finished_run(run_dir)
-    start_tensorflow()
+    start_backend(run_backend(runs[0], backend))
     from cnnlab.predict import predict_images
 
     result = predict_images(runs, inputs, output, overwrite)
@@ -293,7 +360,8 @@ def export(
     run_dir = run_dirs[0]
     open_finished_run(run_dir)
     path = check_request(run_dir, format, quantize, output, overwrite)
-    start_tensorflow()
+    # The converters are TensorFlow's: the .keras model loads there whatever it trained on.
+    start_backend("tensorflow")
     from cnnlab.export.convert import export_run
 
     record = export_run(run_dir, format, path, overwrite, quantize, samples, say=typer.echo)
@@ -352,7 +420,7 @@ def summary(
     from cnnlab.config import load_config
 
     cfg = load_config(config, overrides or [], need_data=False)
-    start_tensorflow()
+    start_backend(cfg.backend)
     from cnnlab.check import count_flops, parameter_counts, summarize
 
     model, note = summarize(cfg)
@@ -389,7 +457,10 @@ def tune(
     mlflow: Mlflow = None,
 ) -> None:
     """Search hyperparameters with Optuna; each trial is a run in OUTPUT_DIR/<study>/."""
-    start_tensorflow()
+    from cnnlab.config import load_config
+
+    base = load_config(config, with_mlflow(overrides, mlflow))
+    start_backend(base.backend, base.deterministic)
     from cnnlab.tune import tune as run_study
 
     result = run_study(config, space, trials, storage, study, with_mlflow(overrides, mlflow))
@@ -414,8 +485,11 @@ def check(
     from cnnlab.config import load_config
 
     cfg = load_config(config, overrides or [])
-    typer.echo(f"config: {config} is valid (loader {cfg.data.loader}, builder {cfg.model.builder})")
-    start_tensorflow()
+    typer.echo(
+        f"config: {config} is valid (loader {cfg.data.loader}, builder {cfg.model.builder}, "
+        f"backend {cfg.backend})"
+    )
+    start_backend(cfg.backend, cfg.deterministic)
     from cnnlab.check import preflight
 
     for line in preflight(cfg):

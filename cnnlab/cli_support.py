@@ -1,5 +1,5 @@
 """What every `cnnlab` command shares: one-line errors, the --debug switch, starting
-TensorFlow quietly, opening a finished run, and the argument types several commands take."""
+the Keras backend quietly, opening a finished run, and the argument types several commands take."""
 
 from __future__ import annotations
 
@@ -48,12 +48,23 @@ def user_errors(command: Callable) -> Callable:
     return wrapper
 
 
-def start_tensorflow() -> None:
-    """Load TensorFlow before a command's work; its start-up notices only with --debug."""
-    if not _debug:
-        from cnnlab.environment import start_tensorflow_quietly
+def start_backend(backend: str, deterministic: bool = False) -> None:
+    """Load Keras on `backend` before a command's work; start-up notices only with --debug."""
+    from cnnlab.environment import start_backend_quietly
 
-        start_tensorflow_quietly()
+    start_backend_quietly(backend, deterministic, quiet=not _debug)
+
+
+def run_backend(run_dir: Path, choice: str | None) -> str:
+    """The backend to load a run's model with: `choice` (--backend), else the run's own."""
+    from cnnlab.config import BACKENDS
+    from cnnlab.runs import open_run
+
+    if choice is None:
+        return open_run(run_dir)[1].backend
+    if choice not in BACKENDS:
+        raise CnnlabError(f"--backend: {choice!r} is not one of {', '.join(BACKENDS)}")
+    return choice
 
 
 def open_finished_run(run_dir: Path) -> None:
@@ -93,6 +104,16 @@ Mlflow = Annotated[
 def with_mlflow(overrides: list[str] | None, uri: str | None) -> list[str]:
     """--set overrides with --mlflow's as one more."""
     return [*(overrides or []), *([f"tracking.mlflow.uri={uri}"] if uri else [])]
+
+
+Backend = Annotated[
+    str | None,
+    typer.Option(
+        help="Load the model on this Keras backend, tensorflow or jax (default: the one the run "
+        "trained on; a .keras model scores the same on either).",
+        show_default=False,
+    ),
+]
 
 
 RunDirs = Annotated[

@@ -1,7 +1,8 @@
-"""What a run ran on: library versions and the device TensorFlow will use."""
+"""What a run ran on: the Keras backend (chosen before Keras loads), library versions, devices."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from cnnlab import __version__
+from cnnlab.errors import CnnlabError
 
 # What TensorFlow's C++ side prints while it starts, before its logging honours
 # TF_CPP_MIN_LOG_LEVEL: notices about oneDNN, CPU instructions and absent CUDA drivers, each
@@ -47,32 +49,79 @@ def stderr_without(noise: re.Pattern) -> Iterator[None]:
                 print("\n".join(shown), file=sys.stderr, flush=True)
 
 
-def start_tensorflow_quietly() -> None:
-    """Import TensorFlow and Keras and look for GPUs, with TensorFlow's start-up notices kept
-    off stderr; every other line written meanwhile (a real error) is passed on."""
+def start_backend_quietly(backend: str, deterministic: bool = False, quiet: bool = True) -> None:
+    """Load Keras on `backend` (and TensorFlow, when it is the backend), with TensorFlow's
+    start-up notices kept off stderr; every other line written meanwhile (a real error) is
+    passed on.
+
+    Keras picks its backend when first imported, so this must run first; a process that
+    already runs Keras on another backend cannot switch. `deterministic` on JAX asks XLA for
+    deterministic GPU kernels, which must be set before JAX starts.
+    """
     global _started
+    running = sys.modules.get("keras")
+    if running is not None and running.backend.backend() != backend:
+        raise CnnlabError(
+            f"this process already runs Keras on {running.backend.backend()}; backend {backend} "
+            "needs a new process"
+        )
     if _started:
         return
-    with stderr_without(STARTUP_NOISE):
+    os.environ["KERAS_BACKEND"] = backend
+    if backend == "jax" and deterministic:
+        flag = "--xla_gpu_deterministic_ops=true"
+        if flag not in os.environ.get("XLA_FLAGS", ""):
+            os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
+    with stderr_without(STARTUP_NOISE) if quiet else contextlib.nullcontext():
         import keras  # noqa: F401
-        import tensorflow as tf
 
-        tf.config.list_physical_devices("GPU")
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            tf.config.list_physical_devices("GPU")
     _started = True
+
+
+def backend_name() -> str:
+    import keras
+
+    return keras.backend.backend()
+
+
+def gpus() -> list[tuple[str, tuple[int, int] | None]]:
+    """The visible GPUs as (name, compute capability), as the running backend sees them."""
+    if backend_name() == "jax":
+        import jax
+
+        found = []
+        for device in jax.devices():
+            if device.platform != "gpu":
+                continue
+            capability = str(getattr(device, "compute_capability", "") or "")
+            parsed = tuple(int(v) for v in capability.split(".")[:2]) if capability else None
+            found.append((device.device_kind, parsed))
+        return found
+    import tensorflow as tf
+
+    found = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(gpu)
+        found.append((details.get("device_name", "unknown"), details.get("compute_capability")))
+    return found
 
 
 def describe_device() -> str:
     """'GPU:0 (NVIDIA H100 ...)' for each visible GPU, else 'CPU (N threads)'."""
-    import tensorflow as tf
+    found = gpus()
+    if found:
+        return ", ".join(f"GPU:{i} ({name})" for i, (name, _) in enumerate(found))
+    described = f"CPU ({os.cpu_count()} threads"
+    if backend_name() == "jax":
+        import jax
 
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        return f"CPU ({os.cpu_count()} threads)"
-    names = []
-    for i, gpu in enumerate(gpus):
-        details = tf.config.experimental.get_device_details(gpu)
-        names.append(f"GPU:{i} ({details.get('device_name', 'unknown')})")
-    return ", ".join(names)
+        if jax.local_device_count() > 1:
+            described += f", {jax.local_device_count()} devices"
+    return described + ")"
 
 
 CPUINFO = "/proc/cpuinfo"
@@ -92,11 +141,9 @@ def resolve_precision(choice: str) -> tuple[str, str]:
     """The Keras dtype policy for a `train.precision` value, and why it was picked."""
     if choice != "auto":
         return choice, "as configured"
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability")
+    found = gpus()
+    if found:
+        capability = found[0][1]
         if capability and capability >= (8, 0):
             return "mixed_bfloat16", f"auto: GPU compute capability {capability[0]}.{capability[1]}"
         if capability and capability >= (7, 0):
@@ -124,8 +171,9 @@ def dtype_policy(name: str) -> Iterator[None]:
 def op_determinism(enabled: bool) -> Iterator[None]:
     """TensorFlow's deterministic ops for one run (`deterministic: true`). The setting is
     process-wide, so it is restored after: a later run in the same process (a tuning trial, a
-    test) is neither slowed nor refused XLA by an earlier one."""
-    if not enabled:
+    test) is neither slowed nor refused XLA by an earlier one. JAX's XLA is deterministic on
+    CPU, and on GPUs with the flag start_backend_quietly sets."""
+    if not enabled or backend_name() != "tensorflow":
         yield
         return
     # The public API can turn it on, not read or undo it; Keras reads it from here too.
@@ -151,14 +199,14 @@ def environment(seed: int, device: str) -> dict:
     """The record written to environment.json at the start of a run."""
     import keras
     import numpy as np
-    import tensorflow as tf
 
+    engine = sys.modules.get(keras.backend.backend())
     return {
         "cnnlab": __version__,
         "python": platform.python_version(),
-        "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "keras_backend": keras.backend.backend(),
+        keras.backend.backend(): getattr(engine, "__version__", None),
         "numpy": np.__version__,
         "platform": platform.platform(),
         "device": device,

@@ -114,12 +114,14 @@ def fit_phases(
     step: Step,
     best_weights=None,
     extra_callbacks: tuple[keras.callbacks.Callback, ...] = (),
+    shard: tuple[int, int] = (0, 1),
 ) -> None:
     """Fit the phases from `step` on; the checkpoint carries history and best model across them.
 
     Every phase recompiles (its own optimizer, schedule and trainable layers) and has its own
     early stopping. A phase continued `inside` keeps the loaded model's optimizer state. With
-    `cache_features`, the frozen base runs once and each phase fits only the head.
+    `cache_features`, the frozen base runs once and each phase fits only the head. `shard` is
+    (this process, processes) of a data_parallel run over several processes.
     """
     from cnnlab.data.pipeline import batches
 
@@ -146,11 +148,11 @@ def fit_phases(
             flush=True,
         )
         fit_model.fit(
-            # Seeded per run; a resumed run reshuffles from the seed again.
-            batches(x_train, data.y_train, train_cfg.batch_size, shuffle_seed=cfg.seed),
+            # Seeded per run (see batches for what a resumed run sees).
+            batches(x_train, data.y_train, train_cfg.batch_size, cfg.seed, shard, epoch),
             epochs=start + phase.epochs,
             initial_epoch=epoch,
-            validation_data=batches(x_val, data.y_val, train_cfg.batch_size),
+            validation_data=batches(x_val, data.y_val, train_cfg.batch_size, shard=shard),
             shuffle=False,  # the batches are shuffled already
             # The checkpoint last: it saves the others' state.
             callbacks=[*callbacks, *extra_callbacks, checkpoint],

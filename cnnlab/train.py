@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import keras
 from cnnlab import runs
 from cnnlab.atomic import atomic_write, write_json
 from cnnlab.checkpoints import RunCheckpoint
+from cnnlab.cluster import ONE_PROCESS, Cluster
 from cnnlab.config import Config
 from cnnlab.data import BadFilesError, Dataset, describe_problems, load_dataset
 from cnnlab.distribute import Placement, make_placement
@@ -43,6 +46,7 @@ def train(
     resume: Path | None = None,
     callbacks: list[keras.callbacks.Callback] | None = None,
     parent_tracking_run: str | None = None,
+    cluster: Cluster = ONE_PROCESS,
 ) -> Path:
     """Run one experiment end to end, or continue an interrupted one.
 
@@ -54,10 +58,14 @@ def train(
             numbered across phases. One whose `stop_run` attribute is true after a phase
             ends the training there (the run is then scored and completed as usual).
         parent_tracking_run: the MLflow run this one is logged under (a tune study's).
+        cluster: the processes training this model together (data_parallel); process 0
+            writes the run directory, the others train alongside it and write nothing there.
 
     Returns:
         The run directory, holding the files listed in cnnlab.runs and cnnlab.reports.
     """
+    if not cluster.is_chief:
+        return _train_alongside(cfg, resume, cluster)
     progress = Progress.load(resume) if resume is not None else None
     run_dir = resume if resume is not None else runs.new_run_dir(cfg)
     runs.write_state(run_dir, "running")
@@ -65,7 +73,7 @@ def train(
     tracker = Tracker.open(cfg, run_dir, parent_tracking_run)
     callbacks = [*(callbacks or ()), *([tracker.callback()] if tracker else [])]
     try:
-        _run(cfg, run_dir, progress, tuple(callbacks))
+        _run(cfg, run_dir, progress, tuple(callbacks), cluster)
     except KeyboardInterrupt:
         runs.write_state(run_dir, "interrupted", "stopped from the keyboard")
         if tracker:
@@ -83,12 +91,28 @@ def train(
     return run_dir
 
 
-def train_seeds(configs: list[Config]) -> list[Path]:
+def _train_alongside(cfg: Config, resume: Path | None, cluster: Cluster) -> Path:
+    """A process other than 0 of a data_parallel run: the same steps as process 0, with its
+    files in a scratch folder deleted afterwards and its output silenced. A resumed run starts
+    from a copy of process 0's run directory (on several hosts, output_dir must be shared)."""
+    scratch = Path(tempfile.mkdtemp(prefix=f"cnnlab-process{cluster.process_id}-"))
+    try:
+        if resume is not None:
+            shutil.copytree(resume, scratch, dirs_exist_ok=True)
+        progress = Progress.load(scratch) if resume is not None else None
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+            _run(cfg, scratch, progress, (), cluster)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return resume or scratch
+
+
+def train_seeds(configs: list[Config], cluster: Cluster = ONE_PROCESS) -> list[Path]:
     """Train one run per config (the same config with different seeds), one after another."""
     done = []
     for i, cfg in enumerate(configs, 1):
         say(f"seed {cfg.seed} ({i}/{len(configs)})")
-        done.append(train(cfg))
+        done.append(train(cfg, cluster=cluster))
     listed = " ".join(str(d) for d in done)
     say(f"{len(done)} runs; score them as an ensemble with\n  cnnlab evaluate {listed}")
     return done
@@ -121,28 +145,15 @@ def start_or_resume(
     return cfg, resume
 
 
-def _run(cfg: Config, run_dir: Path, progress: Progress | None, callbacks: tuple) -> None:
+def _run(
+    cfg: Config, run_dir: Path, progress: Progress | None, callbacks: tuple, cluster: Cluster
+) -> None:
     keras.utils.set_random_seed(cfg.seed)
     device = describe_device()
     precision, why = resolve_precision(cfg.train.precision)
-    say(f"training on {device}, precision {precision} ({why})")
-    placement = make_placement(cfg.train.distribute)
-    if os.environ.get("TF_CONFIG"):
-        say(
-            "warning: TF_CONFIG is set, but cnnlab does not train across workers "
-            "(Keras 3's fit fails under MultiWorkerMirroredStrategy, keras-team/keras#20585); "
-            "this process trains on its own"
-        )
-    if placement.strategy is not None:
-        placed = placement.describe(cfg.train.batch_size)
-        say(
-            f"{placement.name} over {placement.replicas} replicas "
-            f"({', '.join(placement.devices)}): batch_size {placed['global_batch_size']} is the "
-            f"global batch, {placed['per_replica_batch_size']:g} per replica; learning rate as "
-            "configured"
-        )
-    scope = placement.strategy.scope() if placement.strategy else contextlib.nullcontext()
-    with op_determinism(cfg.deterministic), dtype_policy(precision), scope:
+    say(f"training on {device} with {keras.backend.backend()}, precision {precision} ({why})")
+    placement = _placement(cfg, cluster)
+    with op_determinism(cfg.deterministic), dtype_policy(precision):
         if progress is None:
             write_json(run_dir / runs.ENVIRONMENT_FILE, environment(cfg.seed, device))
         data = _load_data(cfg, run_dir)
@@ -150,12 +161,57 @@ def _run(cfg: Config, run_dir: Path, progress: Progress | None, callbacks: tuple
         if data.source:
             say(data.source)
         say(_describe_data(data))
-        model, best_weights = _model(cfg, run_dir, data, progress)
-        checkpoint = RunCheckpoint(run_dir, cfg.train.monitor, progress)
-        step = checkpoint.progress.next_step(len(cfg.train.stages()))
-        if step is not None:
-            fit_phases(cfg, model, data, checkpoint, step, best_weights, callbacks)
-        _finish(cfg, run_dir, data, model, checkpoint, device, placement, progress is not None)
+        with placement.scope():
+            data = _split_evenly(data, placement)
+            model, best_weights = _model(cfg, run_dir, data, progress)
+            checkpoint = RunCheckpoint(run_dir, cfg.train.monitor, progress)
+            step = checkpoint.progress.next_step(len(cfg.train.stages()))
+            if step is not None:
+                fit_phases(
+                    cfg, model, data, checkpoint, step, best_weights, callbacks, placement.shard
+                )
+        if cluster.is_chief:
+            # Scored on one device, outside the placement: the best model is read back anew.
+            _finish(cfg, run_dir, data, model, checkpoint, device, placement, progress is not None)
+
+
+def _placement(cfg: Config, cluster: Cluster) -> Placement:
+    """The devices (and processes) the run trains on, said as it starts."""
+    choice = cfg.train.distribute
+    if choice == "auto" and getattr(cfg.model, "cache_features", False):
+        choice = "none"  # the frozen base's features are computed on one device
+    placement = make_placement(choice, cluster.processes, cluster.process_id)
+    if os.environ.get("TF_CONFIG") and keras.backend.backend() == "tensorflow":
+        say(
+            "warning: TF_CONFIG is set, but cnnlab does not train across TensorFlow workers "
+            "(Keras 3's fit fails under MultiWorkerMirroredStrategy, keras-team/keras#20585); "
+            "this process trains on its own. Across processes and hosts, use backend: jax "
+            "with train.distribute: data_parallel"
+        )
+    if placement.replicas > 1:
+        placement.check_batch_size(cfg.train.batch_size)
+        placed = placement.describe(cfg.train.batch_size)
+        processes = f", {placement.processes} processes" if placement.processes > 1 else ""
+        say(
+            f"{placement.name} over {placement.replicas} replicas{processes} "
+            f"({', '.join(placement.devices)}): batch_size {placed['global_batch_size']} is the "
+            f"global batch, {placed['per_replica_batch_size']:g} per replica; learning rate as "
+            "configured"
+        )
+    return placement
+
+
+def _split_evenly(data: Dataset, placement: Placement) -> Dataset:
+    """The training and validation images cut to a multiple of the replica count, when
+    data_parallel needs every batch to split evenly (at most replicas - 1 images each)."""
+    for split in ("train", "val"):
+        x, y = placement.even_split(split, *data.split(split))
+        setattr(data, f"x_{split}", x)
+        setattr(data, f"y_{split}", y)
+    if placement.dropped:
+        left = ", ".join(f"{n} {split}" for split, n in placement.dropped.items())
+        say(f"left out {left} image(s) so that every batch splits evenly across the replicas")
+    return data
 
 
 def _load_data(cfg: Config, run_dir: Path) -> Dataset:
@@ -231,6 +287,7 @@ def _finish(
         "images_per_second": round(len(data.x_train) * epochs_run / seconds, 1),
         "params": int(best.count_params()),
         "device": device,
+        "backend": keras.backend.backend(),
         "precision": keras.mixed_precision.global_policy().name,
         "distribute": placement.describe(cfg.train.batch_size),
         "jit_compile": bool(model.jit_compile),

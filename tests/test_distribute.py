@@ -54,6 +54,9 @@ def test_mirrored_over_two_cpu_devices_trains_and_saves(tmp_path):
         "devices": ["/device:CPU:0", "/device:CPU:1"],
         "global_batch_size": 64,
         "per_replica_batch_size": 32.0,
+        "processes": 1,
+        "per_process_batch_size": 64.0,
+        "images_left_out": {},
     }
     assert metrics["epochs_run"] == 2
     assert metrics["test"]["accuracy"] > 0.6  # it learns (chance: 0.1)
@@ -81,4 +84,5 @@ def test_tf_config_gets_a_warning_not_a_silent_single_worker_run(tmp_path, cli, 
     monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {}}')
     result = cli("train", CONFIGS / "mnist_mlp.yaml", *quick(tmp_path / "out", 200, 1))
     assert result.exit_code == 0, result.output
-    assert "warning: TF_CONFIG is set, but cnnlab does not train across workers" in result.output
+    assert "warning: TF_CONFIG is set, but cnnlab does not train across TensorFlow" in result.output
+    assert "use backend: jax with train.distribute: data_parallel" in result.output

@@ -19,7 +19,7 @@ from cnnlab.config.data import (
     KaggleCsvData,
     MnistData,
 )
-from cnnlab.config.experiment import Config
+from cnnlab.config.experiment import BACKENDS, Config
 from cnnlab.config.loading import dump_config, flat_config, load_config, read_yaml_mapping
 from cnnlab.config.models import (
     MODEL_SCHEMAS,
@@ -40,7 +40,8 @@ from cnnlab.config.training import PHASE_KEYS, PhaseConfig, TrainConfig
 from cnnlab.errors import ConfigError
 
 __all__ = [
-    "DATA_SCHEMAS", "MODEL_SCHEMAS", "PHASE_KEYS", "AirbenchModel", "AlexnetLiteModel", "ArrayData",
+    "BACKENDS", "DATA_SCHEMAS", "MODEL_SCHEMAS", "PHASE_KEYS", "AirbenchModel", "AlexnetLiteModel",
+    "ArrayData",
     "AugmentationConfig", "Cifar10Data", "Cifar100Data", "Config", "ConfigError",
     "ConvnetModel", "DataSchema", "DeepCnnModel", "ImageDirData", "ImageFormat", "InputNeeds",
     "KaggleCsvData", "Lenet5Model", "MlflowConfig", "MlpModel", "MnistData", "ModelSchema",

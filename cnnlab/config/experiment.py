@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Annotated, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from cnnlab.config.base import DirPath, Schema
 from cnnlab.config.data import DATA_SCHEMAS
@@ -17,15 +18,52 @@ DataConfig = Annotated[Union[tuple(DATA_SCHEMAS.values())], Field(discriminator=
 ModelConfig = Annotated[Union[tuple(MODEL_SCHEMAS.values())], Field(discriminator="builder")]  # noqa: UP007
 
 
+BACKENDS = ("tensorflow", "jax")
+TORCH_REFUSED = (
+    "torch is not supported yet: its wheels bring about 4 GB of CUDA libraries into every "
+    "install, and Keras 3.15's fit does not synchronise gradients under torch.distributed "
+    "(keras-team/keras#23316); use tensorflow or jax"
+)
+
+
+def default_backend() -> str:
+    """The backend of a config without `backend`: KERAS_BACKEND if set, else TensorFlow."""
+    return os.environ.get("KERAS_BACKEND") or "tensorflow"
+
+
 class Config(Schema):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] | None = None
     seed: int = 42
     deterministic: bool = False  # identical results for the same seed (slower on some ops)
+    # The Keras engine: tensorflow (the fastest on CPU for these models) or jax (GPUs, and
+    # training across processes and hosts with train.distribute: data_parallel). A saved
+    # .keras model is backend-neutral: a run scores the same under either.
+    backend: Annotated[
+        Literal["tensorflow", "jax"], Field(default_factory=default_backend, validate_default=True)
+    ]
     output_dir: DirPath = Path("outputs")
     data: DataConfig
     model: ModelConfig
     train: TrainConfig = TrainConfig()
     tracking: TrackingConfig = TrackingConfig()
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _known_backend(cls, value: Any) -> Any:
+        if value == "torch":
+            raise ValueError(TORCH_REFUSED)
+        return value
+
+    @model_validator(mode="after")
+    def _distribute_fits_backend(self) -> Config:
+        needs = {"mirrored": "tensorflow", "data_parallel": "jax"}.get(self.train.distribute)
+        if needs is not None and self.backend != needs:
+            raise ValueError(
+                f"train.distribute {self.train.distribute} runs on the {needs} backend; this "
+                f"config's backend is {self.backend} (set backend: {needs}, or train.distribute: "
+                f"{'data_parallel' if needs == 'tensorflow' else 'mirrored'})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _model_fits_data(self) -> Config:

@@ -83,10 +83,13 @@ class TrainConfig(_Optimization):
     # XLA compilation of the training step. auto: Keras' choice, on for GPUs, off on CPU-only
     # machines (where it is several times slower).
     jit_compile: Literal["auto"] | bool = "auto"
-    # Several devices with tf.distribute. auto: MirroredStrategy over all GPUs when there are
-    # two or more, else one device; mirrored: all GPUs (or logical CPU devices); none. The
-    # batch_size is global (split across replicas); the learning rate is not rescaled.
-    distribute: Literal["auto", "none", "mirrored"] = "auto"
+    # Several devices. mirrored: TensorFlow's MirroredStrategy over all GPUs (or logical CPU
+    # devices). data_parallel: keras.distribution.DataParallel on JAX over all local devices,
+    # and over all processes when cnnlab runs as several (--num-processes). auto: data_parallel
+    # on JAX with several devices or processes, mirrored on TensorFlow with two GPUs or more,
+    # else one device. The batch_size is global (split across replicas and processes); the
+    # learning rate is not rescaled.
+    distribute: Literal["auto", "none", "mirrored", "data_parallel"] = "auto"
     # Batches run per call into the compiled step; more cuts per-step Python overhead.
     steps_per_execution: Count = 1
     # Keras' fit output: 1 the progress bar, 2 one line per epoch, 0 nothing; auto: the bar in

@@ -141,11 +141,13 @@ def adapt_images(x: np.ndarray, data_cfg) -> np.ndarray:
     if to_rgb:
         x = np.repeat(x, 3, axis=-1)
     if resize is not None and tuple(resize) != x.shape[1:3]:
-        import tensorflow as tf
+        import keras
 
         out = np.empty((len(x), *resize, x.shape[-1]), np.uint8)
         for start in range(0, len(x), 4096):  # bounded float32 memory
-            part = tf.image.resize(x[start : start + 4096], resize, method="bilinear")
-            out[start : start + 4096] = np.clip(np.round(part.numpy()), 0, 255)
+            part = keras.ops.image.resize(
+                x[start : start + 4096].astype(np.float32), resize, interpolation="bilinear"
+            )
+            out[start : start + 4096] = np.clip(np.round(keras.ops.convert_to_numpy(part)), 0, 255)
         x = out
     return x
