@@ -72,13 +72,22 @@ def start_backend_quietly(backend: str, deterministic: bool = False, quiet: bool
         flag = "--xla_gpu_deterministic_ops=true"
         if flag not in os.environ.get("XLA_FLAGS", ""):
             os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
-    with stderr_without(STARTUP_NOISE) if quiet else contextlib.nullcontext():
-        import keras  # noqa: F401
+    try:
+        with stderr_without(STARTUP_NOISE) if quiet else contextlib.nullcontext():
+            import keras  # noqa: F401
 
-        if backend == "tensorflow":
-            import tensorflow as tf
+            if backend == "tensorflow":
+                import tensorflow as tf
 
-            tf.config.list_physical_devices("GPU")
+                tf.config.list_physical_devices("GPU")
+    except ModuleNotFoundError as e:
+        if e.name is None or e.name.split(".")[0] != backend:
+            raise
+        other = "jax" if backend == "tensorflow" else "tensorflow"
+        raise CnnlabError(
+            f"backend {backend} is not installed: pip install {backend} (or 'cnnlab[jax]'), "
+            f"or use backend: {other}"
+        ) from None
     _started = True
 
 
@@ -149,9 +158,12 @@ def resolve_precision(choice: str) -> tuple[str, str]:
         if capability and capability >= (7, 0):
             return "mixed_float16", f"auto: GPU compute capability {capability[0]}.{capability[1]}"
         return "float32", "auto: GPU without fast half precision"
-    if cpu_has_bf16():
-        return "mixed_bfloat16", "auto: CPU has AVX512_BF16/AMX"
-    return "float32", "auto: CPU without native bfloat16"
+    if not cpu_has_bf16():
+        return "float32", "auto: CPU without native bfloat16"
+    if backend_name() != "tensorflow":
+        # bfloat16 is not known to be faster on JAX's CPU backend (XLA): float32 unless asked.
+        return "float32", "auto: bfloat16 on CPU is only chosen on TensorFlow"
+    return "mixed_bfloat16", "auto: CPU has AVX512_BF16/AMX"
 
 
 @contextmanager

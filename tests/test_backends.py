@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 
+import keras  # noqa: F401  (this process runs Keras on TensorFlow; the JAX runs are processes of their own)
 import numpy as np
 import pandas as pd
 import pytest
@@ -182,7 +183,13 @@ def test_data_parallel_over_two_devices_and_two_processes_matches_one_process(wh
 
 @pytest.mark.subprocess
 def test_a_model_scores_the_same_on_either_backend(whole, tmp_path, cli, quick, mnist_arrays):
-    # Trained on JAX, scored here on TensorFlow.
+    # Trained on JAX: loaded on JAX unless told otherwise (this process runs TensorFlow).
+    own = cli("evaluate", whole)
+    assert own.exit_code == 1
+    assert "already runs Keras on tensorflow; backend jax needs a new process" in own.output
+    bad = cli("evaluate", whole, "--backend", "torch")
+    assert bad.exit_code == 1 and "--backend: 'torch' is not one of tensorflow, jax" in bad.output
+    # Scored here on TensorFlow.
     on_tf = cli("evaluate", whole, "--backend", "tensorflow")
     assert on_tf.exit_code == 0, on_tf.output
     scored = json.loads(on_tf.output)["test"]

@@ -315,3 +315,36 @@ def test_tracking_takes_a_server_url_as_given_and_a_folder_made_absolute(tmp_pat
         path, ["tracking.mlflow.uri=x", "tracking.mlflow.url=y"]
     )
     assert "tracking.mlflow.uri" in error_of(path, ["tracking.mlflow.uri="])
+
+
+def test_the_backend_defaults_to_keras_backend_and_torch_is_refused_with_its_reason(
+    tmp_path, monkeypatch
+):
+    path = write(tmp_path, GOOD)
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    assert load_config(path).backend == "tensorflow"
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    assert load_config(path).backend == "jax"
+    assert load_config(path, ["backend=tensorflow"]).backend == "tensorflow"
+    torch = error_of(write(tmp_path, GOOD + "backend: torch\n", "torch.yaml"))
+    assert torch.startswith(f"{tmp_path / 'torch.yaml'}:8: backend: torch is not supported yet")
+    assert "keras-team/keras#23316" in torch
+    assert "--set backend=torch: backend: torch is not" in error_of(path, ["backend=torch"])
+    assert error_of(path, ["backend=jaxx"]).endswith(
+        "backend: 'jaxx' is not one of 'tensorflow' or 'jax'; did you mean 'jax'?"
+    )
+
+
+@pytest.mark.parametrize(
+    ("backend", "distribute", "suggested"),
+    [("tensorflow", "data_parallel", "train.distribute: mirrored"),
+     ("jax", "mirrored", "train.distribute: data_parallel")],
+)  # fmt: skip
+def test_each_distribute_choice_names_the_backend_it_runs_on(
+    tmp_path, backend, distribute, suggested
+):
+    message = error_of(
+        write(tmp_path, GOOD), [f"backend={backend}", f"train.distribute={distribute}"]
+    )
+    assert f"train.distribute {distribute} runs on the" in message and suggested in message
+    assert load_config(write(tmp_path, GOOD), ["backend=jax", "train.distribute=data_parallel"])

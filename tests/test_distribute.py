@@ -1,4 +1,6 @@
-"""tf.distribute: MirroredStrategy over two logical CPU devices, in a process of its own."""
+"""Several devices: MirroredStrategy over two logical CPU devices (in a process of its own), the
+batches data_parallel splits, and what each placement records. The JAX runs are in
+test_backends."""
 
 from __future__ import annotations
 
@@ -86,3 +88,38 @@ def test_tf_config_gets_a_warning_not_a_silent_single_worker_run(tmp_path, cli, 
     assert result.exit_code == 0, result.output
     assert "warning: TF_CONFIG is set, but cnnlab does not train across TensorFlow" in result.output
     assert "use backend: jax with train.distribute: data_parallel" in result.output
+
+
+def test_array_batches_reshuffle_per_epoch_and_their_shards_make_the_global_batch():
+    from cnnlab.data.pipeline import ArrayBatches
+
+    x, y = np.arange(10)[:, None], np.arange(10)
+    whole = ArrayBatches(x, y, 4, shuffle_seed=3)
+    halves = [ArrayBatches(x, y, 4, 3, shard=(i, 2)) for i in range(2)]
+    assert len(whole) == 3  # 4 + 4 + 2
+    for i in range(3):
+        assert np.array_equal(np.concatenate([h[i][1] for h in halves]), whole[i][1])
+        assert [len(h[i][1]) for h in halves] == [len(whole[i][1]) // 2] * 2
+    first = np.concatenate([whole[i][1] for i in range(3)])
+    assert sorted(first) == list(range(10)) and not np.array_equal(first, y)
+    whole.on_epoch_end()
+    second = np.concatenate([whole[i][1] for i in range(3)])
+    assert sorted(second) == list(range(10)) and not np.array_equal(second, first)
+    # A run resumed at epoch 1 sees epoch 1's order, not epoch 0's again.
+    resumed = ArrayBatches(x, y, 4, 3, first_epoch=1)
+    assert np.array_equal(np.concatenate([resumed[i][1] for i in range(3)]), second)
+    assert np.array_equal(ArrayBatches(x, y, 4)[0][1], [0, 1, 2, 3])  # validation: in order
+
+
+def test_data_parallel_needs_batches_that_split_evenly():
+    from cnnlab.distribute import Placement
+    from cnnlab.errors import CnnlabError
+
+    placement = Placement("data_parallel", 4, ["cpu:0"] * 4, distribution=object())
+    x, y = placement.even_split("train", np.zeros((10, 2)), np.arange(10))
+    assert (len(x), len(y), placement.dropped) == (8, 8, {"train": 2})
+    assert len(placement.even_split("val", np.zeros((8, 2)), np.arange(8))[0]) == 8
+    assert placement.describe(64)["images_left_out"] == {"train": 2}
+    with pytest.raises(CnnlabError, match="batch_size 6 does not split evenly across 4 replicas"):
+        placement.check_batch_size(6)
+    placement.check_batch_size(64)
