@@ -116,13 +116,15 @@ def train(
     configs = [load_config(config, [*(overrides or []), f"seed={s}"]) for s in seed_list]
     cfg = load_config(config, overrides or []) if config is not None and not seeds else None
     cluster = cluster_from(coordinator, num_processes, process_id)
-    first = configs[0] if configs else cfg
-    if first is not None:
-        start_backend(first.backend, first.deterministic)
+    if configs or cfg is not None:
+        first = configs[0] if configs else cfg
     else:
-        start_backend(run_backend(resume, None))
+        from cnnlab.runs import open_run
+
+        first = open_run(resume)[1]  # a resumed run keeps its config, backend included
+    start_backend(first.backend, first.deterministic)
     if cluster.processes > 1:
-        _check_cluster_backend(first.backend if first is not None else run_backend(resume, None))
+        _check_cluster_backend(first.backend)
     from cnnlab.train import start_or_resume, train_seeds
     from cnnlab.train import train as run_training
 

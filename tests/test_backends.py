@@ -1,15 +1,17 @@
-"""The JAX backend, in processes where TensorFlow cannot be imported: a run trains, is killed
-and resumed, predicts; data_parallel over two devices and over two processes on 127.0.0.1
-gives the one-process weights; a .keras model scores the same on either backend."""
+"""The JAX backend, in processes where TensorFlow cannot be imported: data_parallel over two
+devices, and over two processes on 127.0.0.1 killed and resumed, gives the one-process
+weights; a .keras model scores and predicts the same on either backend."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import keras  # noqa: F401  (this process runs Keras on TensorFlow; the JAX runs are processes of their own)
 import numpy as np
@@ -21,7 +23,6 @@ from cnnlab.cluster import Cluster, join
 from cnnlab.errors import CnnlabError
 
 from .conftest import CONFIGS, ROOT
-from .test_resume import kill_after_two_epochs
 
 # cnnlab as on a machine without TensorFlow: importing it fails, and must never be tried.
 NO_TENSORFLOW = textwrap.dedent(
@@ -45,11 +46,14 @@ NO_TENSORFLOW = textwrap.dedent(
 CNNLAB_JAX = [sys.executable, "-c", NO_TENSORFLOW]
 CONFIG = CONFIGS / "mnist_mlp.yaml"
 JAX = ["--set", "backend=jax", "--set", "model.units=[32]", "--set", "train.verbose=0"]
-# 900 training and 100 validation images in batches of 50: all split evenly over two replicas.
+# 5,400 training and 600 validation images in batches of 50, all split evenly over two
+# replicas; four epochs, long enough for a kill to land inside the third. Without dropout the
+# only randomness is the seed's, so runs can be compared weight for weight.
 SMALL_JAX = [
-    *JAX, "--set", "data.max_samples=1000", "--set", "train.epochs=2",
-    "--set", "train.batch_size=50",
+    *JAX, "--set", "data.max_samples=6000", "--set", "train.epochs=4",
+    "--set", "train.batch_size=50", "--set", "model.dropout=0.0", "--set", "deterministic=true",
 ]  # fmt: skip
+PARALLEL = ["--set", "train.distribute=data_parallel"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -104,58 +108,23 @@ def whole(tmp_path_factory):
     return only_run(out)
 
 
-@pytest.mark.subprocess
-def test_jax_run_resumes_after_sigkill(tmp_path):
-    out = tmp_path / "killed"
-    # One phase of 4 epochs over 5,400 images: long enough for the kill to land in epoch 3.
-    longer = ["--set", "data.max_samples=6000", "--set", "train.phases=null"]
-    record = kill_after_two_epochs(
-        CONFIG, out, *JAX, *longer, "--set", "train.epochs=4", cnnlab=CNNLAB_JAX, settle=0
-    )
-    run_dir = only_run(out)
-    assert not (run_dir / "metrics.json").exists()
-    result = run_jax("train", "--resume", run_dir)
-    assert f"continuing after epoch {record['epoch']}/4" in result.stdout
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["resumed"] and metrics["epochs_run"] == 4 and metrics["backend"] == "jax"
-    assert pd.read_csv(run_dir / "history.csv")["epoch"].tolist() == [0, 1, 2, 3]
-    assert metrics["test"]["accuracy"] > 0.8  # it learned (chance: 0.1)
-    environment = json.loads((run_dir / "environment.json").read_text())
-    assert environment["keras_backend"] == "jax" and environment["jax"]
-    assert "tensorflow" not in environment
-
-
-@pytest.mark.subprocess
-def test_data_parallel_over_two_devices_and_two_processes_matches_one_process(whole, tmp_path):
-    parallel = ["--set", "train.distribute=data_parallel"]
-    devices = run_jax(
-        *train_args(tmp_path / "devices", *parallel), env={"JAX_NUM_CPU_DEVICES": "2"}
-    )
-    assert "data_parallel over 2 replicas (" in devices.stdout
-    assert "batch_size 50 is the global batch, 25 per replica" in devices.stdout
-    assert "left out" not in devices.stdout
-
-    port = free_port()
-    outs = [tmp_path / f"process{i}" for i in range(2)]
-    procs = [
-        subprocess.Popen(
-            [
-                *CNNLAB_JAX,
-                *map(str, train_args(outs[i], *parallel)),
-                "--coordinator",
-                f"127.0.0.1:{port}",
-                "--num-processes",
-                "2",
-                "--process-id",
-                str(i),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        for i in range(2)
+def start_processes(*args, outs=None) -> list[subprocess.Popen]:
+    """`cnnlab ARGS` as processes 0 and 1 of a cluster on a free 127.0.0.1 port, each with its
+    own output_dir when `outs` are given."""
+    cluster = ["--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2"]
+    commands = [[*CNNLAB_JAX, *map(str, args), *cluster, "--process-id", str(i)] for i in range(2)]
+    if outs:
+        commands = [
+            [*cmd, "--set", f"output_dir={out}"] for cmd, out in zip(commands, outs, strict=True)
+        ]
+    return [
+        subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for cmd in commands
     ]
+
+
+def finish(procs) -> list[str]:
+    """Each process's output, once all have ended; every one must succeed."""
     try:
         logs = [proc.communicate(timeout=240) for proc in procs]
     finally:
@@ -163,22 +132,70 @@ def test_data_parallel_over_two_devices_and_two_processes_matches_one_process(wh
             proc.kill()
     for proc, (stdout, stderr) in zip(procs, logs, strict=True):
         assert proc.returncode == 0, stdout[-2000:] + stderr[-3000:]
-    assert "data_parallel over 2 replicas, 2 processes" in logs[0][0]
-    assert "cnnlab:" not in logs[1][0] and "Epoch" not in logs[1][0]  # process 1 is silent ...
+    return [stdout for stdout, _ in logs]
+
+
+def kill_in_third_epoch(procs, out) -> dict:
+    """SIGKILL every process once process 0's run has recorded its second epoch."""
+    deadline, record = time.monotonic() + 240, None
+    try:
+        while time.monotonic() < deadline and record is None:
+            assert all(proc.poll() is None for proc in procs), "a process ended early"
+            for found in out.glob("*/.resume/progress.json"):
+                if json.loads(found.read_text())["epoch"] >= 2:
+                    record = json.loads(found.read_text())
+            time.sleep(0.01)
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+    assert record is not None and record["epoch"] in (2, 3), record
+    return record
+
+
+@pytest.mark.subprocess
+def test_two_processes_killed_and_resumed_end_with_the_one_process_weights(whole, tmp_path):
+    outs = [tmp_path / f"process{i}" for i in range(2)]
+    procs = start_processes("train", CONFIG, *SMALL_JAX, *PARALLEL, outs=outs)
+    record = kill_in_third_epoch(procs, outs[0])
+    run_dir = only_run(outs[0])
+    assert not (run_dir / "metrics.json").exists()
+
+    # --resume to every process: process 0 continues its run, the others read it.
+    logs = finish(start_processes("train", "--resume", run_dir))
+    assert f"continuing after epoch {record['epoch']}/4" in logs[0]
+    assert "data_parallel over 2 replicas, 2 processes" in logs[0]
+    assert "cnnlab:" not in logs[1] and "Epoch" not in logs[1]  # process 1 is silent ...
     assert not outs[1].exists()  # ... and writes nothing
 
-    one = weights(whole)
-    for run_dir in (only_run(tmp_path / "devices"), only_run(outs[0])):
-        assert max_difference(weights(run_dir), one) < 1e-5
-        placed = json.loads((run_dir / "metrics.json").read_text())["distribute"]
-        assert placed["strategy"] == "data_parallel" and placed["replicas"] == 2
-        assert placed["per_replica_batch_size"] == 25 and placed["images_left_out"] == {}
-    assert (
-        json.loads((outs[0] / only_run(outs[0]) / "metrics.json").read_text())["distribute"][
-            "processes"
-        ]
-        == 2
-    )
+    a = json.loads((run_dir / "metrics.json").read_text())
+    b = json.loads((whole / "metrics.json").read_text())
+    assert a["resumed"] and a["epochs_run"] == b["epochs_run"] == 4
+    assert (a["backend"], b["backend"]) == ("jax", "jax")
+    placed = a["distribute"]
+    assert (placed["strategy"], placed["replicas"], placed["processes"]) == ("data_parallel", 2, 2)
+    assert placed["per_process_batch_size"] == 25 and placed["images_left_out"] == {}
+    # The same global batches in the same order, across the kill: the one-process weights.
+    assert max_difference(weights(run_dir), weights(whole)) < 1e-5
+    assert np.allclose(
+        pd.read_csv(run_dir / "history.csv")["loss"], pd.read_csv(whole / "history.csv")["loss"],
+        atol=1e-5,
+    )  # fmt: skip
+    environment = json.loads((run_dir / "environment.json").read_text())
+    assert environment["keras_backend"] == "jax" and environment["jax"]
+    assert "tensorflow" not in environment
+
+
+@pytest.mark.subprocess
+def test_data_parallel_over_two_devices_matches_one_device(whole, tmp_path):
+    result = run_jax(*train_args(tmp_path, *PARALLEL), env={"JAX_NUM_CPU_DEVICES": "2"})
+    assert "data_parallel over 2 replicas (" in result.stdout
+    assert "batch_size 50 is the global batch, 25 per replica" in result.stdout
+    assert "left out" not in result.stdout
+    run_dir = only_run(tmp_path)
+    assert max_difference(weights(run_dir), weights(whole)) < 1e-5
+    placed = json.loads((run_dir / "metrics.json").read_text())["distribute"]
+    assert (placed["replicas"], placed["processes"]) == (2, 1)
 
 
 @pytest.mark.subprocess

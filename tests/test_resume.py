@@ -35,14 +35,11 @@ def metrics_of(run_dir):
     return json.loads((run_dir / "metrics.json").read_text())
 
 
-CNNLAB = [sys.executable, "-m", "cnnlab"]
-
-
-def kill_after_two_epochs(config, out, *extra, cnnlab=CNNLAB, settle=0.2) -> dict:
-    """Start `cnnlab train` (the command `cnnlab`) in a process of its own and SIGKILL it in its
-    third epoch, `settle` seconds after the second one ended."""
+def kill_after_two_epochs(config, out, *extra) -> dict:
+    """Start `cnnlab train` in a process of its own and SIGKILL it as its third epoch starts."""
     cmd = [
-        *cnnlab, "train", str(config), *SMALL, "--set", f"output_dir={out}", *map(str, extra),
+        sys.executable, "-m", "cnnlab", "train", str(config), *SMALL, "--set", f"output_dir={out}",
+        *map(str, extra),
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -55,7 +52,6 @@ def kill_after_two_epochs(config, out, *extra, cnnlab=CNNLAB, settle=0.2) -> dic
                 break
             time.sleep(0.01)
         assert progress is not None, "training never finished its second epoch"
-        time.sleep(settle)  # into the third epoch
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.kill()
@@ -74,7 +70,7 @@ def test_killed_run_resumes_in_its_phase_to_the_same_end(tmp_path):
     mlp = ("--set", "data.max_samples=3000", "--set", "model.units=[64]")
     # Tracked in MLflow too (a local store): the resumed run continues the same MLflow run.
     tracked = ("--mlflow", tmp_path / "mlruns")
-    record = kill_after_two_epochs(config, killed_out, *mlp, *tracked, settle=0)
+    record = kill_after_two_epochs(config, killed_out, *mlp, *tracked)
     assert (record["phase"], record["phase_done"]) == (1, False)
     (run_dir,) = killed_out.iterdir()
     assert not (run_dir / "metrics.json").exists()
