@@ -46,12 +46,13 @@ NO_TENSORFLOW = textwrap.dedent(
 CNNLAB_JAX = [sys.executable, "-c", NO_TENSORFLOW]
 CONFIG = CONFIGS / "mnist_mlp.yaml"
 JAX = ["--set", "backend=jax", "--set", "model.units=[32]", "--set", "train.verbose=0"]
-# 5,400 training and 600 validation images in batches of 50, all split evenly over two
-# replicas; four epochs, long enough for a kill to land inside the third. Without dropout the
-# only randomness is the seed's, so runs can be compared weight for weight.
+# 2,700 training and 300 validation images in batches of 150, all split evenly over two
+# replicas (few steps: every step of two processes is a collective); four epochs, long enough
+# for a kill to land inside the third. Without dropout the only randomness is the seed's, so
+# runs can be compared weight for weight.
 SMALL_JAX = [
-    *JAX, "--set", "data.max_samples=6000", "--set", "train.epochs=4",
-    "--set", "train.batch_size=50", "--set", "model.dropout=0.0", "--set", "deterministic=true",
+    *JAX, "--set", "data.max_samples=3000", "--set", "train.epochs=4",
+    "--set", "train.batch_size=150", "--set", "model.dropout=0.0", "--set", "deterministic=true",
 ]  # fmt: skip
 PARALLEL = ["--set", "train.distribute=data_parallel"]
 
@@ -174,7 +175,7 @@ def test_two_processes_killed_and_resumed_end_with_the_one_process_weights(whole
     assert (a["backend"], b["backend"]) == ("jax", "jax")
     placed = a["distribute"]
     assert (placed["strategy"], placed["replicas"], placed["processes"]) == ("data_parallel", 2, 2)
-    assert placed["per_process_batch_size"] == 25 and placed["images_left_out"] == {}
+    assert placed["per_process_batch_size"] == 75 and placed["images_left_out"] == {}
     # The same global batches in the same order, across the kill: the one-process weights.
     assert max_difference(weights(run_dir), weights(whole)) < 1e-5
     assert np.allclose(
@@ -190,7 +191,7 @@ def test_two_processes_killed_and_resumed_end_with_the_one_process_weights(whole
 def test_data_parallel_over_two_devices_matches_one_device(whole, tmp_path):
     result = run_jax(*train_args(tmp_path, *PARALLEL), env={"JAX_NUM_CPU_DEVICES": "2"})
     assert "data_parallel over 2 replicas (" in result.stdout
-    assert "batch_size 50 is the global batch, 25 per replica" in result.stdout
+    assert "batch_size 150 is the global batch, 75 per replica" in result.stdout
     assert "left out" not in result.stdout
     run_dir = only_run(tmp_path)
     assert max_difference(weights(run_dir), weights(whole)) < 1e-5
