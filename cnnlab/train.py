@@ -177,10 +177,7 @@ def _run(
 
 def _placement(cfg: Config, cluster: Cluster) -> Placement:
     """The devices (and processes) the run trains on, said as it starts."""
-    choice = cfg.train.distribute
-    if choice == "auto" and getattr(cfg.model, "cache_features", False):
-        choice = "none"  # the frozen base's features are computed on one device
-    placement = make_placement(choice, cluster.processes, cluster.process_id)
+    placement = make_placement(cfg.train.distribute, cluster.processes, cluster.process_id)
     if os.environ.get("TF_CONFIG") and keras.backend.backend() == "tensorflow":
         say(
             "warning: TF_CONFIG is set, but cnnlab does not train across TensorFlow workers "

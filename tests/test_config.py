@@ -348,3 +348,10 @@ def test_each_distribute_choice_names_the_backend_it_runs_on(
     )
     assert f"train.distribute {distribute} runs on the" in message and suggested in message
     assert load_config(write(tmp_path, GOOD), ["backend=jax", "train.distribute=data_parallel"])
+
+
+def test_multi_worker_is_refused_with_the_upstream_issue_and_what_to_use(tmp_path):
+    message = error_of(write(tmp_path, GOOD), ["train.distribute=multi_worker"])
+    assert "train.distribute: TensorFlow's multi-worker training fails" in message
+    assert "keras-team/keras#20585" in message
+    assert message.endswith("use backend: jax with train.distribute: data_parallel")

@@ -104,6 +104,17 @@ class TrainConfig(_Optimization):
             raise ValueError("needs the tensorboard package: pip install 'cnnlab[tensorboard]'")
         return wanted
 
+    @field_validator("distribute", mode="before")
+    @classmethod
+    def _no_multi_worker(cls, value: Any) -> Any:
+        if value == "multi_worker":
+            raise ValueError(
+                "TensorFlow's multi-worker training fails under Keras 3's fit "
+                "(keras-team/keras#20585); to train across processes and hosts, use backend: jax "
+                "with train.distribute: data_parallel"
+            )
+        return value
+
     @model_validator(mode="before")
     @classmethod
     def _phases_inherit(cls, data: Any) -> Any:
