@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,13 @@ from cnnlab.cli import app
 ROOT = Path(__file__).resolve().parents[1]
 MNIST_NPZ = ROOT / "data" / "mnist.npz"
 CONFIGS = ROOT / "configs"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -22,7 +21,7 @@ from PIL import Image
 from cnnlab.cluster import Cluster, join
 from cnnlab.errors import CnnlabError
 
-from .conftest import CONFIGS, ROOT
+from .conftest import CONFIGS, ROOT, free_port
 
 # cnnlab as on a machine without TensorFlow: importing it fails, and must never be tried.
 NO_TENSORFLOW = textwrap.dedent(
@@ -92,12 +91,6 @@ def weights(run_dir) -> list[np.ndarray]:
 
 def max_difference(a, b) -> float:
     return max(float(np.abs(x - y).max()) for x, y in zip(a, b, strict=True))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ resumed run continuing its MLflow run in test_resume."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -19,16 +18,10 @@ from cnnlab.config import load_config
 from cnnlab.runs import read_state
 from cnnlab.tracking import RECORD
 
-from .conftest import CONFIGS, _quick
+from .conftest import CONFIGS, _quick, free_port
 from .tracked import check_logged, the_run
 
 CONFIG = CONFIGS / "mnist_mlp.yaml"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
