@@ -15,8 +15,12 @@ import typer
 from cnnlab.cli_data import data_app
 from cnnlab.cli_support import (
     Backend,
+    ConnectTimeout,
+    Coordinator,
     Mlflow,
+    NumProcesses,
     Overrides,
+    ProcessId,
     RunDirs,
     open_finished_run,
     run_backend,
@@ -63,41 +67,10 @@ def train(
         ),
     ] = None,
     mlflow: Mlflow = None,
-    coordinator: Annotated[
-        str | None,
-        typer.Option(
-            metavar="HOST:PORT",
-            help="Several processes (data_parallel on JAX): process 0's address, the same for "
-            "all (default: $KERAS_DISTRIBUTION_JOB_ADDRESSES).",
-            rich_help_panel="Several processes",
-        ),
-    ] = None,
-    num_processes: Annotated[
-        int | None,
-        typer.Option(
-            help="How many processes train the model (default: "
-            "$KERAS_DISTRIBUTION_NUM_PROCESSES, else 1).",
-            rich_help_panel="Several processes",
-            show_default=False,
-        ),
-    ] = None,
-    process_id: Annotated[
-        int | None,
-        typer.Option(
-            help="This process, 0 to N-1; process 0 writes the run directory (default: "
-            "$KERAS_DISTRIBUTION_PROCESS_ID).",
-            rich_help_panel="Several processes",
-            show_default=False,
-        ),
-    ] = None,
-    connect_timeout: Annotated[
-        float,
-        typer.Option(
-            min=1,
-            help="Seconds to wait for all processes to reach the coordinator.",
-            rich_help_panel="Several processes",
-        ),
-    ] = 120,
+    coordinator: Coordinator = None,
+    num_processes: NumProcesses = None,
+    process_id: ProcessId = None,
+    connect_timeout: ConnectTimeout = 120,
 ) -> None:
     """Train a model as CONFIG describes into a new run directory, or continue one (--resume)."""
     from cnnlab.cluster import cluster_from, join
@@ -132,17 +105,8 @@ def train(
     if configs:
         train_seeds(configs, cluster)
         return
-    if cluster.is_chief:
-        ask = (lambda q: typer.confirm(q, default=True)) if sys.stdin.isatty() else None
-        # Several processes never pick up an interrupted run by themselves: only --resume
-        # given to every process continues one.
-        if cluster.processes == 1 or resume is not None:
-            cfg, resume = start_or_resume(cfg, resume, ask)
-    elif resume is not None:
-        # Process 0 has marked the run running by now; the checks are its to make.
-        from cnnlab.runs import open_run
-
-        resume, cfg = open_run(resume)
+    ask = (lambda q: typer.confirm(q, default=True)) if sys.stdin.isatty() else None
+    cfg, resume = start_or_resume(cfg, resume, ask, cluster)
     run_training(cfg, resume, cluster=cluster)
 
 

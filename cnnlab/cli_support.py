@@ -106,6 +106,44 @@ def with_mlflow(overrides: list[str] | None, uri: str | None) -> list[str]:
     return [*(overrides or []), *([f"tracking.mlflow.uri={uri}"] if uri else [])]
 
 
+# Several processes training one model (data_parallel on JAX): see cnnlab.cluster.
+_PROCESSES = "Several processes"
+Coordinator = Annotated[
+    str | None,
+    typer.Option(
+        metavar="HOST:PORT",
+        help="Process 0's address, the same for all (default: $KERAS_DISTRIBUTION_JOB_ADDRESSES).",
+        rich_help_panel=_PROCESSES,
+    ),
+]
+NumProcesses = Annotated[
+    int | None,
+    typer.Option(
+        help="How many processes train the model (default: $KERAS_DISTRIBUTION_NUM_PROCESSES, "
+        "else 1).",
+        rich_help_panel=_PROCESSES,
+        show_default=False,
+    ),
+]
+ProcessId = Annotated[
+    int | None,
+    typer.Option(
+        help="This process, 0 to N-1; process 0 writes the run directory (default: "
+        "$KERAS_DISTRIBUTION_PROCESS_ID).",
+        rich_help_panel=_PROCESSES,
+        show_default=False,
+    ),
+]
+ConnectTimeout = Annotated[
+    float,
+    typer.Option(
+        min=1,
+        help="Seconds to wait for all processes to reach the coordinator.",
+        rich_help_panel=_PROCESSES,
+    ),
+]
+
+
 Backend = Annotated[
     str | None,
     typer.Option(

@@ -119,14 +119,26 @@ def train_seeds(configs: list[Config], cluster: Cluster = ONE_PROCESS) -> list[P
 
 
 def start_or_resume(
-    cfg: Config | None, resume: Path | None, ask: Callable[[str], bool] | None
+    cfg: Config | None,
+    resume: Path | None,
+    ask: Callable[[str], bool] | None,
+    cluster: Cluster = ONE_PROCESS,
 ) -> tuple[Config, Path | None]:
     """The config to train and the run to continue (None: a new run).
 
     Without `resume`, an interrupted run of the identical config is looked for: `ask` (a
     yes/no question to the user, None when nobody can answer) decides whether to continue
-    it; otherwise the command that would is printed and a new run starts.
+    it; otherwise the command that would is printed and a new run starts. Several processes
+    never pick up an interrupted run by themselves: --resume given to each continues one.
     """
+    if not cluster.is_chief:
+        if resume is None:
+            return cfg, None
+        # Process 0 has marked the run running by now: the checks are its to make.
+        run_dir, saved = runs.open_run(resume)
+        return saved, run_dir
+    if resume is None and cluster.processes > 1:
+        return cfg, None
     if resume is None:
         found = runs.find_resumable(cfg)
         if found is None:
