@@ -54,7 +54,9 @@ class Placement:
             keras.distribution.set_distribution(previous)
 
     def check_batch_size(self, batch_size: int) -> None:
-        if self.replicas > 1 and batch_size % self.replicas:
+        """data_parallel gives every replica an equal part of each batch (MirroredStrategy
+        splits an uneven batch itself)."""
+        if self.distribution is not None and batch_size % self.replicas:
             raise CnnlabError(
                 f"train.batch_size {batch_size} does not split evenly across {self.replicas} "
                 f"replicas; use a multiple of {self.replicas}"
