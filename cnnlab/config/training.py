@@ -76,9 +76,9 @@ class TrainConfig(_Optimization):
     # Training in stages, e.g. a frozen base then fine-tuning; without it, one phase made of
     # the keys above.
     phases: Annotated[list[PhaseConfig], Field(min_length=1)] | None = None
-    # Keras dtype policy. auto: mixed_bfloat16 on CPUs with AVX512_BF16 or AMX and on GPUs of
-    # compute capability 8.0 or more, mixed_float16 on older GPUs (7.x), float32 otherwise.
-    # The output layer always computes in float32.
+    # Keras dtype policy. auto: mixed_bfloat16 on GPUs of compute capability 8.0 or more and
+    # (on TensorFlow) on CPUs with AVX512_BF16 or AMX, mixed_float16 on older GPUs (7.x),
+    # float32 otherwise. The output layer always computes in float32.
     precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = "auto"
     # XLA compilation of the training step. auto: Keras' choice, on for GPUs, off on CPU-only
     # machines (where it is several times slower).
