@@ -102,17 +102,20 @@ def whole(tmp_path_factory):
     return only_run(out)
 
 
-def start_processes(*args, outs=None) -> list[subprocess.Popen]:
+def start_processes(*args, scratch, outs=None) -> list[subprocess.Popen]:
     """`cnnlab ARGS` as processes 0 and 1 of a cluster on a free 127.0.0.1 port, each with its
-    own output_dir when `outs` are given."""
+    own output_dir when `outs` are given; their temporary folders go into `scratch`."""
     cluster = ["--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2"]
     commands = [[*CNNLAB_JAX, *map(str, args), *cluster, "--process-id", str(i)] for i in range(2)]
     if outs:
         commands = [
             [*cmd, "--set", f"output_dir={out}"] for cmd, out in zip(commands, outs, strict=True)
         ]
+    env = {**os.environ, "TMPDIR": str(scratch)}
     return [
-        subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for cmd in commands
     ]
 
@@ -150,17 +153,22 @@ def kill_in_third_epoch(procs, out) -> dict:
 @pytest.mark.subprocess
 def test_two_processes_killed_and_resumed_end_with_the_one_process_weights(whole, tmp_path):
     outs = [tmp_path / f"process{i}" for i in range(2)]
-    procs = start_processes("train", CONFIG, *SMALL_JAX, *PARALLEL, outs=outs)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    procs = start_processes("train", CONFIG, *SMALL_JAX, *PARALLEL, scratch=scratch, outs=outs)
     record = kill_in_third_epoch(procs, outs[0])
     run_dir = only_run(outs[0])
     assert not (run_dir / "metrics.json").exists()
 
     # --resume to every process: process 0 continues its run, the others read it.
-    logs = finish(start_processes("train", "--resume", run_dir))
+    # The killed process 1 could not delete its temporary folder.
+    (killed,) = scratch.glob("cnnlab-process1-*")
+    logs = finish(start_processes("train", "--resume", run_dir, scratch=scratch))
     assert f"continuing after epoch {record['epoch']}/4" in logs[0]
     assert "data_parallel over 2 replicas, 2 processes" in logs[0]
     assert "cnnlab:" not in logs[1] and "Epoch" not in logs[1]  # process 1 is silent ...
-    assert not outs[1].exists()  # ... and writes nothing
+    assert not outs[1].exists()  # ... and writes nothing there
+    assert list(scratch.iterdir()) == [killed]  # the resumed one deleted its own
 
     a = json.loads((run_dir / "metrics.json").read_text())
     b = json.loads((whole / "metrics.json").read_text())
