@@ -153,9 +153,8 @@ def evaluate(
 
     Several runs: their averaged probabilities (an ensemble) are scored instead, on the test set.
     """
-    for run_dir in run_dirs:
-        open_finished_run(run_dir)
-    start_backend(run_backend(run_dirs[0], backend))
+    opened = [open_finished_run(run_dir) for run_dir in run_dirs]
+    start_backend(run_backend(opened[0], backend))
     if len(run_dirs) == 1:
         if output is not None:
             raise CnnlabError("--output is for several runs; one run writes evaluation.json")
@@ -189,9 +188,8 @@ def predict_csv(
     backend: Backend = None,
 ) -> None:
     """Write a Kaggle submission (ImageId,Label) with a run's best model, or several runs'."""
-    for run_dir in run_dirs:
-        open_finished_run(run_dir)
-    start_backend(run_backend(run_dirs[0], backend))
+    opened = [open_finished_run(run_dir) for run_dir in run_dirs]
+    start_backend(run_backend(opened[0], backend))
     from cnnlab.predict import predict_csv as run_prediction
 
     out, rows = run_prediction(run_dirs, test_csv, output, overwrite)
@@ -237,9 +235,8 @@ def predict(
         )
     if not inputs:
         raise CnnlabError("give image files, folders or patterns after the run directories")
-    for run_dir in runs:
-        open_finished_run(run_dir)
-    start_backend(run_backend(runs[0], backend))
+    opened = [open_finished_run(run_dir) for run_dir in runs]
+    start_backend(run_backend(opened[0], backend))
     from cnnlab.predict import predict_images
 
     result = predict_images(runs, inputs, output, overwrite)

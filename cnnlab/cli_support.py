@@ -55,29 +55,31 @@ def start_backend(backend: str, deterministic: bool = False) -> None:
     start_backend_quietly(backend, deterministic, quiet=not _debug)
 
 
-def run_backend(run_dir: Path, choice: str | None) -> str:
-    """The backend to load a run's model with: `choice` (--backend), else the run's own."""
+def run_backend(cfg, choice: str | None) -> str:
+    """The backend to load a run's model with: `choice` (--backend), else that of the run
+    whose config is `cfg`."""
     from cnnlab.config import BACKENDS
-    from cnnlab.runs import open_run
 
     if choice is None:
-        return open_run(run_dir)[1].backend
+        return cfg.backend
     if choice not in BACKENDS:
         raise CnnlabError(f"--backend: {choice!r} is not one of {', '.join(BACKENDS)}")
     return choice
 
 
-def open_finished_run(run_dir: Path) -> None:
-    """Fail before TensorFlow loads on a wrong path; say so when the run did not complete."""
+def open_finished_run(run_dir: Path):
+    """The run's config; fail before Keras loads on a wrong path, say so when the run did not
+    complete."""
     from cnnlab.runs import open_run, read_state
 
-    open_run(run_dir)
+    _, cfg = open_run(run_dir)
     state = read_state(run_dir)
     if state["state"] != "completed":
         reason = f" ({state['reason']})" if state.get("reason") else ""
         typer.echo(
             f"note: {run_dir} is {state['state']}{reason}; using its best model so far", err=True
         )
+    return cfg
 
 
 Overrides = Annotated[

@@ -128,10 +128,15 @@ def _gather(cluster: Cluster, deadline: float, timeout_s: float) -> None:
                 words = peer.recv(64).split()
             except OSError:
                 continue
-            if len(words) == 3 and words[0] == HELLO and int(words[2]) == cluster.processes:
+            if (
+                len(words) == 3
+                and words[0] == HELLO
+                and words[2] == b"%d" % cluster.processes
+                and words[1].isdigit()
+            ):
                 waiting[int(words[1])] = peer
             else:
-                peer.close()
+                peer.close()  # not one of this run's processes
     for peer in waiting.values():
         with peer:
             peer.sendall(b"go")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import Field, field_validator, model_validator
 
@@ -18,7 +18,8 @@ DataConfig = Annotated[Union[tuple(DATA_SCHEMAS.values())], Field(discriminator=
 ModelConfig = Annotated[Union[tuple(MODEL_SCHEMAS.values())], Field(discriminator="builder")]  # noqa: UP007
 
 
-BACKENDS = ("tensorflow", "jax")
+Backend = Literal["tensorflow", "jax"]
+BACKENDS = get_args(Backend)
 TORCH_REFUSED = (
     "torch is not supported yet: its wheels bring about 4 GB of CUDA libraries into every "
     "install, and Keras 3.15's fit does not synchronise gradients under torch.distributed "
@@ -38,9 +39,7 @@ class Config(Schema):
     # The Keras engine: tensorflow (the fastest on CPU for these models) or jax (GPUs, and
     # training across processes and hosts with train.distribute: data_parallel). A saved
     # .keras model is backend-neutral: a run scores the same under either.
-    backend: Annotated[
-        Literal["tensorflow", "jax"], Field(default_factory=default_backend, validate_default=True)
-    ]
+    backend: Annotated[Backend, Field(default_factory=default_backend, validate_default=True)]
     output_dir: DirPath = Path("outputs")
     data: DataConfig
     model: ModelConfig
