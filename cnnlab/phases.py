@@ -64,6 +64,29 @@ def compile_model(
     )
 
 
+def build_step_state(model: keras.Model, x, y) -> None:
+    """Create the variables a compiled model's first training step would (the optimizer's
+    slots, the compiled metrics' totals) now, from one example `x`, `y`.
+
+    Without a distribution strategy, Keras on TensorFlow creates them inside the first call of
+    the traced train step, and a tf.function whose first call creates variables is traced
+    twice: seconds lost at the start of every phase. Keras builds them itself in the other
+    cases (JAX, or a tf.distribute strategy); there only the optimizer is built here.
+    """
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    if keras.backend.backend() != "tensorflow":
+        return
+    import tensorflow as tf
+
+    if tf.distribute.has_strategy():
+        return
+    predicted = model(x, training=False)
+    model.compute_loss(x, y, predicted, training=False)
+    model.compute_metrics(x, y, predicted)
+    model.reset_metrics()  # what one example added; fit resets them again anyway
+
+
 def make_callbacks(
     cfg: TrainConfig,
     phase: PhaseConfig,
@@ -147,6 +170,7 @@ def fit_phases(
             f"{phase.learning_rate:g}, {trainable_parameters(fit_model):,} trainable parameters",
             flush=True,
         )
+        build_step_state(fit_model, x_train[:1], data.y_train[:1])
         fit_model.fit(
             # Seeded per run (see batches for what a resumed run sees).
             batches(x_train, data.y_train, train_cfg.batch_size, cfg.seed, shard, epoch),
@@ -173,5 +197,5 @@ def _cached_head(model: keras.Model, train_cfg: TrainConfig, data: Dataset):
     # The saved model (image in, probabilities out) is scored and reloaded: compile it too,
     # with its optimizer built so that it saves and loads whole.
     compile_model(model, train_cfg, len(x_train))
-    model.optimizer.build(model.trainable_variables)
+    build_step_state(model, data.x_train[:1], data.y_train[:1])
     return head, x_train, x_val

@@ -60,7 +60,7 @@ def test_one_step_on_raw_pixels_gives_finite_loss(name):
     import keras
 
     from cnnlab.config import TrainConfig
-    from cnnlab.phases import compile_model
+    from cnnlab.phases import build_step_state, compile_model
 
     keras.utils.set_random_seed(0)
     shape = small_shape(name)
@@ -69,10 +69,37 @@ def test_one_step_on_raw_pixels_gives_finite_loss(name):
     model.run_eagerly = name not in TRACED
     x = np.random.default_rng(0).integers(0, 256, (16, *shape), dtype=np.uint8)
     y = np.arange(16) % 10
+    build_step_state(model, x[:1], y[:1])  # as a phase does before fitting
     loss = model.train_on_batch(x, y)
     assert np.isfinite(loss[0] if isinstance(loss, list) else loss)
     probs = model.predict(x, verbose=0)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_a_phase_traces_its_train_step_once():
+    # The optimizer's slots and the metrics' totals exist before fit: TensorFlow traces the
+    # step once, not again after a first call that created them (seconds per phase).
+    import keras
+
+    from cnnlab.config import TrainConfig
+    from cnnlab.phases import build_step_state, compile_model
+
+    traces = []
+
+    class Counted(keras.Model):
+        def train_step(self, data):
+            traces.append(len(traces))  # Python runs once per trace, not per step
+            return super().train_step(data)
+
+    built = build_model(default_cfg("mlp"), (28, 28, 1), 10)
+    model = Counted(inputs=built.input, outputs=built.output)
+    compile_model(model, TrainConfig(), train_size=64)
+    x = np.random.default_rng(0).integers(0, 256, (64, 28, 28, 1), dtype=np.uint8)
+    y = np.arange(64) % 10
+    build_step_state(model, x[:1], y[:1])
+    assert model.optimizer.built and model.metrics_names == ["loss", "compile_metrics"]
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    assert traces == [0]
 
 
 @pytest.mark.parametrize("name", sorted(BUILDERS))
@@ -89,7 +116,7 @@ def test_two_classes_train_one_sigmoid_unit_with_binary_loss(name):
 
     from cnnlab.config import TrainConfig
     from cnnlab.inference import class_probabilities
-    from cnnlab.phases import compile_model
+    from cnnlab.phases import build_step_state, compile_model
 
     keras.utils.set_random_seed(0)
     shape = small_shape(name)
@@ -101,6 +128,7 @@ def test_two_classes_train_one_sigmoid_unit_with_binary_loss(name):
     assert isinstance(model.loss, keras.losses.BinaryCrossentropy)
     x = np.random.default_rng(0).integers(0, 256, (16, *shape), dtype=np.uint8)
     y = np.arange(16) % 2
+    build_step_state(model, x[:1], y[:1])
     logs = model.train_on_batch(x, y, return_dict=True)
     assert np.isfinite(logs["loss"]) and 0 <= logs["accuracy"] <= 1
     probs = class_probabilities(model, x)
