@@ -16,6 +16,23 @@ MNIST_NPZ = ROOT / "data" / "mnist.npz"
 CONFIGS = ROOT / "configs"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with `subprocess` tests first, then the others, more tests first.
+
+    Those tests mostly wait on other processes: started first, the in-process modules fill
+    the waits, and the suite does not end on a long module with the other worker idle.
+    pyproject.toml's `--no-loadscope-reorder` keeps this order (xdist would sort by size).
+    """
+    modules: dict[Path, list[pytest.Item]] = {}
+    for item in items:
+        modules.setdefault(item.path, []).append(item)
+
+    def waits_last(tests: list[pytest.Item]) -> tuple[bool, int]:
+        return (not any(t.get_closest_marker("subprocess") for t in tests), -len(tests))
+
+    items[:] = [item for tests in sorted(modules.values(), key=waits_last) for item in tests]
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as s:

@@ -45,12 +45,12 @@ NO_TENSORFLOW = textwrap.dedent(
 CNNLAB_JAX = [sys.executable, "-c", NO_TENSORFLOW]
 CONFIG = CONFIGS / "mnist_mlp.yaml"
 JAX = ["--set", "backend=jax", "--set", "model.units=[32]", "--set", "train.verbose=0"]
-# 2,700 training and 300 validation images in batches of 150, all split evenly over two
+# 1,350 training and 150 validation images in batches of 150, all split evenly over two
 # replicas (few steps: every step of two processes is a collective); four epochs, long enough
 # for a kill to land inside the third. Without dropout the only randomness is the seed's, so
 # runs can be compared weight for weight.
 SMALL_JAX = [
-    *JAX, "--set", "data.max_samples=3000", "--set", "train.epochs=4",
+    *JAX, "--set", "data.max_samples=1500", "--set", "train.epochs=4",
     "--set", "train.batch_size=150", "--set", "model.dropout=0.0", "--set", "deterministic=true",
 ]  # fmt: skip
 PARALLEL = ["--set", "train.distribute=data_parallel"]

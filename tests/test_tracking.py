@@ -24,9 +24,10 @@ from .tracked import check_logged, the_run
 CONFIG = CONFIGS / "mnist_mlp.yaml"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", autouse=True)
 def server(tmp_path_factory):
-    """`mlflow server` with a SQLite backend; it starts while the test trains its first run."""
+    """`mlflow server` with a SQLite backend, started with the module: it comes up while the
+    first test runs and the server test trains its first run."""
     root = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
     process = subprocess.Popen(
@@ -60,27 +61,6 @@ def train(cli, out: Path, *extra) -> tuple[Path, str]:
     return run, result.output
 
 
-@pytest.mark.subprocess
-def test_an_mlflow_server_gets_the_run_and_a_down_one_costs_a_warning(cli, tmp_path, server):
-    # While the server starts: a tracking URI where nothing answers costs one warning.
-    nowhere = f"http://127.0.0.1:{free_port()}"
-    start = time.monotonic()
-    run_dir, output = train(cli, tmp_path / "down", "--mlflow", nowhere)
-    assert time.monotonic() - start < 90
-    warnings = [line for line in output.splitlines() if "warning: MLflow" in line]
-    assert len(warnings) == 1 and f"tracking at {nowhere} stopped" in warnings[0], output
-    assert "training goes on" in warnings[0]
-    assert read_state(run_dir)["state"] == "completed" and not (run_dir / RECORD).exists()
-
-    process, url = server
-    wait_until_up(url, process)
-    run_dir, output = train(cli, tmp_path / "up", "--mlflow", url)
-    client = MlflowClient(url)
-    run = the_run(client, "mnist_mlp")
-    assert f"MLflow run {run.info.run_id} at {url} (experiment mnist_mlp)" in output
-    check_logged(client, run, run_dir)
-
-
 def test_an_interrupted_run_is_killed_in_mlflow_and_continued_by_its_record(tmp_path):
     """The Tracker alone, without training: stop, continue from mlflow.json, finish."""
     from cnnlab.tracking import Tracker
@@ -102,3 +82,24 @@ def test_an_interrupted_run_is_killed_in_mlflow_and_continued_by_its_record(tmp_
     history = client.get_metric_history(run.info.run_id, "loss")
     assert [(m.step, m.value) for m in history] == [(1, 2.0), (2, 1.0)]
     assert "note" not in run.data.metrics
+
+
+@pytest.mark.subprocess
+def test_an_mlflow_server_gets_the_run_and_a_down_one_costs_a_warning(cli, tmp_path, server):
+    # While the server starts: a tracking URI where nothing answers costs one warning.
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    start = time.monotonic()
+    run_dir, output = train(cli, tmp_path / "down", "--mlflow", nowhere)
+    assert time.monotonic() - start < 90
+    warnings = [line for line in output.splitlines() if "warning: MLflow" in line]
+    assert len(warnings) == 1 and f"tracking at {nowhere} stopped" in warnings[0], output
+    assert "training goes on" in warnings[0]
+    assert read_state(run_dir)["state"] == "completed" and not (run_dir / RECORD).exists()
+
+    process, url = server
+    wait_until_up(url, process)
+    run_dir, output = train(cli, tmp_path / "up", "--mlflow", url)
+    client = MlflowClient(url)
+    run = the_run(client, "mnist_mlp")
+    assert f"MLflow run {run.info.run_id} at {url} (experiment mnist_mlp)" in output
+    check_logged(client, run, run_dir)
