@@ -197,5 +197,5 @@ def _cached_head(model: keras.Model, train_cfg: TrainConfig, data: Dataset):
     # The saved model (image in, probabilities out) is scored and reloaded: compile it too,
     # with its optimizer built so that it saves and loads whole.
     compile_model(model, train_cfg, len(x_train))
-    build_step_state(model, data.x_train[:1], data.y_train[:1])
+    model.optimizer.build(model.trainable_variables)
     return head, x_train, x_val

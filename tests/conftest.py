@@ -27,10 +27,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         modules.setdefault(item.path, []).append(item)
 
-    def waits_last(tests: list[pytest.Item]) -> tuple[bool, int]:
+    def start_order(tests: list[pytest.Item]) -> tuple[bool, int]:
         return (not any(t.get_closest_marker("subprocess") for t in tests), -len(tests))
 
-    items[:] = [item for tests in sorted(modules.values(), key=waits_last) for item in tests]
+    items[:] = [item for tests in sorted(modules.values(), key=start_order) for item in tests]
 
 
 def free_port() -> int:
