@@ -195,6 +195,19 @@ def test_only_the_transforms_asked_for_are_added():
     assert [n for n in names if n.startswith("random_")] == ["random_affine"]
 
 
+def test_xla_is_left_off_for_the_affine_augmentation_on_tensorflow():
+    import warnings
+
+    affine = MODEL_SCHEMAS["small_cnn"](builder="small_cnn", augmentation={"translation": 0.1})
+    flip = MODEL_SCHEMAS["small_cnn"](builder="small_cnn", augmentation={"flip": "horizontal"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "Proceeding with jit_compile=False"
+        for cfg, compiled in ((affine, False), (flip, True)):
+            model = build_model(cfg, (28, 28, 1), 10)
+            model.compile(loss="sparse_categorical_crossentropy", jit_compile=True)
+            assert model.jit_compile is compiled
+
+
 def test_augmented_model_saves_and_loads(tmp_path):
     import keras
 

@@ -65,6 +65,21 @@ class Config(Schema):
         return self
 
     @model_validator(mode="after")
+    def _xla_can_compile_the_model(self) -> Config:
+        augmentation = self.model.augmentation
+        if self.backend != "tensorflow" or self.train.jit_compile is not True or not augmentation:
+            return self
+        moving = [k for k in ("rotation", "zoom", "translation") if getattr(augmentation, k)]
+        if moving:
+            keys = ", ".join(f"model.augmentation.{k}" for k in moving)
+            raise ValueError(
+                f"train.jit_compile: true cannot compile the random_affine layer that {keys} "
+                "adds: on TensorFlow it is ImageProjectiveTransformV3, which has no XLA kernel; "
+                "set train.jit_compile: auto (XLA off for this model) or false, or backend: jax"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _model_fits_data(self) -> Config:
         # Each side answers for itself: what the model needs, how the loader can give it.
         self.model.check_training(self.train)

@@ -57,6 +57,11 @@ class RandomAffine(keras.layers.Layer):
         self.fill_mode, self.seed = fill_mode, seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = True
+        # On TensorFlow the transform is ImageProjectiveTransformV3, which has no XLA kernel:
+        # Keras' jit_compile "auto" then leaves the model uncompiled (as for its own
+        # RandomRotation), and config validation refuses jit_compile: true with it.
+        if keras.backend.backend() == "tensorflow":
+            self.supports_jit = False
 
     def call(self, images, training=None):
         if not training:
