@@ -334,9 +334,15 @@ def export(
 def _show_export(record: dict, path: Path) -> None:
     fmt, checked = record["format"], record["checked_on"]
     latency = record["latency_ms"]
+    saved = ""
+    if record["precision"] != "float32":
+        saved = (
+            f" (to the saved {record['precision']} model: {record['max_abs_diff_to_saved']:.2g}, "
+            f"top-1 {record['top1_agreement_to_saved']:.2%})"
+        )
     typer.echo(
         f"{checked['images']:,} {checked['split']} images: max probability difference "
-        f"{record['max_abs_diff']:.2g}, top-1 agreement {record['top1_agreement']:.2%}, "
+        f"{record['max_abs_diff']:.2g}, top-1 agreement {record['top1_agreement']:.2%}{saved}, "
         f"accuracy {record['accuracy']:.4f} (Keras model {record['keras_accuracy']:.4f})"
     )
     typer.echo(

@@ -134,10 +134,28 @@ def describe_device() -> str:
 
 
 CPUINFO = "/proc/cpuinfo"
+# 1: `precision: auto` resolves as on a CPU with native bfloat16, 0: as on one without, whatever
+# this CPU has. TensorFlow runs bfloat16 ops on any x86-64 CPU (emulated, slower, on AVX2), so
+# the tests see on one machine what either kind of machine would give.
+BF16_VARIABLE = "CNNLAB_CPU_BF16"
+
+
+def bf16_override() -> bool | None:
+    """What $CNNLAB_CPU_BF16 says of the CPU: True, False, or None when it is not set."""
+    value = os.environ.get(BF16_VARIABLE, "").strip()
+    if not value:
+        return None
+    if value not in ("0", "1"):
+        raise CnnlabError(f"{BF16_VARIABLE}={value!r}: give 1 (bfloat16 CPU) or 0 (float32 CPU)")
+    return value == "1"
 
 
 def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512_BF16 or AMX), per /proc/cpuinfo."""
+    """Whether this CPU computes bfloat16 natively (AVX512_BF16 or AMX), per /proc/cpuinfo,
+    unless $CNNLAB_CPU_BF16 says otherwise."""
+    forced = bf16_override()
+    if forced is not None:
+        return forced
     try:
         with open(CPUINFO) as f:
             flags = next((line.split() for line in f if line.startswith("flags")), [])
@@ -158,12 +176,15 @@ def resolve_precision(choice: str) -> tuple[str, str]:
         if capability and capability >= (7, 0):
             return "mixed_float16", f"auto: GPU compute capability {capability[0]}.{capability[1]}"
         return "float32", "auto: GPU without fast half precision"
+    forced = bf16_override()
     if not cpu_has_bf16():
-        return "float32", "auto: CPU without native bfloat16"
+        why = "CPU without native bfloat16" if forced is None else f"{BF16_VARIABLE}=0"
+        return "float32", f"auto: {why}"
     if backend_name() != "tensorflow":
         # bfloat16 is not known to be faster on JAX's CPU backend (XLA): float32 unless asked.
         return "float32", "auto: bfloat16 on CPU is only chosen on TensorFlow"
-    return "mixed_bfloat16", "auto: CPU has AVX512_BF16/AMX"
+    why = "CPU has AVX512_BF16/AMX" if forced is None else f"{BF16_VARIABLE}=1"
+    return "mixed_bfloat16", f"auto: {why}"
 
 
 @contextmanager

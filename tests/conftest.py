@@ -1,19 +1,13 @@
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-import cnnlab  # noqa: F401  (sets KERAS_BACKEND before any test imports keras)
-from cnnlab.cli import app
-
-ROOT = Path(__file__).resolve().parents[1]
-MNIST_NPZ = ROOT / "data" / "mnist.npz"
-CONFIGS = ROOT / "configs"
+from . import helpers
+from .helpers import MNIST_NPZ, digits_frame, invoke
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -33,13 +27,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items[:] = [item for tests in sorted(modules.values(), key=start_order) for item in tests]
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     # Never read or fill the user's real cache from tests.
@@ -50,14 +37,6 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 def mnist_arrays():
     with np.load(MNIST_NPZ) as z:
         return {k: z[k] for k in z.files}
-
-
-def digits_frame(x: np.ndarray, y: np.ndarray | None) -> pd.DataFrame:
-    """A Kaggle Digit Recognizer table: label (optional) then pixel0..pixelN."""
-    frame = pd.DataFrame(x.reshape(len(x), -1), columns=[f"pixel{i}" for i in range(784)])
-    if y is not None:
-        frame.insert(0, "label", y)
-    return frame
 
 
 @pytest.fixture(scope="session")
@@ -77,24 +56,10 @@ def kaggle_dir(tmp_path_factory, mnist_arrays) -> Path:
 
 @pytest.fixture
 def cli():
-    runner = CliRunner()
-
-    def invoke(*args: str):
-        return runner.invoke(app, [str(a) for a in args])
-
     return invoke
 
 
 @pytest.fixture
 def quick():
     """--set overrides that shrink a shipped config to a seconds-long real run."""
-    return _quick
-
-
-def _quick(out: Path, samples: int = 300, epochs: int = 2) -> list[str]:
-    return [
-        "--set", f"output_dir={out}",
-        "--set", f"train.epochs={epochs}",
-        "--set", "train.verbose=0",
-        "--set", f"data.max_samples={samples}",
-    ]  # fmt: skip
+    return helpers.quick

@@ -14,21 +14,12 @@ from cnnlab.cli import app
 from cnnlab.config import load_config
 from cnnlab.runs import new_run_dir
 
-from .conftest import CONFIGS
+from .helpers import CONFIGS, invoke, only_run
 
 RUN_FILES = {
     "config.yaml", "environment.json", "summary.txt", "model.keras", "last.keras",
     "history.csv", "metrics.json",
 }  # fmt: skip
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def only_run(out):
-    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
-    return run_dir
 
 
 @pytest.fixture(scope="module")

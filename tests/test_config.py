@@ -13,7 +13,7 @@ import yaml
 from cnnlab.config import DATA_SCHEMAS, MODEL_SCHEMAS, Config, dump_config, load_config
 from cnnlab.errors import ConfigError
 
-from .conftest import CONFIGS, ROOT
+from .helpers import CONFIGS, ROOT, SHIPPED_CONFIGS
 
 GOOD = """\
 data:
@@ -232,7 +232,7 @@ def load_shipped(path: Path, kaggle_dir: Path) -> Config:
 
 
 def test_every_shipped_config_validates(kaggle_dir):
-    shipped = sorted(CONFIGS.rglob("*.yaml"))
+    shipped = SHIPPED_CONFIGS
     assert len(shipped) >= 5
     for path in shipped:
         cfg = load_shipped(path, kaggle_dir)
@@ -355,3 +355,18 @@ def test_multi_worker_is_refused_with_the_upstream_issue_and_what_to_use(tmp_pat
     assert "train.distribute: TensorFlow's multi-worker training fails" in message
     assert "keras-team/keras#20585" in message
     assert message.endswith("use backend: jax with train.distribute: data_parallel")
+
+
+def test_xla_with_an_affine_augmentation_on_tensorflow_is_one_line(tmp_path):
+    path = write(tmp_path, GOOD + "  jit_compile: true\n")
+    error = error_of(path, ["model.augmentation={translation: 0.1, flip: horizontal}"])
+    # The line of the key that asks for XLA.
+    assert error.startswith(
+        f"{path}:8: train.jit_compile: true cannot compile the random_affine layer that "
+        "model.augmentation.translation adds"
+    )
+    assert "ImageProjectiveTransformV3" in error and "\n" not in error
+    # Flips compile; so does everything on JAX, and auto leaves XLA off for the affine layer.
+    load_config(path, ["model.augmentation={flip: horizontal}"])
+    load_config(path, ["model.augmentation={rotation: 5}", "backend=jax"])
+    load_config(path, ["model.augmentation={rotation: 5}", "train.jit_compile=auto"])

@@ -12,7 +12,7 @@ from cnnlab.data.dataset import split_validation
 from cnnlab.data.mnist import mnist_to_kaggle, read_mnist_npz
 from cnnlab.errors import DataError
 
-from .conftest import MNIST_NPZ
+from .helpers import MNIST_NPZ
 
 
 def test_mnist_loader_reads_the_bundled_file():

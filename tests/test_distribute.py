@@ -14,7 +14,7 @@ import pytest
 
 from cnnlab.config import load_config
 
-from .conftest import CONFIGS, ROOT
+from .helpers import CONFIGS, ROOT
 
 # Logical devices must be configured before TensorFlow starts its runtime: a fresh process.
 TWO_CPUS = textwrap.dedent(

@@ -12,7 +12,8 @@ import pytest
 
 from cnnlab.config import load_config
 
-from .conftest import CONFIGS, _quick
+from . import helpers
+from .helpers import CONFIGS
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,7 @@ def members(tmp_path_factory):
     from cnnlab.cli import app
 
     out = tmp_path_factory.mktemp("ensemble")
-    args = ["train", str(CONFIGS / "mnist_small_cnn.yaml"), *_quick(out), "--seeds", "1,2"]
+    args = ["train", str(CONFIGS / "mnist_small_cnn.yaml"), *helpers.quick(out), "--seeds", "1,2"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     runs = sorted(p.parent for p in out.glob("*/metrics.json"))

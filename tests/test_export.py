@@ -15,12 +15,15 @@ from cnnlab.export.convert import export_run, portable_model
 from cnnlab.export.runtimes import load_runtime
 from cnnlab.models.common import AUGMENTATION_LAYERS
 
-from .conftest import CONFIGS, _quick
+from . import helpers
+from .helpers import CONFIGS, exported, keras_probabilities
+
+pytestmark = pytest.mark.precision
 
 
 def train(cli, tmp: Path, config: Path, *extra: str) -> Path:
     out = tmp / "out"
-    result = cli("train", config, *_quick(out, samples=300, epochs=1), *extra)
+    result = cli("train", config, *helpers.quick(out, samples=300, epochs=1), *extra)
     assert result.exit_code == 0, result.output
     (run,) = [p.parent for p in out.glob("*/model.keras")]
     return run
@@ -30,31 +33,11 @@ def mnist_images(mnist_arrays, n: int = 40) -> np.ndarray:
     return mnist_arrays["x_test"][-n:][..., None]
 
 
-def keras_probabilities(run: Path, x: np.ndarray) -> np.ndarray:
-    """What the run's saved model says, computed here: a sigmoid unit becomes two columns."""
-    probs = keras.models.load_model(run / "model.keras").predict(x, verbose=0)
-    return np.concatenate([1 - probs, probs], axis=1) if probs.shape[1] == 1 else probs
-
-
-def exported(cli, run: Path, *args: str) -> dict:
-    result = cli("export", run, *args)
-    assert result.exit_code == 0, result.output
-    assert "top-1 agreement" in result.output and "wrote" in result.output
-    return json.loads((run / "export" / "export.json").read_text())
-
-
 @pytest.fixture(scope="module")
 def cnn_run(tmp_path_factory, mnist_arrays):
     """Chollet's MNIST convnet with flips, rotation and zoom inside the model."""
-    from typer.testing import CliRunner
-
-    from cnnlab.cli import app
-
-    def cli(*args):
-        return CliRunner().invoke(app, [str(a) for a in args])
-
     return train(
-        cli,
+        helpers.invoke,
         tmp_path_factory.mktemp("cnn"),
         CONFIGS / "mnist_small_cnn.yaml",
         "--set", "model.filters=[8,16]",
@@ -82,14 +65,19 @@ def test_cnn_with_augmentation_exports_to_every_format_and_agrees(
         assert record["format"] == fmt and record["quantize"] is None
         assert record["checked_on"] == {"split": "val", "images": 30}
         assert record["max_abs_diff"] < 1e-4 and record["top1_agreement"] == 1.0
+        assert record["precision"] == helpers.run_precision(cnn_run)
+        assert record["max_abs_diff_to_saved"] < helpers.probability_atol(cnn_run)
         assert record["accuracy"] == record["keras_accuracy"] > 0.1
         assert record["input"] == {"shape": [None, 28, 28, 1], "dtype": "uint8"}
         assert record["size_bytes"] > 20_000
         assert set(record["latency_ms"]) == {"keras", fmt} and record["latency_ms"][fmt] > 0
         # The file, run here in its own runtime on images the run never saw: the augmentation
-        # (flips, rotations) is not applied, so every call gives the Keras model's answer.
+        # (flips, rotations) is not applied, so every call gives the Keras model's answer. A
+        # run trained in mixed_bfloat16 (precision auto on a bfloat16 CPU) computes in
+        # bfloat16 and its export in float32: the tolerance follows the run's precision.
         got = load_runtime(fmt, path).predict(x)
-        np.testing.assert_allclose(got, expected, atol=1e-5)
+        np.testing.assert_allclose(got, expected, atol=helpers.probability_atol(cnn_run))
+        assert (got.argmax(1) == expected.argmax(1)).all()
         np.testing.assert_allclose(load_runtime(fmt, path).predict(x), got)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export.json", "m.onnx"]
     assert sorted(json.loads((cnn_run / "export" / "export.json").read_text())) == [

@@ -8,23 +8,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
 
-from cnnlab.cli import app
-
-from .conftest import CONFIGS, MNIST_NPZ
+from .helpers import CONFIGS, MNIST_NPZ, invoke_ok
 
 pytestmark = pytest.mark.slow
 
 
-def invoke(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result
-
-
 def train(config, out, *overrides):
-    invoke("train", CONFIGS / config, "--set", f"output_dir={out}", "--set", "train.verbose=2",
+    invoke_ok("train", CONFIGS / config, "--set", f"output_dir={out}", "--set", "train.verbose=2",
            *overrides)  # fmt: skip
     (run_dir,) = out.iterdir()
     return run_dir, json.loads((run_dir / "metrics.json").read_text())
@@ -41,14 +32,14 @@ def test_mnist_test_accuracy(tmp_path, config, target):
 def kaggle_accuracy(config: str, tmp_path) -> float:
     """Train `config` on MNIST as Kaggle CSVs; score its submission for the unlabelled test.csv."""
     kaggle = tmp_path / "kaggle"
-    invoke("data", "mnist-to-kaggle", MNIST_NPZ, kaggle)
+    invoke_ok("data", "mnist-to-kaggle", MNIST_NPZ, kaggle)
     run_dir, _ = train(
         config, tmp_path / "runs",
         "--set", f"data.train={kaggle / 'train.csv'}", "--set", f"data.test={kaggle / 'test.csv'}",
     )  # fmt: skip
     submission = tmp_path / "submission.csv"
-    invoke("predict-csv", run_dir, kaggle / "test.csv", "-o", submission)
-    score = invoke("data", "score", submission, kaggle / "test_labels.csv").output
+    invoke_ok("predict-csv", run_dir, kaggle / "test.csv", "-o", submission)
+    score = invoke_ok("data", "score", submission, kaggle / "test_labels.csv").output
     return float(score.split()[1])
 
 

@@ -293,7 +293,7 @@ def test_cats_vs_dogs_subset_copies_a_seeded_split(tmp_path, cli):
 
 
 def test_predict_csv_adapts_the_csv_like_the_training_data(tmp_path, kaggle_dir, cli, quick):
-    from .conftest import CONFIGS
+    from .helpers import CONFIGS
 
     out = tmp_path / "out"
     trained = cli(

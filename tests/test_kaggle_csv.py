@@ -11,7 +11,7 @@ import pytest
 from cnnlab.data.kaggle_csv import read_digits_csv, score_submission
 from cnnlab.errors import DataError
 
-from .conftest import digits_frame
+from .helpers import digits_frame
 
 HEADER = "label," + ",".join(f"pixel{i}" for i in range(784))
 

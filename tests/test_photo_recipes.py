@@ -14,20 +14,11 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from cnnlab.cli import app
-
-from .conftest import CONFIGS, ROOT
+from .helpers import CONFIGS, ROOT, invoke_ok
 
 pytestmark = pytest.mark.slow
 SHARED = ROOT.parent / "shared" / "data"
-
-
-def invoke(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result
 
 
 def unpack(archive: str, into: Path) -> Path:
@@ -48,12 +39,12 @@ def cifar10(tmp_path_factory) -> Path:
 def cats_vs_dogs(tmp_path_factory) -> Path:
     photos = unpack("dogs-vs-cats-train-200px.tar", tmp_path_factory.mktemp("photos"))
     subset = tmp_path_factory.mktemp("subset") / "cats_vs_dogs_small"
-    invoke("data", "cats-vs-dogs-subset", photos / "train", subset)
+    invoke_ok("data", "cats-vs-dogs-subset", photos / "train", subset)
     return subset
 
 
 def recipe_accuracy(config: str, root: Path, out: Path) -> float:
-    invoke("train", CONFIGS / config, "--set", f"data.root={root}", "--set", f"output_dir={out}")
+    invoke_ok("train", CONFIGS / config, "--set", f"data.root={root}", "--set", f"output_dir={out}")
     (run_dir,) = out.iterdir()
     return json.loads((run_dir / "metrics.json").read_text())["test"]["accuracy"]
 

@@ -10,18 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from cnnlab.cli import app
-
-from .conftest import CONFIGS
+from .helpers import CONFIGS, invoke
 from .images import write_class_folders
 
 SIZE = 32
-
-
-def run_cli(*args) -> object:
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def train_runs(tmp: Path, root: Path, *extra: str) -> list[Path]:
@@ -32,7 +25,7 @@ def train_runs(tmp: Path, root: Path, *extra: str) -> list[Path]:
         "train: {epochs: 1, batch_size: 8, verbose: 0}\n"
         f"output_dir: {tmp / 'out'}\n"
     )
-    result = run_cli("train", config, *extra)
+    result = invoke("train", config, *extra)
     assert result.exit_code == 0, result.output
     return sorted(p.parent for p in (tmp / "out").glob("*/model.keras"))
 
@@ -72,7 +65,7 @@ def expected_probabilities(run_dir: Path, paths: list[Path], flip: bool = False)
 def test_a_folder_is_searched_recursively_skipping_system_files(photos, tmp_path):
     (run, _), new = photos
     out = tmp_path / "p.csv"
-    result = run_cli("predict", run, new, "-o", out)
+    result = invoke("predict", run, new, "-o", out)
     assert result.exit_code == 0, result.output
     frame = pd.read_csv(out)
     assert list(frame.columns) == ["path", "predicted", "probability", "cats", "dogs"]
@@ -91,7 +84,7 @@ def test_files_and_globs_without_repeats(photos, tmp_path):
     (run, _), new = photos
     one = sorted((new / "dogs").glob("*.png"))[0]
     out = tmp_path / "p.csv"
-    result = run_cli("predict", run, one, str(new / "*" / "*.jpg"), one, "-o", out)
+    result = invoke("predict", run, one, str(new / "*" / "*.jpg"), one, "-o", out)
     assert result.exit_code == 0, result.output
     paths = pd.read_csv(out)["path"].tolist()
     jpgs = sorted(str(p) for p in new.glob("*/*.jpg"))
@@ -106,7 +99,7 @@ def test_unreadable_files_are_listed_skipped_and_change_the_exit_code(photos, tm
     text = tmp_path / "text.png"
     text.write_text("hello")
     out = tmp_path / "p.csv"
-    result = run_cli("predict", run, good, broken, text, "-o", out)
+    result = invoke("predict", run, good, broken, text, "-o", out)
     assert result.exit_code == 3
     assert f"{broken}: damaged image" in result.output
     assert f"{text}: not an image" in result.output
@@ -117,10 +110,10 @@ def test_several_runs_average_their_probabilities(photos, tmp_path):
     runs, new = photos
     singles = []
     for i, run in enumerate(runs):
-        result = run_cli("predict", run, new, "-o", tmp_path / f"{i}.csv")
+        result = invoke("predict", run, new, "-o", tmp_path / f"{i}.csv")
         assert result.exit_code == 0, result.output
         singles.append(pd.read_csv(tmp_path / f"{i}.csv"))
-    result = run_cli("predict", *runs, new, "-o", tmp_path / "both.csv")
+    result = invoke("predict", *runs, new, "-o", tmp_path / "both.csv")
     assert result.exit_code == 0, result.output
     both = pd.read_csv(tmp_path / "both.csv")
     assert not np.allclose(singles[0]["dogs"], singles[1]["dogs"], atol=1e-3)
@@ -133,11 +126,11 @@ def test_an_existing_output_is_kept_without_overwrite(photos, tmp_path):
     (run, _), new = photos
     out = tmp_path / "p.csv"
     out.write_text("keep me")
-    result = run_cli("predict", run, new, "-o", out)
+    result = invoke("predict", run, new, "-o", out)
     assert result.exit_code == 1
     assert f"{out}: already exists; pass --overwrite" in result.output
     assert out.read_text() == "keep me"
-    assert run_cli("predict", run, new, "-o", out, "--overwrite").exit_code == 0
+    assert invoke("predict", run, new, "-o", out, "--overwrite").exit_code == 0
     assert len(pd.read_csv(out)) == 7
 
 
@@ -155,13 +148,13 @@ def test_an_existing_output_is_kept_without_overwrite(photos, tmp_path):
 )
 def test_bad_arguments_are_one_line(photos, args, message):
     (run, _), _ = photos
-    result = run_cli("predict", *([] if args[:1] == ["nowhere"] else [run]), *args)
+    result = invoke("predict", *([] if args[:1] == ["nowhere"] else [run]), *args)
     assert result.exit_code == 1
     assert result.output.strip() == f"error: {message}"
 
 
 def test_a_digit_png_goes_through_an_mnist_run(tmp_path, mnist_arrays, quick):
-    result = run_cli(
+    result = invoke(
         "train", CONFIGS / "mnist_small_cnn.yaml", *quick(tmp_path / "out", 600, 1),
         "--set", "model.filters=[8, 16]",
     )  # fmt: skip
@@ -170,7 +163,7 @@ def test_a_digit_png_goes_through_an_mnist_run(tmp_path, mnist_arrays, quick):
     digits = mnist_arrays["x_test"][:6]
     for i, digit in enumerate(digits):
         Image.fromarray(digit).save(tmp_path / f"digit{i}.png")
-    result = run_cli("predict", run, tmp_path / "digit*.png", "-o", tmp_path / "p.csv")
+    result = invoke("predict", run, tmp_path / "digit*.png", "-o", tmp_path / "p.csv")
     assert result.exit_code == 0, result.output
     frame = pd.read_csv(tmp_path / "p.csv")
     import keras
@@ -186,7 +179,7 @@ def test_a_run_with_test_time_flip_predicts_the_average_with_the_mirror(photos, 
     root = photos[0][0].parent.parent / "train"
     (run,) = train_runs(tmp_path, root, "--set", "model.tta=horizontal_flip")
     out = tmp_path / "p.csv"
-    assert run_cli("predict", run, new, "-o", out).exit_code == 0
+    assert invoke("predict", run, new, "-o", out).exit_code == 0
     frame = pd.read_csv(out)
     paths = [Path(p) for p in frame["path"]]
     expected = expected_probabilities(run, paths, flip=True)
@@ -200,9 +193,9 @@ def test_chunks_give_the_same_predictions(photos, tmp_path, monkeypatch):
     (run, _), new = photos
     (new.parent / "broken.png").write_bytes(b"\x89PNG broken")
     args = [run, new, new.parent / "broken.png"]
-    whole = run_cli("predict", *args, "-o", tmp_path / "whole.csv")
+    whole = invoke("predict", *args, "-o", tmp_path / "whole.csv")
     monkeypatch.setattr(cnnlab.predict, "CHUNK", 2)
-    chunked = run_cli("predict", *args, "-o", tmp_path / "chunked.csv")
+    chunked = invoke("predict", *args, "-o", tmp_path / "chunked.csv")
     assert whole.exit_code == chunked.exit_code == 3
     pd.testing.assert_frame_equal(
         pd.read_csv(tmp_path / "whole.csv"), pd.read_csv(tmp_path / "chunked.csv"), atol=1e-6
@@ -212,7 +205,7 @@ def test_chunks_give_the_same_predictions(photos, tmp_path, monkeypatch):
 def test_no_readable_image_is_an_error(photos, tmp_path):
     (run, _), _ = photos
     (tmp_path / "a.jpg").write_bytes(b"no")
-    result = run_cli("predict", run, tmp_path / "a.jpg", "-o", tmp_path / "p.csv")
+    result = invoke("predict", run, tmp_path / "a.jpg", "-o", tmp_path / "p.csv")
     assert result.exit_code == 1
     assert result.output.strip() == (
         f"error: none of the 1 image files could be read (first: {tmp_path / 'a.jpg'}: "

@@ -10,22 +10,16 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from cnnlab.cli import app
 from cnnlab.compare import COLUMNS
 from cnnlab.reports import PER_CLASS_COLUMNS
 
-from .conftest import CONFIGS
+from .helpers import CONFIGS, invoke
 
 REPORT_FILES = {
     "curves.png", "confusion_matrix.png", "misclassified.png", "per_class.csv",
     "classification_report.txt", "report.html", "state.json",
 }  # fmt: skip
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,11 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 from cnnlab.atomic import atomic_path
-from cnnlab.cli import app
 from cnnlab.errors import CnnlabError
 
-from .conftest import CONFIGS, ROOT
+from .helpers import CONFIGS, ROOT, invoke
 
 # Two phases, the second with another optimizer: a kill in phase 2 must resume in phase 2.
 PHASES = "[{epochs: 1}, {epochs: 3, optimizer: sgd, learning_rate: 0.01}]"
@@ -25,10 +23,6 @@ SMALL = [
     "--set", "data.max_samples=1500", "--set", "train.batch_size=32", "--set", "train.verbose=0",
     "--set", f"train.phases={PHASES}",
 ]  # fmt: skip
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def metrics_of(run_dir):
@@ -62,6 +56,7 @@ def kill_after_two_epochs(config, out, *extra) -> dict:
 
 
 @pytest.mark.subprocess
+@pytest.mark.precision
 def test_killed_run_resumes_in_its_phase_to_the_same_end(tmp_path):
     killed_out, whole_out = tmp_path / "killed", tmp_path / "whole"
     # A small MLP over 2,700 images: epochs short enough to be cheap, long enough for the kill

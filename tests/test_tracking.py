@@ -18,7 +18,8 @@ from cnnlab.config import load_config
 from cnnlab.runs import read_state
 from cnnlab.tracking import RECORD
 
-from .conftest import CONFIGS, _quick, free_port
+from . import helpers
+from .helpers import CONFIGS, free_port
 from .tracked import check_logged, the_run
 
 CONFIG = CONFIGS / "mnist_mlp.yaml"
@@ -55,7 +56,7 @@ def wait_until_up(url: str, process, seconds: float = 120) -> None:
 
 
 def train(cli, out: Path, *extra) -> tuple[Path, str]:
-    result = cli("train", CONFIG, *_quick(out, samples=300, epochs=2), *extra)
+    result = cli("train", CONFIG, *helpers.quick(out, samples=300, epochs=2), *extra)
     assert result.exit_code == 0, result.output
     (run,) = [p.parent for p in out.glob("*/model.keras")]
     return run, result.output

@@ -14,7 +14,7 @@ from cnnlab.config import load_config
 from cnnlab.errors import ConfigError
 from cnnlab.tune import load_space
 
-from .conftest import CONFIGS, ROOT
+from .helpers import CONFIGS, ROOT
 from .tracked import check_logged
 
 optuna = pytest.importorskip("optuna")

@@ -14,7 +14,7 @@ import pytest
 from cnnlab.config import load_config
 from cnnlab.errors import ConfigError
 
-from .conftest import CONFIGS, MNIST_NPZ
+from .helpers import CONFIGS, MNIST_NPZ
 
 
 @pytest.mark.subprocess

@@ -121,21 +121,38 @@ def _export(run_dir, fmt, output, quantize, samples, tolerance, say) -> dict:
 def _compare(run, portable: keras.Model, runtime: Runtime, x, y, split: str) -> dict:
     """How the exported file's probabilities and accuracy compare with the Keras model's.
 
-    The reference for the difference is the model that was exported (the run's model in
-    float32, without augmentation); the accuracy drop is against the run's model as trained.
+    The reference for the checked difference is the model that was exported (the run's model
+    in float32, without augmentation). The file is also compared with the model as saved,
+    which computes in the run's precision: for a mixed-precision run that difference is the
+    rounding of its half-precision layers. The accuracy drop is against the saved model.
     """
     reference = np.asarray(portable.predict(x, batch_size=256, verbose=0), np.float64)
     got = runtime.predict(x)
-    keras_accuracy = scores(class_probabilities(run.model, x, run.cfg.model.tta), y)["accuracy"]
+    saved = class_probabilities(run.model, x, run.cfg.model.tta)
+    keras_accuracy = scores(saved, y)["accuracy"]
     accuracy = scores(_normalised(got), y)["accuracy"]
     return {
         "checked_on": {"split": split, "images": int(len(x))},
+        "precision": model_precision(run.model),
         "max_abs_diff": float(np.abs(got - reference).max()),
         "top1_agreement": float((got.argmax(1) == reference.argmax(1)).mean()),
+        "max_abs_diff_to_saved": float(np.abs(got - saved).max()),
+        "top1_agreement_to_saved": float((got.argmax(1) == saved.argmax(1)).mean()),
         "keras_accuracy": keras_accuracy,
         "accuracy": accuracy,
         "accuracy_drop": keras_accuracy - accuracy,
     }
+
+
+def model_precision(model: keras.Model) -> str:
+    """The dtype policy a saved model computes in: its layers' mixed policy, else float32."""
+    pending = list(model.layers)
+    while pending:
+        layer = pending.pop(0)
+        if layer.dtype_policy.name.startswith("mixed_"):
+            return layer.dtype_policy.name
+        pending.extend(getattr(layer, "layers", ()))  # a nested model's (a pretrained base)
+    return "float32"
 
 
 def portable_model(model: keras.Model, tta: str = "none") -> keras.Model:

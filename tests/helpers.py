@@ -1,0 +1,96 @@
+"""What many test modules share: paths, the CLI driver, quick overrides, small data files, and
+the agreement a tolerance can ask of a run's precision. (conftest.py holds the fixtures.)"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from typer.testing import CliRunner
+
+import cnnlab  # noqa: F401  (sets KERAS_BACKEND before any test imports keras)
+from cnnlab.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+MNIST_NPZ = ROOT / "data" / "mnist.npz"
+CONFIGS = ROOT / "configs"
+SHIPPED_CONFIGS = sorted(CONFIGS.rglob("*.yaml"))
+
+# The largest difference in class probabilities between two computations of one model that
+# should agree (another runtime, another backend, a float32 copy), by the precision the run
+# trained in. float32 differs by rounding only. A mixed_bfloat16 model computes its layers in
+# bfloat16 (8 bits of mantissa, a relative step of 2**-8 = 0.4%), so two kernels, or the
+# float32 copy an export makes, differ by up to about 3e-3 while top-1 agrees.
+PROBABILITY_ATOL = {"float32": 1e-5, "mixed_bfloat16": 2e-2, "mixed_float16": 5e-3}
+
+
+def invoke(*args):
+    """`cnnlab ARGS` through the Typer app in this process."""
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def quick(out: Path, samples: int = 300, epochs: int = 2) -> list[str]:
+    """--set overrides that shrink a shipped config to a seconds-long real run."""
+    return [
+        "--set", f"output_dir={out}",
+        "--set", f"train.epochs={epochs}",
+        "--set", "train.verbose=0",
+        "--set", f"data.max_samples={samples}",
+    ]  # fmt: skip
+
+
+def only_run(out: Path) -> Path:
+    """The one run directory in `out`."""
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    return run_dir
+
+
+def run_precision(run_dir: Path) -> str:
+    """The dtype policy a run trained under, as its metrics.json records it."""
+    return json.loads((run_dir / "metrics.json").read_text())["precision"]
+
+
+def probability_atol(run_dir: Path) -> float:
+    """The tolerance for two computations of `run_dir`'s model (see PROBABILITY_ATOL)."""
+    return PROBABILITY_ATOL[run_precision(run_dir)]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def digits_frame(x: np.ndarray, y: np.ndarray | None) -> pd.DataFrame:
+    """A Kaggle Digit Recognizer table: label (optional) then pixel0..pixelN."""
+    frame = pd.DataFrame(x.reshape(len(x), -1), columns=[f"pixel{i}" for i in range(784)])
+    if y is not None:
+        frame.insert(0, "label", y)
+    return frame
+
+
+def keras_probabilities(run: Path, x: np.ndarray) -> np.ndarray:
+    """What the run's saved model says, computed here: a sigmoid unit becomes two columns."""
+    import keras
+
+    probs = keras.models.load_model(run / "model.keras").predict(x, verbose=0)
+    return np.concatenate([1 - probs, probs], axis=1) if probs.shape[1] == 1 else probs
+
+
+def exported(cli, run: Path, *args: str) -> dict:
+    """`cnnlab export RUN ARGS`, which must succeed; the run's export.json."""
+    result = cli("export", run, *args)
+    assert result.exit_code == 0, result.output
+    assert "top-1 agreement" in result.output and "wrote" in result.output
+    return json.loads((run / "export" / "export.json").read_text())
+
+
+def invoke_ok(*args):
+    """`cnnlab ARGS`, which must succeed; its result."""
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    return result
