@@ -46,7 +46,7 @@ def main() -> None:
     from recipe_speed import images_per_second
     from time_to_accuracy import time_runs
 
-    from cnnlab.environment import describe_device, resolve_precision, start_backend_quietly
+    from cnnlab.utils.environment import describe_device, resolve_precision, start_backend_quietly
 
     start_backend_quietly(args.backend)
     import keras

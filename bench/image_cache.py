@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 LOAD = """
 import json, resource, sys, time
-from cnnlab.config import ImageDirData
+from cnnlab.config.data import ImageDirData
 from cnnlab.data import load_dataset
 cfg = ImageDirData(loader="image_dir", root=sys.argv[1], image_size=(int(sys.argv[2]),) * 2)
 start = time.perf_counter()

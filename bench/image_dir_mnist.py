@@ -72,7 +72,7 @@ def main() -> None:
                 f"{label}: test accuracy {metrics['test']['accuracy']:.4f} on "
                 f"{args.test:,} images, {wall:.1f} s wall"
             )
-        from cnnlab.config import ImageDirData
+        from cnnlab.config.data import ImageDirData
         from cnnlab.data import load_dataset
 
         cfg = ImageDirData(

@@ -28,9 +28,9 @@ def images_per_second(
 
     from cnnlab.config import load_config
     from cnnlab.data import count_classes
-    from cnnlab.environment import dtype_policy, resolve_precision
     from cnnlab.models import build_model
-    from cnnlab.phases import compile_model
+    from cnnlab.training.phases import compile_model
+    from cnnlab.utils.environment import dtype_policy, resolve_precision
 
     cfg = load_config(config, overrides, need_data=False)
     classes = count_classes(cfg.data) or 10

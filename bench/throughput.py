@@ -23,7 +23,7 @@ CNNLAB = """
 import json, tempfile
 import pandas as pd
 from cnnlab.config import load_config
-from cnnlab.train import train
+from cnnlab.training.trainer import train
 cfg = load_config("configs/mnist_deep_cnn.yaml", [
     f"output_dir={{tempfile.mkdtemp()}}", "train.epochs={epochs}", "train.batch_size={batch}",
     "train.verbose=0", "train.lr_schedule=constant", "train.precision={precision}",

@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    from cnnlab.config import ImageDirData
+    from cnnlab.config.data import ImageDirData
     from cnnlab.data import load_dataset
 
     with np.load(ROOT / "data" / "mnist.npz") as z:

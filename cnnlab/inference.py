@@ -10,9 +10,9 @@ import keras
 import numpy as np
 
 from cnnlab.config import Config
-from cnnlab.errors import RunDirError
 from cnnlab.models.common import output_classes
 from cnnlab.runs import load_run_model, open_run, read_class_names
+from cnnlab.utils.errors import RunDirError
 
 # Images per forward pass when predicting: inference holds no gradients, so larger than training.
 BATCH_SIZE = 512

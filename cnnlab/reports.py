@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab import runs
-from cnnlab.atomic import atomic_path, atomic_write
+from cnnlab.utils.atomic import atomic_path, atomic_write
 
 CURVES = "curves.png"
 CONFUSION = "confusion_matrix.png"

@@ -5,10 +5,11 @@ Layout (all written by `cnnlab train`):
     environment.json  versions, device, seed and command line
     summary.txt       the model summary
     classes.json      the class names, in the order of the model's outputs
-    .resume/          the last complete epoch, for `cnnlab train --resume` (cnnlab.progress)
+    .resume/          the last complete epoch, for `cnnlab train --resume`
+                      (cnnlab.training.resume_record)
     model.keras       the best model by the monitored metric
     last.keras        the model after the last epoch
-    history.csv       per-epoch metrics and epoch_seconds (see cnnlab.checkpoints)
+    history.csv       per-epoch metrics and epoch_seconds (see cnnlab.training.callbacks)
     metrics.json      final train/val/test metrics, epochs, timings, parameter count
     state.json        running / completed / failed (with the reason) / interrupted
     bad_files.csv     input files the loader could not use (image folders)
@@ -24,10 +25,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cnnlab.atomic import atomic_write, write_json
 from cnnlab.config import Config, dump_config, flat_config, load_config
-from cnnlab.errors import CnnlabError, RunDirError
-from cnnlab.progress import record_path
+from cnnlab.training.resume_record import record_path
+from cnnlab.utils.atomic import atomic_write, write_json
+from cnnlab.utils.errors import CnnlabError, RunDirError
 
 CONFIG_FILE = "config.yaml"
 BEST_MODEL = "model.keras"

@@ -13,10 +13,11 @@ import keras
 import numpy as np
 
 from cnnlab import reports, runs
-from cnnlab.atomic import atomic_path, write_json
 from cnnlab.data import Dataset
 from cnnlab.inference import class_probabilities, scores
-from cnnlab.progress import RESUME_DIR
+from cnnlab.training.resume_record import RESUME_DIR
+from cnnlab.utils.atomic import atomic_path, write_json
+from cnnlab.utils.console import say
 
 SUBMISSION = "submission.csv"
 
@@ -60,7 +61,7 @@ def score_run(
     if complete:
         if data.x_test is not None and data.y_test is None:
             write_submission(probs["test"].argmax(axis=1), run_dir / SUBMISSION)
-            print(f"cnnlab: wrote {run_dir / SUBMISSION}", flush=True)
+            say(f"wrote {run_dir / SUBMISSION}")
         runs.write_state(run_dir, "completed")
         # The resume record duplicates last.keras; a completed run has no use for it.
         shutil.rmtree(run_dir / RESUME_DIR, ignore_errors=True)

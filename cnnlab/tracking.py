@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab import __version__, runs
-from cnnlab.atomic import write_json
 from cnnlab.config import Config, MlflowConfig, flat_config
 from cnnlab.config.tracking import is_folder
 from cnnlab.reports import REPORT
+from cnnlab.utils.atomic import write_json
+from cnnlab.utils.console import say, warn
+from cnnlab.utils.errors import first_line
 
 RECORD = "mlflow.json"  # in a run directory (or a study folder): which MLflow run is its
 STORE = "mlflow.db"  # the SQLite store cnnlab keeps in a local tracking folder
@@ -38,10 +40,6 @@ HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
 }
-
-
-def say(message: str) -> None:
-    print(f"cnnlab: {message}", flush=True)
 
 
 def tracking_uri(cfg: MlflowConfig) -> str:
@@ -140,12 +138,10 @@ class Tracker:
             call(*args)
         except Exception as e:
             self.failed = True
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            print(
-                f"cnnlab: warning: MLflow tracking at {self.where} stopped: cannot {what} "
-                f"({type(e).__name__}: {first[:200]}); training goes on, the run directory "
-                "keeps everything",
-                flush=True,
+            warn(
+                f"MLflow tracking at {self.where} stopped: cannot {what} "
+                f"({type(e).__name__}: {first_line(e)[:200]}); training goes on, the run "
+                "directory keeps everything"
             )
 
     def log_epoch(self, epoch: int, logs: dict[str, Any]) -> None:

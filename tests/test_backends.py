@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cnnlab.cluster import Cluster, join
-from cnnlab.errors import CnnlabError
+from cnnlab.training.cluster import Cluster, join
+from cnnlab.utils.errors import CnnlabError
 
 from .helpers import CONFIGS, ROOT, free_port, only_run, probability_atol
 

@@ -261,8 +261,8 @@ def test_corrupt_model_is_reported_as_damaged(mnist_run, tmp_path):
 
 
 def test_a_model_file_cut_anywhere_or_with_a_flipped_byte_is_damaged(mnist_run, tmp_path):
-    from cnnlab.errors import RunDirError
     from cnnlab.runs import load_model_file
+    from cnnlab.utils.errors import RunDirError
 
     run_dir, _ = mnist_run
     data = (run_dir / "last.keras").read_bytes()

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from cnnlab.config import DATA_SCHEMAS, MODEL_SCHEMAS, Config, dump_config, load_config
-from cnnlab.errors import ConfigError
+from cnnlab.utils.errors import ConfigError
 
 from .helpers import CONFIGS, ROOT, SHIPPED_CONFIGS
 

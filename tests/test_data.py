@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cnnlab.config import KaggleCsvData, MnistData
+from cnnlab.config.data import KaggleCsvData, MnistData
 from cnnlab.data import load_dataset
 from cnnlab.data.dataset import split_validation
 from cnnlab.data.mnist import mnist_to_kaggle, read_mnist_npz
-from cnnlab.errors import DataError
+from cnnlab.utils.errors import DataError
 
 from .helpers import MNIST_NPZ
 

@@ -112,8 +112,8 @@ def test_array_batches_reshuffle_per_epoch_and_their_shards_make_the_global_batc
 
 
 def test_data_parallel_needs_batches_that_split_evenly():
-    from cnnlab.distribute import Placement
-    from cnnlab.errors import CnnlabError
+    from cnnlab.training.distribute import Placement
+    from cnnlab.utils.errors import CnnlabError
 
     placement = Placement("data_parallel", 4, ["cpu:0"] * 4, distribution=object())
     x, y = placement.even_split("train", np.zeros((10, 2)), np.arange(10))

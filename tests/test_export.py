@@ -10,10 +10,10 @@ import keras
 import numpy as np
 import pytest
 
-from cnnlab.errors import CnnlabError
-from cnnlab.export.convert import export_run, portable_model
-from cnnlab.export.runtimes import load_runtime
+from cnnlab.commands.export.convert import export_run, portable_model
+from cnnlab.commands.export.runtimes import load_runtime
 from cnnlab.models.common import AUGMENTATION_LAYERS
+from cnnlab.utils.errors import CnnlabError
 
 from . import helpers
 from .helpers import CONFIGS, exported, keras_probabilities
@@ -113,7 +113,7 @@ def test_a_disagreeing_export_is_an_error_and_leaves_no_file(cnn_run, tmp_path):
     out = tmp_path / "strict.tflite"
     with pytest.raises(CnnlabError, match="disagrees with the Keras model"):
         # No float32 converter is exact to zero: TFLite's kernels round differently.
-        export_run(cnn_run, "tflite", out, tolerance=0.0, say=lambda _: None)
+        export_run(cnn_run, "tflite", out, tolerance=0.0)
     assert list(tmp_path.iterdir()) == []
 
 

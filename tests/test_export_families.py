@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnlab.export.runtimes import load_runtime
+from cnnlab.commands.export.runtimes import load_runtime
 
 from .helpers import exported, keras_probabilities, probability_atol
 from .images import write_class_folders

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from cnnlab.config import Config, load_config
 from cnnlab.data.kaggle_csv import read_digits_csv
-from cnnlab.errors import CnnlabError
+from cnnlab.utils.errors import CnnlabError
 
 FUZZ = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

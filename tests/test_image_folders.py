@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnlab import console
-from cnnlab.config import ImageDirData, ImageFormat
+from cnnlab.config import ImageFormat
+from cnnlab.config.data import ImageDirData
 from cnnlab.data import load_dataset
 from cnnlab.data.images import read_image
-from cnnlab.errors import DataError
+from cnnlab.utils import console
+from cnnlab.utils.errors import DataError
 
 from .images import write_class_folders, write_split_folders
 

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnlab.config import Cifar10Data, Cifar100Data, ImageDirData, MnistData
+from cnnlab.config.data import Cifar10Data, Cifar100Data, ImageDirData, MnistData
 from cnnlab.data import BadFilesError, describe_problems, load_dataset
 from cnnlab.data.cifar import read_cifar
-from cnnlab.errors import DataError
+from cnnlab.utils.errors import DataError
 
 from .images import (
     cifar_batch,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cnnlab.data.kaggle_csv import read_digits_csv, score_submission
-from cnnlab.errors import DataError
+from cnnlab.utils.errors import DataError
 
 from .helpers import digits_frame
 

@@ -60,7 +60,7 @@ def test_one_step_on_raw_pixels_gives_finite_loss(name):
     import keras
 
     from cnnlab.config import TrainConfig
-    from cnnlab.phases import build_step_state, compile_model
+    from cnnlab.training.phases import build_step_state, compile_model
 
     keras.utils.set_random_seed(0)
     shape = small_shape(name)
@@ -82,7 +82,7 @@ def test_a_phase_traces_its_train_step_once():
     import keras
 
     from cnnlab.config import TrainConfig
-    from cnnlab.phases import build_step_state, compile_model
+    from cnnlab.training.phases import build_step_state, compile_model
 
     traces = []
 
@@ -116,7 +116,7 @@ def test_two_classes_train_one_sigmoid_unit_with_binary_loss(name):
 
     from cnnlab.config import TrainConfig
     from cnnlab.inference import class_probabilities
-    from cnnlab.phases import build_step_state, compile_model
+    from cnnlab.training.phases import build_step_state, compile_model
 
     keras.utils.set_random_seed(0)
     shape = small_shape(name)
@@ -138,14 +138,14 @@ def test_two_classes_train_one_sigmoid_unit_with_binary_loss(name):
 
 
 def test_too_small_input_is_a_config_error_naming_the_builder():
-    from cnnlab.errors import ConfigError
+    from cnnlab.utils.errors import ConfigError
 
     with pytest.raises(ConfigError, match="model.builder convnet cannot take images of 32x32x3"):
         build_model(default_cfg("convnet"), (32, 32, 3), 2)
 
 
 def test_configurable_widths_change_the_model():
-    from cnnlab.config import DeepCnnModel, MlpModel
+    from cnnlab.config.models import DeepCnnModel, MlpModel
 
     mlp = build_model(MlpModel(builder="mlp", units=[32]), (28, 28, 1), 10)
     assert mlp.count_params() == 784 * 32 + 32 + 32 * 10 + 10
@@ -223,7 +223,7 @@ def test_augmented_model_saves_and_loads(tmp_path):
 def test_mixed_precision_keeps_float32_weights_and_output(policy):
     import keras
 
-    from cnnlab.environment import dtype_policy
+    from cnnlab.utils.environment import dtype_policy
 
     with dtype_policy(policy):
         model = build_model(default_cfg("strided_cnn"), (28, 28, 1), 10)
@@ -285,7 +285,7 @@ def test_random_affine_is_one_resampling_in_training_only():
 
 
 def test_flops_count_the_nested_base():
-    from cnnlab.check import count_flops
+    from cnnlab.commands.check import count_flops
 
     # VGG16's convolutions at 224x224: 15.35 G multiply-adds (Simonyan & Zisserman's 15.5 G
     # includes the dense top this model leaves out).
@@ -296,8 +296,8 @@ def test_flops_count_the_nested_base():
 
 def test_label_smoothing_matches_the_formula_and_survives_saving(tmp_path):
     from cnnlab.config import TrainConfig
-    from cnnlab.phases import compile_model
     from cnnlab.runs import load_model_file
+    from cnnlab.training.phases import compile_model
 
     model = build_model(default_cfg("mlp", units=[8]), (6, 6, 1), 4)
     compile_model(model, TrainConfig(label_smoothing=0.2), train_size=8)

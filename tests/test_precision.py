@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from cnnlab import environment
-from cnnlab.environment import cpu_has_bf16, resolve_precision
+from cnnlab.utils import environment
+from cnnlab.utils.environment import cpu_has_bf16, resolve_precision
 
 from .helpers import CONFIGS
 
@@ -69,7 +69,7 @@ def test_the_variable_decides_auto_whatever_the_cpu(cpu_only, tmp_path, monkeypa
 
 
 def test_a_garbled_variable_is_one_clear_error(monkeypatch):
-    from cnnlab.errors import CnnlabError
+    from cnnlab.utils.errors import CnnlabError
 
     monkeypatch.setenv(environment.BF16_VARIABLE, "yes")
     with pytest.raises(CnnlabError, match=r"CNNLAB_CPU_BF16='yes': give 1 .* or 0"):
@@ -108,7 +108,7 @@ def test_a_run_records_its_precision_and_xla(cli, quick, tmp_path, precision, ji
     assert model.get_layer("predictions").compute_dtype == "float32"
     if precision == "mixed_bfloat16":
         # TFLite converts no bfloat16 ops: the export is a float32 copy with the same weights.
-        from cnnlab.export.runtimes import load_runtime
+        from cnnlab.commands.export.runtimes import load_runtime
 
         exported = cli("export", run_dir, "--format", "tflite")
         assert exported.exit_code == 0, exported.output

@@ -188,13 +188,13 @@ def test_a_run_with_test_time_flip_predicts_the_average_with_the_mirror(photos, 
 
 
 def test_chunks_give_the_same_predictions(photos, tmp_path, monkeypatch):
-    import cnnlab.predict
+    import cnnlab.commands.predict
 
     (run, _), new = photos
     (new.parent / "broken.png").write_bytes(b"\x89PNG broken")
     args = [run, new, new.parent / "broken.png"]
     whole = invoke("predict", *args, "-o", tmp_path / "whole.csv")
-    monkeypatch.setattr(cnnlab.predict, "CHUNK", 2)
+    monkeypatch.setattr(cnnlab.commands.predict, "CHUNK", 2)
     chunked = invoke("predict", *args, "-o", tmp_path / "chunked.csv")
     assert whole.exit_code == chunked.exit_code == 3
     pd.testing.assert_frame_equal(

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cnnlab.compare import COLUMNS
+from cnnlab.commands.compare import COLUMNS
 from cnnlab.reports import PER_CLASS_COLUMNS
 
 from .helpers import CONFIGS, invoke

@@ -7,13 +7,14 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from cnnlab.atomic import atomic_path
-from cnnlab.errors import CnnlabError
+from cnnlab.utils.atomic import atomic_path
+from cnnlab.utils.errors import CnnlabError
 
 from .helpers import CONFIGS, ROOT, invoke
 
@@ -37,59 +38,85 @@ def kill_after_two_epochs(config, out, *extra) -> dict:
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline, progress = time.monotonic() + 240, None
+        deadline, record_file = time.monotonic() + 240, None
         while time.monotonic() < deadline and proc.poll() is None:
             found = list(out.glob("*/.resume/progress.json"))
             # Epoch 2 is the first of phase 2: kill it with phase 2 under way.
             if found and json.loads(found[0].read_text())["epoch"] >= 2:
-                progress = found[0]
+                record_file = found[0]
                 break
             time.sleep(0.01)
-        assert progress is not None, "training never finished its second epoch"
+        assert record_file is not None, "training never finished its second epoch"
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.kill()
         proc.wait()
-    record = json.loads(progress.read_text())
+    record = json.loads(record_file.read_text())
     assert record["epoch"] in (2, 3)
     return record
 
 
-@pytest.mark.subprocess
-@pytest.mark.precision
-def test_killed_run_resumes_in_its_phase_to_the_same_end(tmp_path):
-    killed_out, whole_out = tmp_path / "killed", tmp_path / "whole"
-    # A small MLP over 2,700 images: epochs short enough to be cheap, long enough for the kill
-    # to land in epoch 3.
-    config = CONFIGS / "mnist_mlp.yaml"
-    mlp = ("--set", "data.max_samples=3000", "--set", "model.units=[64]")
-    # Tracked in MLflow too (a local store): the resumed run continues the same MLflow run.
-    tracked = ("--mlflow", tmp_path / "mlruns")
-    record = kill_after_two_epochs(config, killed_out, *mlp, *tracked)
-    assert (record["phase"], record["phase_done"]) == (1, False)
-    (run_dir,) = killed_out.iterdir()
-    assert not (run_dir / "metrics.json").exists()
-    mlflow_run = json.loads((run_dir / "mlflow.json").read_text())["run_id"]
+MLP = ("--set", "data.max_samples=3000", "--set", "model.units=[64]")
 
-    # compare lists the killed run as interrupted.
-    listed = invoke("compare", killed_out)
-    assert f"{run_dir.name}" in listed.output and "interrupted" in listed.output
+
+@pytest.fixture(scope="module")
+def killed(tmp_path_factory):
+    """A small MLP over 2,700 images (epochs short enough to be cheap, long enough for the kill
+    to land in epoch 3), tracked in a local MLflow store, killed in its second phase. The tests
+    below that need it as it was killed come before those that resume it."""
+    tmp = tmp_path_factory.mktemp("killed")
+    out, mlruns = tmp / "killed", tmp / "mlruns"
+    record = kill_after_two_epochs(CONFIGS / "mnist_mlp.yaml", out, *MLP, "--mlflow", mlruns)
+    (run_dir,) = out.iterdir()
+    mlflow_run = json.loads((run_dir / "mlflow.json").read_text())["run_id"]
+    return SimpleNamespace(run_dir=run_dir, record=record, mlruns=mlruns, mlflow_run=mlflow_run)
+
+
+@pytest.fixture(scope="module")
+def resumed(killed):
+    """The killed run, resumed to its end: the output of `cnnlab train --resume`."""
+    result = invoke("train", "--resume", killed.run_dir)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory):
+    """The same config trained without a kill."""
+    out = tmp_path_factory.mktemp("whole")
+    result = invoke("train", CONFIGS / "mnist_mlp.yaml", *SMALL, *MLP, "--set", f"output_dir={out}")
+    assert result.exit_code == 0, result.output
+    (run_dir,) = out.iterdir()
+    return run_dir
+
+
+@pytest.mark.subprocess
+def test_a_killed_run_is_left_interrupted_in_its_phase(killed):
+    assert (killed.record["phase"], killed.record["phase_done"]) == (1, False)
+    assert not (killed.run_dir / "metrics.json").exists()
+    listed = invoke("compare", killed.run_dir.parent)
+    assert killed.run_dir.name in listed.output and "interrupted" in listed.output
+
+
+@pytest.mark.subprocess
+def test_resuming_with_another_config_is_refused_and_changes_nothing(killed):
     changed = invoke(
-        "train", config, *SMALL, *mlp, "--set", "train.batch_size=64", "--set",
-        f"output_dir={killed_out}", "--resume", run_dir, *tracked,
+        "train", CONFIGS / "mnist_mlp.yaml", *SMALL, *MLP, "--set", "train.batch_size=64",
+        "--set", f"output_dir={killed.run_dir.parent}", "--resume", killed.run_dir,
+        "--mlflow", killed.mlruns,
     )  # fmt: skip
     assert changed.exit_code == 1
     assert "cannot resume with a different config (train.batch_size: 32 -> 64)" in changed.output
-    assert json.loads((run_dir / ".resume" / "progress.json").read_text()) == record  # untouched
+    record = json.loads((killed.run_dir / ".resume" / "progress.json").read_text())
+    assert record == killed.record  # untouched
 
-    resumed = invoke("train", "--resume", run_dir)
-    assert resumed.exit_code == 0, resumed.output
-    assert f"resuming {run_dir}" in resumed.output
-    whole = invoke("train", config, *SMALL, *mlp, "--set", f"output_dir={whole_out}")
-    assert whole.exit_code == 0, whole.output
-    (whole_dir,) = whole_out.iterdir()
 
-    a, b = metrics_of(run_dir), metrics_of(whole_dir)
+@pytest.mark.subprocess
+@pytest.mark.precision
+def test_killed_run_resumes_in_its_phase_to_the_same_end(killed, resumed, whole):
+    run_dir = killed.run_dir
+    assert f"resuming {run_dir}" in resumed
+    a, b = metrics_of(run_dir), metrics_of(whole)
     assert a["epochs_run"] == b["epochs_run"] == 4 and a["resumed"] and not b["resumed"]
     assert [p["epochs_run"] for p in a["phases"]] == [1, 3]
     assert [p["optimizer"] for p in a["phases"]] == ["adam", "sgd"]
@@ -106,18 +133,23 @@ def test_killed_run_resumes_in_its_phase_to_the_same_end(tmp_path):
     again = invoke("train", "--resume", run_dir)
     assert again.exit_code == 1 and "already completed" in again.output
 
+
+@pytest.mark.subprocess
+def test_a_resumed_run_continues_its_mlflow_run(killed, resumed):
     from mlflow import MlflowClient
 
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    client = MlflowClient(f"sqlite:///{killed.mlruns / 'mlflow.db'}")
     (tracked_run,) = client.search_runs([client.get_experiment_by_name("mnist_mlp").experiment_id])
-    assert tracked_run.info.run_id == mlflow_run and tracked_run.info.status == "FINISHED"
-    assert f"MLflow run {mlflow_run} continues" in resumed.output
-    losses = client.get_metric_history(mlflow_run, "loss")
+    assert tracked_run.info.run_id == killed.mlflow_run and tracked_run.info.status == "FINISHED"
+    assert f"MLflow run {killed.mlflow_run} continues" in resumed
+    losses = client.get_metric_history(killed.mlflow_run, "loss")
     # Epoch 3 may have been logged before the kill and again after: the same step.
     assert {m.step for m in losses} == {1, 2, 3, 4}
+    history = pd.read_csv(killed.run_dir / "history.csv")
     for step, loss in enumerate(history["loss"], 1):
         assert any(m.value == pytest.approx(loss) for m in losses if m.step == step)
-    assert tracked_run.data.metrics["final_test_accuracy"] == pytest.approx(a["test"]["accuracy"])
+    accuracy = metrics_of(killed.run_dir)["test"]["accuracy"]
+    assert tracked_run.data.metrics["final_test_accuracy"] == pytest.approx(accuracy)
 
 
 def test_rerunning_an_interrupted_config_offers_to_resume(tmp_path):
@@ -161,44 +193,6 @@ def test_resume_needs_a_complete_epoch(tmp_path):
         "--set and --mlflow need a CONFIG"
         in invoke("train", "--resume", run, "--set", "seed=1").output
     )
-
-
-def test_nan_stops_training_and_keeps_the_last_good_model(tmp_path):
-    import keras
-
-    from cnnlab.checkpoints import RunCheckpoint, StopOnNaN
-    from cnnlab.config import PhaseConfig
-
-    (tmp_path / "run").mkdir()
-    run_dir = tmp_path / "run"
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
-    model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
-
-    def batches():
-        rng = np.random.default_rng(0)
-        for step in range(100):
-            x = rng.normal(size=(8, 4)).astype("float32")
-            if step >= 4:  # the second epoch meets broken input
-                x[0, 0] = np.nan
-            yield x, rng.integers(0, 3, 8)
-
-    val = (np.zeros((8, 4), "float32"), np.zeros(8, int))
-    checkpoint = RunCheckpoint(run_dir, "val_loss")
-    checkpoint.begin_phase(0, PhaseConfig(name="phase1", epochs=3), 0, {})
-    with pytest.raises(CnnlabError, match=r"the loss became nan in epoch 2, batch 1"):
-        model.fit(
-            batches(),
-            steps_per_epoch=4,
-            epochs=3,
-            validation_data=val,
-            verbose=0,
-            shuffle=False,
-            callbacks=[StopOnNaN(), checkpoint],
-        )
-    good = keras.models.load_model(run_dir / "model.keras")
-    assert all(np.isfinite(w).all() for w in good.get_weights())
-    progress = json.loads((run_dir / ".resume" / "progress.json").read_text())
-    assert progress["epoch"] == 1 and len(pd.read_csv(run_dir / "history.csv")) == 1
 
 
 def test_nan_through_the_cli_is_one_line_and_recorded(tmp_path):
@@ -264,21 +258,6 @@ def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
         raise OSError("disk full")
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
-
-
-def test_resumable_callbacks_restore_their_counters():
-    from cnnlab.checkpoints import ResumableEarlyStopping, ResumableReduceLROnPlateau
-
-    es = ResumableEarlyStopping(patience=5, state={"wait": 3, "best": 0.25, "best_epoch": 4})
-    es.on_train_begin()
-    assert (es.wait, es.best, es.best_epoch) == (3, 0.25, 4)
-    assert es.state() == {"wait": 3, "best": 0.25, "best_epoch": 4}
-    lr = ResumableReduceLROnPlateau(state={"wait": 1, "best": 0.5, "cooldown_counter": 2})
-    lr.on_train_begin()
-    assert (lr.wait, lr.best, lr.cooldown_counter) == (1, 0.5, 2)
-    fresh = ResumableEarlyStopping(patience=5)
-    fresh.on_train_begin()
-    assert fresh.wait == 0 and fresh.best is None
 
 
 def test_labels_outside_the_model_are_refused(tmp_path, mnist_arrays):

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from cnnlab.config import load_config
-from cnnlab.errors import ConfigError
 from cnnlab.runs import load_run_model
-from cnnlab.train import train
+from cnnlab.training.trainer import train
+from cnnlab.utils.errors import ConfigError
 
 from .helpers import CONFIGS, probability_atol
 from .images import write_cifar10
@@ -205,7 +205,7 @@ def test_shipped_colour_config_trains_on_tiny_data(name, tmp_path, vgg_weights, 
         check_only_block5_trained(run_dir, vgg_weights, head=256, outputs=1)
     if name == "catsdogs_vgg16_features":
         # Exported as a SavedModel: VGG16's preprocessing inside, both classes' probabilities out.
-        from cnnlab.export.runtimes import load_runtime
+        from cnnlab.commands.export.runtimes import load_runtime
 
         exported = cli("export", run_dir, "--format", "savedmodel")
         assert exported.exit_code == 0, exported.output

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from cnnlab.commands.tune import load_space
 from cnnlab.config import load_config
-from cnnlab.errors import ConfigError
-from cnnlab.tune import load_space
+from cnnlab.utils.errors import ConfigError
 
 from .helpers import CONFIGS, ROOT
 from .tracked import check_logged
@@ -107,7 +107,7 @@ def test_tiny_study_makes_runs_a_best_config_and_a_compare_table(tmp_path, cli):
 
 
 def test_pruned_trials_stop_early_and_skip_later_phases(tmp_path):
-    from cnnlab.tune import tune
+    from cnnlab.commands.tune import tune
 
     space = write_space(tmp_path, "train.learning_rate: {log_uniform: [1e-4, 1e-2]}\n")
     phases = "train.phases=[{epochs: 2}, {epochs: 2, optimizer: sgd}]"

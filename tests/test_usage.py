@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from cnnlab.config import load_config
-from cnnlab.errors import ConfigError
+from cnnlab.utils.errors import ConfigError
 
 from .helpers import CONFIGS, MNIST_NPZ
 
@@ -85,7 +85,7 @@ def test_summary_of_an_image_folder_config_without_the_folder(cli, tmp_path):
 
 
 def test_new_files_follow_the_umask(tmp_path):
-    from cnnlab.atomic import atomic_write
+    from cnnlab.utils.atomic import atomic_write
 
     previous = os.umask(0o077)
     try:
@@ -109,7 +109,7 @@ def test_verbose_auto_is_the_bar_in_a_terminal_and_lines_in_a_file(monkeypatch):
 
 
 def test_only_tensorflow_notices_are_kept_off_stderr(capfd):
-    from cnnlab.environment import STARTUP_NOISE, stderr_without
+    from cnnlab.utils.environment import STARTUP_NOISE, stderr_without
 
     with stderr_without(STARTUP_NOISE):
         os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are "
@@ -126,7 +126,7 @@ def test_only_tensorflow_notices_are_kept_off_stderr(capfd):
 
 def test_a_damaged_resume_model_is_named_when_resuming(cli, tmp_path):
     from cnnlab.config import dump_config
-    from cnnlab.progress import Progress, epoch_model_file
+    from cnnlab.training.resume_record import ResumeRecord, epoch_model_file
 
     cfg = load_config(
         CONFIGS / "mnist_mlp.yaml",
@@ -136,7 +136,7 @@ def test_a_damaged_resume_model_is_named_when_resuming(cli, tmp_path):
     (run / ".resume").mkdir(parents=True)
     (run / "config.yaml").write_text(dump_config(cfg))
     (run / "state.json").write_text('{"state": "interrupted"}')
-    Progress(epoch=1, model_file=epoch_model_file(1), phases=[{"name": "phase1"}]).save(run)
+    ResumeRecord(epoch=1, model_file=epoch_model_file(1), phases=[{"name": "phase1"}]).save(run)
     (run / ".resume" / epoch_model_file(1)).write_bytes(b"PK\x03\x04 cut short")
     result = cli("train", "--resume", run)
     assert result.exit_code == 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 
@@ -11,6 +11,18 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 class Schema(BaseModel):
     # Strict: `epochs: "10"` or `dropout: true` are mistakes, not values to coerce.
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def register_schema(table: dict[str, Any], schema: type[BaseModel], tag: str) -> None:
+    """File `schema` in `table` under the value of its `tag` field, a one-value Literal (the
+    name a YAML file picks it by); a schema without that field is a base, not filed."""
+    field = schema.model_fields.get(tag)
+    if field is None:
+        return
+    (name,) = get_args(field.annotation)
+    if name in table:
+        raise TypeError(f"{tag} {name!r} is defined by {table[name].__name__} already")
+    table[name] = schema
 
 
 def checks_files(info: ValidationInfo) -> bool:

@@ -15,6 +15,7 @@ from cnnlab.config.base import (
     Fraction,
     Schema,
     Size,
+    register_schema,
 )
 
 # The MNIST that ships with cnnlab: data/mnist.npz in its checkout.
@@ -44,8 +45,18 @@ class InputNeeds(NamedTuple):
     channels: int
 
 
+# Each loader's schema by its `loader` name, filed as the class is defined (cnnlab.data.LOADERS
+# holds a function of the same name for each).
+DATA_SCHEMAS: dict[str, type[DataSchema]] = {}
+
+
 class DataSchema(Schema):
     """What every loader's schema answers: the images' shape and, when fixed, the classes."""
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs):
+        super().__pydantic_init_subclass__(**kwargs)
+        register_schema(DATA_SCHEMAS, cls, "loader")
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -249,12 +260,3 @@ class ImageDirData(DataSchema):
             f"set data.image_size to at least [{needs.min_size}, {needs.min_size}] "
             f"and data.color_mode: {mode}"
         )
-
-
-DATA_SCHEMAS: dict[str, type[DataSchema]] = {
-    "mnist": MnistData,
-    "kaggle_csv": KaggleCsvData,
-    "cifar10": Cifar10Data,
-    "cifar100": Cifar100Data,
-    "image_dir": ImageDirData,
-}

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from cnnlab.config.experiment import Config
 from cnnlab.config.messages import Key, describe, dotted
-from cnnlab.errors import ConfigError
+from cnnlab.utils.errors import ConfigError
 
 
 class _Loader(yaml.SafeLoader):

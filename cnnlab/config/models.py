@@ -6,7 +6,15 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from cnnlab.config.base import Activation, Count, Dropout, FilePath, PositiveInts, Schema
+from cnnlab.config.base import (
+    Activation,
+    Count,
+    Dropout,
+    FilePath,
+    PositiveInts,
+    Schema,
+    register_schema,
+)
 from cnnlab.config.data import InputNeeds
 from cnnlab.config.training import TrainConfig
 
@@ -28,8 +36,18 @@ class AugmentationConfig(Schema):
     fill_mode: Literal["reflect", "constant", "nearest", "wrap"] = "reflect"
 
 
+# Each builder's schema by its `builder` name, filed as the class is defined (cnnlab.models
+# registers a function of the same name for each).
+MODEL_SCHEMAS: dict[str, type[ModelSchema]] = {}
+
+
 class ModelSchema(Schema):
     """What every builder takes besides its own keys, and what it asks of data and training."""
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs):
+        super().__pydantic_init_subclass__(**kwargs)
+        register_schema(MODEL_SCHEMAS, cls, "builder")
 
     # The images the model needs, when it cannot take any size and channel count.
     INPUT_NEEDS: ClassVar[InputNeeds | None] = None
@@ -182,16 +200,3 @@ class Vgg16Model(ModelSchema):
                 f"model.cache_features needs the base frozen in every phase, but "
                 f"train.phases.{unfrozen[0]}.unfreeze is set; set cache_features: false"
             )
-
-
-MODEL_SCHEMAS: dict[str, type[ModelSchema]] = {
-    "mlp": MlpModel,
-    "small_cnn": SmallCnnModel,
-    "deep_cnn": DeepCnnModel,
-    "lenet5": Lenet5Model,
-    "strided_cnn": StridedCnnModel,
-    "airbench": AirbenchModel,
-    "alexnet_lite": AlexnetLiteModel,
-    "convnet": ConvnetModel,
-    "vgg16": Vgg16Model,
-}

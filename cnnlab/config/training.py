@@ -11,6 +11,11 @@ from pydantic import Field, field_validator, model_validator
 from cnnlab.config.base import Count, Fraction, Schema
 
 
+def maximizes(monitor: str) -> bool:
+    """Whether a larger `monitor` value is better: accuracies (a loss is better smaller)."""
+    return monitor.endswith("accuracy")
+
+
 class EarlyStoppingConfig(Schema):
     patience: Count = 5
     min_delta: Annotated[float, Field(ge=0)] = 0.0

@@ -1,7 +1,7 @@
 """Dataset loaders: `LOADERS[cfg.data.loader](cfg.data, seed)` returns a Dataset.
 
-The registry key is the `data.loader` name in YAML and the function's name; the config schema
-for each lives in cnnlab.config.DATA_SCHEMAS under the same key.
+A loader is a function filed with `@register_loader` (cnnlab.data.registry): its name is the
+`data.loader` name in YAML, and cnnlab.config.DATA_SCHEMAS holds its schema under it.
 """
 
 from __future__ import annotations
@@ -10,28 +10,20 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.data.cifar import cifar10, cifar100
+from cnnlab.data import cifar, image_dir, kaggle_csv, mnist  # noqa: F401  (they register)
 from cnnlab.data.dataset import BadFilesError, Dataset, adapt_images, describe_problems
-from cnnlab.data.image_dir import image_dir, scan_folder
-from cnnlab.data.kaggle_csv import kaggle_csv, read_digits_csv
-from cnnlab.data.mnist import mnist
-
-LOADERS = {
-    "mnist": mnist,
-    "kaggle_csv": kaggle_csv,
-    "cifar10": cifar10,
-    "cifar100": cifar100,
-    "image_dir": image_dir,
-}
+from cnnlab.data.image_dir import scan_folder
+from cnnlab.data.kaggle_csv import read_digits_csv
+from cnnlab.data.registry import LOADERS
 
 
 def load_dataset(data_cfg, seed: int) -> Dataset:
     """Load the dataset a config's `data` block describes, resized/converted as it asks."""
     data = LOADERS[data_cfg.loader](data_cfg, seed)
     for split in ("train", "val", "test"):
-        x = getattr(data, f"x_{split}")
+        x, y = data.split(split)
         if x is not None:
-            setattr(data, f"x_{split}", adapt_images(x, data_cfg))
+            data.set_split(split, adapt_images(x, data_cfg), y)
     return data
 
 

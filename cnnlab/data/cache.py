@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.atomic import atomic_path
+from cnnlab.utils.atomic import atomic_path
 
 # Bump when the stored layout of any kind changes: older entries are then never read.
 VERSION = "2"

@@ -7,7 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
-from cnnlab.errors import DataError
+from cnnlab.utils.errors import DataError
 
 # Kaggle names its training images cat.0.jpg ... dog.12499.jpg.
 NAME = re.compile(r"^(cat|dog)\.\d+\.jpe?g$", re.IGNORECASE)

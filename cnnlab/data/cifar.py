@@ -14,9 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.config import Cifar10Data, Cifar100Data
+from cnnlab.config.data import Cifar10Data, Cifar100Data
 from cnnlab.data.dataset import Dataset, from_arrays
-from cnnlab.errors import DataError
+from cnnlab.data.registry import register_loader
+from cnnlab.utils.console import say
+from cnnlab.utils.errors import DataError
 
 # The member files of each archive (inside its top folder) and their label key.
 LAYOUT = {
@@ -55,11 +57,13 @@ class _ArraysOnly(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+@register_loader
 def cifar10(cfg: Cifar10Data, seed: int) -> Dataset:
     """CIFAR-10 as uint8 (N, 32, 32, 3) images with a seeded validation split of train."""
     return _load(cfg, seed, "fine")
 
 
+@register_loader
 def cifar100(cfg: Cifar100Data, seed: int) -> Dataset:
     """CIFAR-100 with fine (100) or coarse (20) labels."""
     return _load(cfg, seed, cfg.label_mode)
@@ -170,7 +174,7 @@ def _download(kind: str, label_mode: str):
     """Fetch the official archive the way keras.datasets does (same URL, hash and cache)."""
     import keras
 
-    print(f"cnnlab: no local {kind} archive; downloading it with Keras ...", flush=True)
+    say(f"no local {kind} archive; downloading it with Keras ...")
     try:
         path = keras.utils.get_file(
             fname=f"{LAYOUT[kind]['folder']}-target",

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cnnlab.errors import DataError
+from cnnlab.utils.errors import DataError
 
 Arrays = tuple[np.ndarray, np.ndarray]
 
@@ -54,6 +54,11 @@ class Dataset:
     def split(self, name: str) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(images, labels) of split `name`: train, val or test."""
         return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
+
+    def set_split(self, name: str, x: np.ndarray, y: np.ndarray | None) -> None:
+        """Replace the images and labels of split `name`: train, val or test."""
+        setattr(self, f"x_{name}", x)
+        setattr(self, f"y_{name}", y)
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -23,11 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.config import ImageDirData
+from cnnlab.config.data import ImageDirData
 from cnnlab.data.cache import load_arrays, store_arrays
 from cnnlab.data.dataset import BadFilesError, Dataset, describe_problems, split_validation
 from cnnlab.data.images import ImageFormat, decode_files, extension_problem, is_hidden
-from cnnlab.errors import DataError
+from cnnlab.data.registry import register_loader
+from cnnlab.utils.errors import DataError
 
 # Split folder names as people and courses spell them, compared case-insensitively.
 SPLIT_NAMES = {
@@ -50,6 +51,7 @@ class Listing:
     stats: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # (size, mtime_ns)
 
 
+@register_loader
 def image_dir(cfg: ImageDirData, seed: int) -> Dataset:
     """Decode every image under `cfg.root` into uint8 arrays, split as the folder says.
 

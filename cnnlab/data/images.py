@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.config import ImageFormat
-from cnnlab.console import progress
+from cnnlab.utils.console import progress
 
 # Keras' image_dataset_from_directory's extensions, and the other photo formats Pillow reads
 # without plugins (phones and browsers save WebP, scanners TIFF).
@@ -88,7 +88,7 @@ def decode_files(
     paths: list[Path], fmt: ImageFormat, description: str | None = None
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
     """Decode `paths` in parallel threads (Pillow decodes without the GIL); with a
-    `description`, the progress is shown (cnnlab.console).
+    `description`, the progress is shown (cnnlab.utils.console).
 
     Returns:
         uint8 images (N, height, width, channels) of the files that could be read, a boolean

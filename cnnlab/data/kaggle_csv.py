@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cnnlab.config import KaggleCsvData
+from cnnlab.config.data import KaggleCsvData
 from cnnlab.data.cache import load_arrays, store_arrays
 from cnnlab.data.dataset import Dataset, from_arrays
-from cnnlab.errors import DataError
+from cnnlab.data.registry import register_loader
+from cnnlab.utils.errors import DataError
 
 # Columns some competitions and `DataFrame.to_csv(index=True)` add in front of the pixels.
 ID_COLUMNS = {"id", "index", "imageid", "unnamed: 0"}
@@ -25,6 +26,7 @@ LABEL_COLUMN = "label"
 CHUNK_ROWS = 20_000  # rows parsed at a time: ~60 MB of int64 for 785 columns
 
 
+@register_loader
 def kaggle_csv(cfg: KaggleCsvData, seed: int) -> Dataset:
     """Load train (and optional validation/test) CSVs into a Dataset."""
     read = {"image_shape": cfg.image_shape, "num_classes": cfg.num_classes}

@@ -8,13 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.config import MnistData
+from cnnlab.config.data import MnistData
 from cnnlab.data.dataset import Dataset, from_arrays
-from cnnlab.errors import DataError
+from cnnlab.data.registry import register_loader
+from cnnlab.utils.console import say
+from cnnlab.utils.errors import DataError
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
+@register_loader
 def mnist(cfg: MnistData, seed: int) -> Dataset:
     """Load MNIST; `path: null` downloads it with keras.datasets (needs internet)."""
     train, test = read_mnist_npz(cfg.path) if cfg.path else _download()
@@ -49,7 +52,7 @@ def read_mnist_npz(path: Path) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
 def _download() -> tuple[tuple[np.ndarray, np.ndarray], ...]:
     import keras
 
-    print("cnnlab: no local MNIST file; downloading with keras.datasets.mnist ...", flush=True)
+    say("no local MNIST file; downloading with keras.datasets.mnist ...")
     try:
         (x, y), (x_test, y_test) = keras.datasets.mnist.load_data()
     except Exception as e:  # urllib raises a variety of errors when offline
@@ -68,7 +71,7 @@ def mnist_to_kaggle(npz: Path, out_dir: Path, overwrite: bool = False) -> dict[s
     """
     import pandas as pd
 
-    from cnnlab.atomic import atomic_path
+    from cnnlab.utils.atomic import atomic_path
 
     (x, y), (x_test, y_test) = read_mnist_npz(npz)
     out_dir = Path(out_dir)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from cnnlab.config import (
+from cnnlab.config.models import (
     AirbenchModel,
     AlexnetLiteModel,
     ConvnetModel,
@@ -15,8 +15,10 @@ from cnnlab.config import (
     StridedCnnModel,
 )
 from cnnlab.models.common import classifier, dense_stack, image_input
+from cnnlab.models.registry import register_builder
 
 
+@register_builder
 def small_cnn(cfg: SmallCnnModel, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """Chollet's MNIST convnet: conv32-pool-conv64-pool-conv128-flatten-dense.
 
@@ -33,6 +35,7 @@ def small_cnn(cfg: SmallCnnModel, input_shape: tuple[int, ...], num_classes: int
     return keras.Model(inputs, classifier(x, num_classes), name="small_cnn")
 
 
+@register_builder
 def deep_cnn(cfg: DeepCnnModel, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """The Kaggle digit-recognizer net: [conv3x3 ×2 (same), max-pool] per block, dense layers.
 
@@ -52,6 +55,7 @@ def deep_cnn(cfg: DeepCnnModel, input_shape: tuple[int, ...], num_classes: int) 
     return keras.Model(inputs, classifier(x, num_classes), name="deep_cnn")
 
 
+@register_builder
 def lenet5(cfg: Lenet5Model, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """LeCun et al. (1998): conv6(5x5)-avgpool-conv16(5x5)-avgpool-120-84-classes.
 
@@ -70,6 +74,7 @@ def lenet5(cfg: Lenet5Model, input_shape: tuple[int, ...], num_classes: int) -> 
     return keras.Model(inputs, classifier(x, num_classes), name="lenet5")
 
 
+@register_builder
 def strided_cnn(
     cfg: StridedCnnModel, input_shape: tuple[int, ...], num_classes: int
 ) -> keras.Model:
@@ -96,6 +101,7 @@ def strided_cnn(
     return keras.Model(inputs, classifier(x, num_classes), name="strided_cnn")
 
 
+@register_builder
 def alexnet_lite(
     cfg: AlexnetLiteModel, input_shape: tuple[int, ...], num_classes: int
 ) -> keras.Model:
@@ -117,6 +123,7 @@ def alexnet_lite(
     return keras.Model(inputs, classifier(x, num_classes), name="alexnet_lite")
 
 
+@register_builder
 def convnet(cfg: ConvnetModel, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """Chollet's cats-vs-dogs convnet (Deep Learning with Python, 2nd ed., ch. 8).
 
@@ -136,6 +143,7 @@ def convnet(cfg: ConvnetModel, input_shape: tuple[int, ...], num_classes: int) -
     return keras.Model(inputs, classifier(x, num_classes), name="convnet")
 
 
+@register_builder
 def airbench(cfg: AirbenchModel, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """Keller Jordan's airbench94 network (94% on CIFAR-10 in seconds on a GPU), in Keras layers.
 

@@ -13,7 +13,7 @@ from cnnlab.models.layers import RandomAffine
 # Image transforms compute in float32 whatever the precision policy: they resample pixels, and
 # bfloat16 keeps only 8 bits of mantissa.
 EXACT = {"dtype": "float32"}
-# The classes `augmentation_layers` uses: an export replaces them (cnnlab.export).
+# The classes `augmentation_layers` uses: an export replaces them (cnnlab.commands.export).
 AUGMENTATION_LAYERS = (layers.RandomFlip, RandomAffine, layers.RandomContrast)
 
 

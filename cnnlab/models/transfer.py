@@ -7,14 +7,16 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from cnnlab.config import Vgg16Model
-from cnnlab.errors import ConfigError
+from cnnlab.config.models import Vgg16Model
 from cnnlab.models.common import EXACT, classifier, dense_stack, image_input
 from cnnlab.models.layers import ImageNetPreprocess
+from cnnlab.models.registry import register_builder
+from cnnlab.utils.errors import ConfigError
 
 FEATURES = "features"  # the layer whose output is the base's feature vector
 
 
+@register_builder
 def vgg16(cfg: Vgg16Model, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """VGG16's convolutional base, frozen, under a new head (Chollet's feature extraction).
 

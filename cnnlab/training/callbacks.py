@@ -5,8 +5,8 @@ After every epoch, in this order (each file written beside its target, then rena
     last.keras                     the model now
     history.csv                    every epoch so far, rewritten whole
     .resume/epoch-NNNN.keras       the model with its optimizer state
-    .resume/progress.json          the resume record (cnnlab.progress); written last, so it
-                                   always names a complete model file
+    .resume/progress.json          the resume record (cnnlab.training.resume_record); written
+                                   last, so it always names a complete model file
 
 Epochs are numbered across the phases of a run (phase 2 of 5 + 10 epochs runs epochs 6-15,
 or fewer when phase 1 stopped early); model.keras is the best of all phases.
@@ -25,10 +25,11 @@ from pathlib import Path
 import keras
 
 from cnnlab import runs
-from cnnlab.atomic import atomic_path, atomic_write
-from cnnlab.errors import CnnlabError
+from cnnlab.config.training import maximizes
 from cnnlab.models.common import trainable_parameters
-from cnnlab.progress import RESUME_DIR, Progress, epoch_model_file
+from cnnlab.training.resume_record import RESUME_DIR, ResumeRecord, epoch_model_file
+from cnnlab.utils.atomic import atomic_path, atomic_write
+from cnnlab.utils.errors import CnnlabError
 
 
 def _improved(value: float, best: float | None, monitor: str) -> bool:
@@ -36,7 +37,7 @@ def _improved(value: float, best: float | None, monitor: str) -> bool:
         return False
     if best is None:
         return True
-    return value > best if monitor.endswith("accuracy") else value < best
+    return value > best if maximizes(monitor) else value < best
 
 
 def save_model(model: keras.Model, path: Path) -> None:
@@ -113,15 +114,15 @@ class RunCheckpoint(keras.callbacks.Callback):
     """Writes model.keras, last.keras, history.csv and the resume record after every epoch.
 
     One instance serves every phase of a run (see `begin_phase`); its state is the run's
-    Progress record. Put it last among the callbacks: it records the counters the others
+    ResumeRecord record. Put it last among the callbacks: it records the counters the others
     updated this epoch.
     """
 
-    def __init__(self, run_dir: Path, monitor: str, progress: Progress | None = None):
+    def __init__(self, run_dir: Path, monitor: str, record: ResumeRecord | None = None):
         super().__init__()
         self.run_dir = run_dir
         self.monitor = monitor
-        self.progress = progress if progress is not None else Progress()
+        self.record = record if record is not None else ResumeRecord()
         self.stateful: dict[str, keras.callbacks.Callback] = {}
         self.last_phase = True
         self.target: keras.Model | None = None
@@ -142,10 +143,10 @@ class RunCheckpoint(keras.callbacks.Callback):
             target: the model to save, when fit trains only part of it (a head on cached
                 features); default the model being fit.
         """
-        self.progress.phase, self.progress.phase_start = index, start_epoch
+        self.record.phase, self.record.phase_start = index, start_epoch
         self.stateful, self.target = stateful, target
-        if len(self.progress.phases) <= index:
-            self.progress.phases.append(
+        if len(self.record.phases) <= index:
+            self.record.phases.append(
                 {
                     "name": phase.name,
                     "unfreeze": phase.unfreeze,
@@ -160,7 +161,7 @@ class RunCheckpoint(keras.callbacks.Callback):
             )
 
     def on_train_begin(self, logs=None):
-        phase = self.progress.phases[self.progress.phase]
+        phase = self.record.phases[self.record.phase]
         phase["trainable_params"] = trainable_parameters(self.model)
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -168,14 +169,14 @@ class RunCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
-        progress = self.progress
+        record = self.record
         seconds = time.perf_counter() - self._started
         logs["epoch_seconds"] = seconds
-        progress.train_seconds += seconds
-        progress.history.append(
-            {"epoch": epoch, "phase": progress.phase + 1, **{k: float(v) for k, v in logs.items()}}
+        record.train_seconds += seconds
+        record.history.append(
+            {"epoch": epoch, "phase": record.phase + 1, **{k: float(v) for k, v in logs.items()}}
         )
-        phase = progress.phases[progress.phase]
+        phase = record.phases[record.phase]
         phase["epochs_run"] += 1
         phase["train_seconds"] = round(phase["train_seconds"] + seconds, 3)
         target = self.target or self.model
@@ -183,31 +184,31 @@ class RunCheckpoint(keras.callbacks.Callback):
         key = f"best_{self.monitor}"
         if value is not None and _improved(float(value), phase[key], self.monitor):
             phase[key], phase["best_epoch"] = float(value), epoch + 1
-        if value is not None and _improved(float(value), progress.best, self.monitor):
-            progress.best, progress.best_epoch = float(value), epoch + 1
+        if value is not None and _improved(float(value), record.best, self.monitor):
+            record.best, record.best_epoch = float(value), epoch + 1
             save_model(target, self.run_dir / runs.BEST_MODEL)
         save_model(target, self.run_dir / runs.LAST_MODEL)
         self._write_history()
         phase_done = bool(self.model.stop_training) or epoch + 1 >= self.params.get("epochs", 0)
-        self._save_progress(epoch + 1, phase_done)
+        self._save_record(epoch + 1, phase_done)
 
     def on_train_end(self, logs=None):
         # Early stopping ends a phase after the epoch's record was written.
-        if self.progress.history:
-            self._save_progress(len(self.progress.history), phase_done=True)
+        if self.record.history:
+            self._save_record(len(self.record.history), phase_done=True)
 
     def _write_history(self) -> None:
         import pandas as pd
 
-        frame = pd.DataFrame(self.progress.history)
+        frame = pd.DataFrame(self.record.history)
         atomic_write(self.run_dir / runs.HISTORY_FILE, frame.to_csv(index=False))
 
-    def _save_progress(self, epochs_done: int, phase_done: bool) -> None:
-        progress = self.progress
-        progress.epoch, progress.phase_done = epochs_done, phase_done
-        progress.model_file = epoch_model_file(epochs_done)
-        path = progress.model_path(self.run_dir)
+    def _save_record(self, epochs_done: int, phase_done: bool) -> None:
+        record = self.record
+        record.epoch, record.phase_done = epochs_done, phase_done
+        record.model_file = epoch_model_file(epochs_done)
+        path = record.model_path(self.run_dir)
         if not path.is_file():
             save_model(self.target or self.model, path)
-        progress.callbacks = {name: cb.state() for name, cb in self.stateful.items()}
-        progress.save(self.run_dir)
+        record.callbacks = {name: cb.state() for name, cb in self.stateful.items()}
+        record.save(self.run_dir)

@@ -1,6 +1,12 @@
 """The errors a user can fix: the CLI prints their message on one line and exits non-zero."""
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message; its type's name when the message is empty."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 class CnnlabError(Exception):
     """A problem with the user's input (config, data, run directory) rather than a bug."""
 

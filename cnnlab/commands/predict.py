@@ -10,15 +10,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-from cnnlab.atomic import atomic_path
-from cnnlab.console import progress
 from cnnlab.data import adapt_images, read_csv_for
 from cnnlab.data.images import EXTENSIONS, decode_files, extension_problem, is_hidden
-from cnnlab.errors import DataError, RunDirError
 from cnnlab.inference import Member, load_members, member_probabilities
 from cnnlab.models.common import output_classes
 from cnnlab.runs import open_run
 from cnnlab.scoring import SUBMISSION, write_submission
+from cnnlab.utils.atomic import atomic_path
+from cnnlab.utils.console import progress
+from cnnlab.utils.errors import DataError, RunDirError
 
 ENSEMBLE_SUBMISSION = Path("submission-ensemble.csv")
 CHUNK = 2048  # images decoded and predicted at a time by `predict`

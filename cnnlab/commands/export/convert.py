@@ -1,5 +1,5 @@
 """Exporting a run: the portable model, Keras' converters, and the check of the written file
-against the Keras model (see cnnlab.export)."""
+against the Keras model (see cnnlab.commands.export)."""
 
 from __future__ import annotations
 
@@ -17,14 +17,15 @@ import keras
 import numpy as np
 from keras import ops
 
-from cnnlab.atomic import write_json
+from cnnlab.commands.export import RECORD, TOLERANCE, check_request
+from cnnlab.commands.export.runtimes import Runtime, latency_ms, load_runtime
 from cnnlab.data import load_dataset
-from cnnlab.environment import stderr_without
-from cnnlab.errors import CnnlabError, RunDirError
-from cnnlab.export import RECORD, TOLERANCE, check_request
-from cnnlab.export.runtimes import Runtime, latency_ms, load_runtime
 from cnnlab.inference import class_probabilities, load_members, scores
 from cnnlab.models.common import AUGMENTATION_LAYERS
+from cnnlab.utils.atomic import write_json
+from cnnlab.utils.console import say
+from cnnlab.utils.environment import stderr_without
+from cnnlab.utils.errors import CnnlabError, RunDirError
 
 REPRESENTATIVE_IMAGES = 200  # calibration images for int8 quantization
 # Notices the TFLite converter and interpreter print on every use; errors still show.
@@ -42,7 +43,6 @@ def export_run(
     quantize: str | None = None,
     samples: int = 1000,
     tolerance: float = TOLERANCE,
-    say=print,
 ) -> dict:
     """Export a run's best model, check it, and record the check in export.json.
 
@@ -59,7 +59,7 @@ def export_run(
     """
     output = check_request(run_dir, fmt, quantize, output, overwrite)
     with _quiet_tensorflow():
-        record = _export(run_dir, fmt, output, quantize, samples, tolerance, say)
+        record = _export(run_dir, fmt, output, quantize, samples, tolerance)
     _record(output, record)
     return record
 
@@ -77,7 +77,7 @@ def _quiet_tensorflow():
         logger.setLevel(level)
 
 
-def _export(run_dir, fmt, output, quantize, samples, tolerance, say) -> dict:
+def _export(run_dir, fmt, output, quantize, samples, tolerance) -> dict:
     (run,) = load_members([run_dir])
     portable = portable_model(run.model, run.cfg.model.tta)
     data = load_dataset(run.cfg.data, run.cfg.seed)

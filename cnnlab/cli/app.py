@@ -12,8 +12,10 @@ from typing import Annotated
 
 import typer
 
-from cnnlab.cli_data import data_app
-from cnnlab.cli_support import (
+from cnnlab.cli.backend import open_finished_run, open_runs, start_backend
+from cnnlab.cli.data import data_app
+from cnnlab.cli.errors import set_debug, user_errors
+from cnnlab.cli.options import (
     Backend,
     ConnectTimeout,
     Coordinator,
@@ -22,14 +24,12 @@ from cnnlab.cli_support import (
     Overrides,
     ProcessId,
     RunDirs,
-    open_finished_run,
-    run_backend,
-    set_debug,
-    start_backend,
-    user_errors,
+    parse_seeds,
     with_mlflow,
 )
-from cnnlab.errors import CnnlabError
+from cnnlab.cli.show import show_export, show_predictions
+from cnnlab.utils.console import echo, note
+from cnnlab.utils.errors import CnnlabError
 
 app = typer.Typer(
     help="Image-classification experiments with Keras: YAML in, trained and evaluated run out.",
@@ -73,8 +73,8 @@ def train(
     connect_timeout: ConnectTimeout = 120,
 ) -> None:
     """Train a model as CONFIG describes into a new run directory, or continue one (--resume)."""
-    from cnnlab.cluster import cluster_from, join
     from cnnlab.config import load_config
+    from cnnlab.training.cluster import check_backend, cluster_from, join
 
     if config is None and resume is None:
         raise CnnlabError("give a CONFIG file, or --resume RUN_DIR")
@@ -85,7 +85,7 @@ def train(
     overrides = with_mlflow(overrides, mlflow)
     if seeds is not None and resume is not None:
         raise CnnlabError("--seeds starts new runs; it cannot be combined with --resume")
-    seed_list = _parse_seeds(seeds) if seeds is not None else []
+    seed_list = parse_seeds(seeds) if seeds is not None else []
     configs = [load_config(config, [*(overrides or []), f"seed={s}"]) for s in seed_list]
     cfg = load_config(config, overrides or []) if config is not None and not seeds else None
     cluster = cluster_from(coordinator, num_processes, process_id)
@@ -96,10 +96,9 @@ def train(
 
         first = open_run(resume)[1]  # a resumed run keeps its config, backend included
     start_backend(first.backend, first.deterministic)
-    if cluster.processes > 1:
-        _check_cluster_backend(first.backend)
-    from cnnlab.train import start_or_resume, train_seeds
-    from cnnlab.train import train as run_training
+    check_backend(cluster, first.backend)
+    from cnnlab.training.trainer import start_or_resume, train_seeds
+    from cnnlab.training.trainer import train as run_training
 
     join(cluster, connect_timeout)
     if configs:
@@ -108,31 +107,6 @@ def train(
     ask = (lambda q: typer.confirm(q, default=True)) if sys.stdin.isatty() else None
     cfg, resume = start_or_resume(cfg, resume, ask, cluster)
     run_training(cfg, resume, cluster=cluster)
-
-
-def _check_cluster_backend(backend: str) -> None:
-    if backend != "jax":
-        raise CnnlabError(
-            "several processes train one model with train.distribute: data_parallel on the jax "
-            f"backend; this config's backend is {backend} (TensorFlow's multi-worker training "
-            "fails under Keras 3, keras-team/keras#20585)"
-        )
-
-
-def _parse_seeds(text: str) -> list[int]:
-    """'1,2,3' → [1, 2, 3]; a malformed or repeated seed is an error naming it."""
-    seeds = []
-    for part in text.split(","):
-        try:
-            seed = int(part.strip())
-        except ValueError:
-            raise CnnlabError(
-                f"--seeds: {part.strip()!r} is not an integer; give e.g. --seeds 1,2,3"
-            ) from None
-        if seed in seeds:
-            raise CnnlabError(f"--seeds: seed {seed} is given twice")
-        seeds.append(seed)
-    return seeds
 
 
 @app.command()
@@ -153,19 +127,18 @@ def evaluate(
 
     Several runs: their averaged probabilities (an ensemble) are scored instead, on the test set.
     """
-    opened = [open_finished_run(run_dir) for run_dir in run_dirs]
-    start_backend(run_backend(opened[0], backend))
+    open_runs(run_dirs, backend)
     if len(run_dirs) == 1:
         if output is not None:
             raise CnnlabError("--output is for several runs; one run writes evaluation.json")
-        from cnnlab.evaluate import evaluate as run_evaluation
+        from cnnlab.commands.evaluate import evaluate as run_evaluation
 
         results = run_evaluation(run_dirs[0], csv)
     else:
-        from cnnlab.evaluate import evaluate_ensemble
+        from cnnlab.commands.evaluate import evaluate_ensemble
 
         results = evaluate_ensemble(run_dirs, csv, output)
-    typer.echo(json.dumps(results, indent=2))
+    echo(json.dumps(results, indent=2))
 
 
 @app.command("predict-csv")
@@ -188,13 +161,12 @@ def predict_csv(
     backend: Backend = None,
 ) -> None:
     """Write a Kaggle submission (ImageId,Label) with a run's best model, or several runs'."""
-    opened = [open_finished_run(run_dir) for run_dir in run_dirs]
-    start_backend(run_backend(opened[0], backend))
-    from cnnlab.predict import predict_csv as run_prediction
+    open_runs(run_dirs, backend)
+    from cnnlab.commands.predict import predict_csv as run_prediction
 
     out, rows = run_prediction(run_dirs, test_csv, output, overwrite)
     members = f" (average of {len(run_dirs)} runs)" if len(run_dirs) > 1 else ""
-    typer.echo(f"wrote {rows:,} predictions{members} to {out}")
+    echo(f"wrote {rows:,} predictions{members} to {out}")
 
 
 @app.command()
@@ -235,45 +207,13 @@ def predict(
         )
     if not inputs:
         raise CnnlabError("give image files, folders or patterns after the run directories")
-    opened = [open_finished_run(run_dir) for run_dir in runs]
-    start_backend(run_backend(opened[0], backend))
-    from cnnlab.predict import predict_images
+    open_runs(runs, backend)
+    from cnnlab.commands.predict import predict_images
 
     result = predict_images(runs, inputs, output, overwrite)
-    _show_predictions(result)
+    show_predictions(result)
     if result.skipped:
         raise typer.Exit(3)
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
-
-
-def _show_predictions(result) -> None:
-    """The first rows of the predictions, counts per class, and what was left out."""
-    from rich.table import Table
-
-    from cnnlab.console import print_table
-
-    frame, shown = result.frame, 20
-    table = Table("path", "predicted", "probability")
-    for row in frame.head(shown).itertuples(index=False):
-        table.add_row(str(row.path), str(row.predicted), f"{row.probability:.4f}")
-    print_table(table)
-    if len(frame) > shown:
-        typer.echo(f"... and {len(frame) - shown:,} more")
-    counts = frame["predicted"].value_counts()
-    typer.echo("predicted: " + ", ".join(f"{name} {n:,}" for name, n in counts.items()))
-    typer.echo(f"wrote {len(frame):,} predictions to {result.out}")
-    if result.ignored:
-        verb = "is" if result.ignored == 1 else "are"
-        typer.echo(f"note: ignored {_count(result.ignored, 'file')} that {verb} not an image")
-    if result.skipped:
-        typer.echo(f"skipped {_count(len(result.skipped), 'unreadable file')}:", err=True)
-        for path, reason in result.skipped[:shown]:
-            typer.echo(f"  {path}: {reason}", err=True)
-        if len(result.skipped) > shown:
-            typer.echo(f"  ... and {len(result.skipped) - shown:,} more", err=True)
 
 
 @app.command()
@@ -313,7 +253,7 @@ def export(
     The exported model takes uint8 pixels as the run's images come and gives class probabilities.
     Agreement, accuracy, size and latency are printed and written to export.json beside it.
     """
-    from cnnlab.export import check_request
+    from cnnlab.commands.export import check_request
 
     if len(run_dirs) > 1:
         raise CnnlabError(
@@ -325,31 +265,10 @@ def export(
     path = check_request(run_dir, format, quantize, output, overwrite)
     # The converters are TensorFlow's: the .keras model loads there whatever it trained on.
     start_backend("tensorflow")
-    from cnnlab.export.convert import export_run
+    from cnnlab.commands.export.convert import export_run
 
-    record = export_run(run_dir, format, path, overwrite, quantize, samples, say=typer.echo)
-    _show_export(record, path)
-
-
-def _show_export(record: dict, path: Path) -> None:
-    fmt, checked = record["format"], record["checked_on"]
-    latency = record["latency_ms"]
-    saved = ""
-    if record["precision"] != "float32":
-        saved = (
-            f" (to the saved {record['precision']} model: {record['max_abs_diff_to_saved']:.2g}, "
-            f"top-1 {record['top1_agreement_to_saved']:.2%})"
-        )
-    typer.echo(
-        f"{checked['images']:,} {checked['split']} images: max probability difference "
-        f"{record['max_abs_diff']:.2g}, top-1 agreement {record['top1_agreement']:.2%}{saved}, "
-        f"accuracy {record['accuracy']:.4f} (Keras model {record['keras_accuracy']:.4f})"
-    )
-    typer.echo(
-        f"size {record['size_bytes'] / 1e6:,.2f} MB; one image takes {latency[fmt]:.2f} ms "
-        f"(Keras {latency['keras']:.2f} ms)"
-    )
-    typer.echo(f"wrote {path}")
+    record = export_run(run_dir, format, path, overwrite, quantize, samples)
+    show_export(record, path)
 
 
 @app.command()
@@ -365,18 +284,18 @@ def compare(
     markdown: Annotated[Path | None, typer.Option(help="Also write it as Markdown.")] = None,
 ) -> None:
     """Compare runs: dataset, builder, parameters, accuracy, time; unfinished runs included."""
-    from cnnlab.atomic import atomic_write
-    from cnnlab.compare import compare as compare_runs
-    from cnnlab.compare import print_table, to_markdown
+    from cnnlab.commands.compare import compare as compare_runs
+    from cnnlab.commands.compare import print_table, to_markdown
+    from cnnlab.utils.atomic import atomic_write
 
     frame = compare_runs(paths or [Path("outputs")], sort, ascending)
     print_table(frame)
     if csv is not None:
         atomic_write(csv, frame.to_csv(index=False))
-        typer.echo(f"wrote {csv}")
+        echo(f"wrote {csv}")
     if markdown is not None:
         atomic_write(markdown, to_markdown(frame))
-        typer.echo(f"wrote {markdown}")
+        echo(f"wrote {markdown}")
 
 
 @app.command()
@@ -390,18 +309,18 @@ def summary(
 
     cfg = load_config(config, overrides or [], need_data=False)
     start_backend(cfg.backend)
-    from cnnlab.check import count_flops, parameter_counts, summarize
+    from cnnlab.commands.check import count_flops, parameter_counts, summarize
 
-    model, note = summarize(cfg)
-    if note:
-        typer.echo(f"note: {note}", err=True)
+    model, remark = summarize(cfg)
+    if remark:
+        note(remark)
     model.summary()
     counts = parameter_counts(model)
-    typer.echo(
+    echo(
         f"parameters: {counts['total']:,} ({counts['trainable']:,} trainable, "
         f"{counts['non_trainable']:,} non-trainable)"
     )
-    typer.echo(f"FLOPs per image (conv and dense layers): {count_flops(model) / 1e6:,.2f} M")
+    echo(f"FLOPs per image (conv and dense layers): {count_flops(model) / 1e6:,.2f} M")
 
 
 @app.command()
@@ -430,18 +349,18 @@ def tune(
 
     base = load_config(config, with_mlflow(overrides, mlflow))
     start_backend(base.backend, base.deterministic)
-    from cnnlab.tune import tune as run_study
+    from cnnlab.commands.tune import tune as run_study
 
     result = run_study(config, space, trials, storage, study, with_mlflow(overrides, mlflow))
-    typer.echo(f"study {result['study']} ({result['storage']}); runs in {result['folder']}")
+    echo(f"study {result['study']} ({result['storage']}); runs in {result['folder']}")
     best = result["best"]
     if best is None:
-        typer.echo("no trial has completed yet")
+        echo("no trial has completed yet")
         return
     params = ", ".join(f"{k}={v}" for k, v in best["params"].items())
-    typer.echo(f"best trial #{best['number']}: {best['value']:.4f} with {params}")
-    typer.echo(f"best config: {best['config']} (run {best['run']})")
-    typer.echo(f"compare the trials: cnnlab compare {result['folder']}")
+    echo(f"best trial #{best['number']}: {best['value']:.4f} with {params}")
+    echo(f"best config: {best['config']} (run {best['run']})")
+    echo(f"compare the trials: cnnlab compare {result['folder']}")
 
 
 @app.command()
@@ -454,16 +373,16 @@ def check(
     from cnnlab.config import load_config
 
     cfg = load_config(config, overrides or [])
-    typer.echo(
+    echo(
         f"config: {config} is valid (loader {cfg.data.loader}, builder {cfg.model.builder}, "
         f"backend {cfg.backend})"
     )
     start_backend(cfg.backend, cfg.deterministic)
-    from cnnlab.check import preflight
+    from cnnlab.commands.check import preflight
 
     for line in preflight(cfg):
-        typer.echo(line)
-    typer.echo(f"ok: `cnnlab train {config}` would start; runs go to {cfg.output_dir}")
+        echo(line)
+    echo(f"ok: `cnnlab train {config}` would start; runs go to {cfg.output_dir}")
 
 
 if __name__ == "__main__":  # pragma: no cover

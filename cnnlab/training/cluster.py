@@ -14,7 +14,7 @@ import socket
 import time
 from dataclasses import dataclass
 
-from cnnlab.errors import CnnlabError
+from cnnlab.utils.errors import CnnlabError
 
 ENV_ADDRESS = "KERAS_DISTRIBUTION_JOB_ADDRESSES"
 ENV_PROCESSES = "KERAS_DISTRIBUTION_NUM_PROCESSES"
@@ -75,6 +75,16 @@ def cluster_from(coordinator: str | None, processes: int | None, process_id: int
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise CnnlabError(f"--coordinator {coordinator!r}: give HOST:PORT, e.g. node0:29500")
     return Cluster(coordinator, processes, process_id)
+
+
+def check_backend(cluster: Cluster, backend: str) -> None:
+    """Several processes train one model on JAX alone: refuse any other backend."""
+    if cluster.processes > 1 and backend != "jax":
+        raise CnnlabError(
+            "several processes train one model with train.distribute: data_parallel on the jax "
+            f"backend; this config's backend is {backend} (TensorFlow's multi-worker training "
+            "fails under Keras 3, keras-team/keras#20585)"
+        )
 
 
 def join(cluster: Cluster, timeout_s: float) -> None:

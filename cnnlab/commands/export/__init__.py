@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from cnnlab.errors import CnnlabError, RunDirError
+from cnnlab.utils.errors import CnnlabError, RunDirError
 
 FORMATS = {"savedmodel": "", "tflite": ".tflite", "onnx": ".onnx"}
 # What each format needs beyond TensorFlow: the converter and the runtime that checks the file.

@@ -1,4 +1,6 @@
-"""What the person running cnnlab sees of long work (decoding thousands of images) and tables.
+"""The one way cnnlab prints: a command's result lines (`echo`), how work goes (`say`, with the
+"cnnlab: " prefix), notes on stderr (`note`), progress of long work (decoding thousands of
+images) and tables.
 
 In a terminal: a live bar with the count, elapsed time and time left. When output goes to a
 file (CI, nohup, Slurm), a live bar would be thousands of carriage returns, so a plain line is
@@ -11,6 +13,29 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+PREFIX = "cnnlab: "
+
+
+def echo(text: str = "", err: bool = False) -> None:
+    """Print `text` as a line of a command's output (stderr with `err`), at once."""
+    print(text, file=sys.stderr if err else sys.stdout, flush=True)
+
+
+def say(message: str) -> None:
+    """Tell the person running cnnlab how the work goes: 'cnnlab: message' on stdout."""
+    echo(f"{PREFIX}{message}")
+
+
+def warn(message: str) -> None:
+    """Something the person should know that does not stop the work: 'cnnlab: warning: ...'."""
+    say(f"warning: {message}")
+
+
+def note(message: str) -> None:
+    """A remark beside a command's output, on stderr: 'note: message'."""
+    echo(f"note: {message}", err=True)
+
 
 # Fewer items than this finish too fast for a report to help.
 MIN_ITEMS = 500
@@ -40,17 +65,13 @@ def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
         if tenth > shown_tenth and now - last >= LINE_SECONDS and done < total:
             shown_tenth, last = tenth, now
             left = (now - start) / done * (total - done)
-            print(
-                f"cnnlab: {description}: {done:,}/{total:,} ({100 * done // total}%), "
-                f"{now - start:.0f} s elapsed, about {left:.0f} s left",
-                flush=True,
+            say(
+                f"{description}: {done:,}/{total:,} ({100 * done // total}%), "
+                f"{now - start:.0f} s elapsed, about {left:.0f} s left"
             )
 
     yield advance
-    print(
-        f"cnnlab: {description}: {done:,}/{total:,} in {time.monotonic() - start:.1f} s",
-        flush=True,
-    )
+    say(f"{description}: {done:,}/{total:,} in {time.monotonic() - start:.1f} s")
 
 
 @contextmanager

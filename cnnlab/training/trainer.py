@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -14,31 +13,28 @@ from pathlib import Path
 import keras
 
 from cnnlab import runs
-from cnnlab.atomic import atomic_write, write_json
-from cnnlab.checkpoints import RunCheckpoint
-from cnnlab.cluster import ONE_PROCESS, Cluster
 from cnnlab.config import Config
 from cnnlab.data import BadFilesError, Dataset, describe_problems, load_dataset
-from cnnlab.distribute import Placement, make_placement
-from cnnlab.environment import (
+from cnnlab.models import build_model
+from cnnlab.models.common import output_classes
+from cnnlab.models.transfer import set_trainable
+from cnnlab.scoring import score_run
+from cnnlab.tracking import Tracker
+from cnnlab.training.callbacks import RunCheckpoint
+from cnnlab.training.cluster import ONE_PROCESS, Cluster
+from cnnlab.training.distribute import Placement, make_placement
+from cnnlab.training.phases import fit_phases
+from cnnlab.training.resume_record import ResumeRecord
+from cnnlab.utils.atomic import atomic_write, write_json
+from cnnlab.utils.console import note, say, warn
+from cnnlab.utils.environment import (
     describe_device,
     dtype_policy,
     environment,
     op_determinism,
     resolve_precision,
 )
-from cnnlab.errors import CnnlabError
-from cnnlab.models import build_model
-from cnnlab.models.common import output_classes
-from cnnlab.models.transfer import set_trainable
-from cnnlab.phases import fit_phases
-from cnnlab.progress import Progress
-from cnnlab.scoring import score_run
-from cnnlab.tracking import Tracker
-
-
-def say(message: str) -> None:
-    print(f"cnnlab: {message}", flush=True)
+from cnnlab.utils.errors import CnnlabError
 
 
 def train(
@@ -66,14 +62,14 @@ def train(
     """
     if not cluster.is_chief:
         return _train_alongside(cfg, resume, cluster)
-    progress = Progress.load(resume) if resume is not None else None
+    record = ResumeRecord.load(resume) if resume is not None else None
     run_dir = resume if resume is not None else runs.new_run_dir(cfg)
     runs.write_state(run_dir, "running")
     say(f"{'resuming' if resume else 'run directory'} {run_dir}")
     tracker = Tracker.open(cfg, run_dir, parent_tracking_run)
     callbacks = [*(callbacks or ()), *([tracker.callback()] if tracker else [])]
     try:
-        _run(cfg, run_dir, progress, tuple(callbacks), cluster)
+        _run(cfg, run_dir, record, tuple(callbacks), cluster)
     except KeyboardInterrupt:
         runs.write_state(run_dir, "interrupted", "stopped from the keyboard")
         if tracker:
@@ -99,9 +95,9 @@ def _train_alongside(cfg: Config, resume: Path | None, cluster: Cluster) -> Path
     try:
         if resume is not None:
             shutil.copytree(resume, scratch, dirs_exist_ok=True)
-        progress = Progress.load(scratch) if resume is not None else None
+        record = ResumeRecord.load(scratch) if resume is not None else None
         with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
-            _run(cfg, scratch, progress, (), cluster)
+            _run(cfg, scratch, record, (), cluster)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return resume or scratch
@@ -146,11 +142,9 @@ def start_or_resume(
         if ask is not None and ask(f"{found} is an interrupted run of this config. Resume it?"):
             resume = found
         else:
-            print(
-                f"note: {found} is an interrupted run of this config; "
-                f"`cnnlab train --resume {found}` continues it. Starting a new run.",
-                file=sys.stderr,
-                flush=True,
+            note(
+                f"{found} is an interrupted run of this config; "
+                f"`cnnlab train --resume {found}` continues it. Starting a new run."
             )
             return cfg, None
     resume, cfg = runs.prepare_resume(resume, cfg)
@@ -158,7 +152,7 @@ def start_or_resume(
 
 
 def _run(
-    cfg: Config, run_dir: Path, progress: Progress | None, callbacks: tuple, cluster: Cluster
+    cfg: Config, run_dir: Path, record: ResumeRecord | None, callbacks: tuple, cluster: Cluster
 ) -> None:
     keras.utils.set_random_seed(cfg.seed)
     device = describe_device()
@@ -166,7 +160,7 @@ def _run(
     say(f"training on {device} with {keras.backend.backend()}, precision {precision} ({why})")
     placement = _placement(cfg, cluster)
     with op_determinism(cfg.deterministic), dtype_policy(precision):
-        if progress is None:
+        if record is None:
             write_json(run_dir / runs.ENVIRONMENT_FILE, environment(cfg.seed, device))
         data = _load_data(cfg, run_dir)
         runs.write_class_names(run_dir, data.class_names)
@@ -175,24 +169,24 @@ def _run(
         say(_describe_data(data))
         with placement.scope():
             data = _split_evenly(data, placement)
-            model, best_weights = _model(cfg, run_dir, data, progress)
-            checkpoint = RunCheckpoint(run_dir, cfg.train.monitor, progress)
-            step = checkpoint.progress.next_step(len(cfg.train.stages()))
+            model, best_weights = _model(cfg, run_dir, data, record)
+            checkpoint = RunCheckpoint(run_dir, cfg.train.monitor, record)
+            step = checkpoint.record.next_step(len(cfg.train.stages()))
             if step is not None:
                 fit_phases(
                     cfg, model, data, checkpoint, step, best_weights, callbacks, placement.shard
                 )
         if cluster.is_chief:
             # Scored on one device, outside the placement: the best model is read back anew.
-            _finish(cfg, run_dir, data, model, checkpoint, device, placement, progress is not None)
+            _finish(cfg, run_dir, data, model, checkpoint, device, placement, record is not None)
 
 
 def _placement(cfg: Config, cluster: Cluster) -> Placement:
     """The devices (and processes) the run trains on, said as it starts."""
     placement = make_placement(cfg.train.distribute, cluster.processes, cluster.process_id)
     if os.environ.get("TF_CONFIG") and keras.backend.backend() == "tensorflow":
-        say(
-            "warning: TF_CONFIG is set, but cnnlab does not train across TensorFlow workers "
+        warn(
+            "TF_CONFIG is set, but cnnlab does not train across TensorFlow workers "
             "(Keras 3's fit fails under MultiWorkerMirroredStrategy, keras-team/keras#20585); "
             "this process trains on its own. Across processes and hosts, use backend: jax "
             "with train.distribute: data_parallel"
@@ -214,9 +208,7 @@ def _split_evenly(data: Dataset, placement: Placement) -> Dataset:
     """The training and validation images cut to a multiple of the replica count, when
     data_parallel needs every batch to split evenly (at most replicas - 1 images each)."""
     for split in ("train", "val"):
-        x, y = placement.even_split(split, *data.split(split))
-        setattr(data, f"x_{split}", x)
-        setattr(data, f"y_{split}", y)
+        data.set_split(split, *placement.even_split(split, *data.split(split)))
     if placement.dropped:
         left = ", ".join(f"{n} {split}" for split, n in placement.dropped.items())
         say(f"left out {left} image(s) so that every batch splits evenly across the replicas")
@@ -246,10 +238,10 @@ def _describe_data(data: Dataset) -> str:
     )
 
 
-def _model(cfg: Config, run_dir: Path, data: Dataset, progress: Progress | None):
+def _model(cfg: Config, run_dir: Path, data: Dataset, record: ResumeRecord | None):
     """A new model (its summary written), or a resumed run's model and its best weights."""
     best_weights = None
-    if progress is None:
+    if record is None:
         model = build_model(cfg.model, data.input_shape, data.num_classes)
         set_trainable(model, cfg.train.stages()[0].unfreeze)
         lines: list[str] = []
@@ -258,10 +250,10 @@ def _model(cfg: Config, run_dir: Path, data: Dataset, progress: Progress | None)
     else:
         # Weights, optimizer state (and so the learning-rate schedule's step) of the last
         # complete epoch; early stopping's best weights are those of model.keras.
-        model = runs.load_model_file(progress.model_path(run_dir))
+        model = runs.load_model_file(record.model_path(run_dir))
         if (run_dir / runs.BEST_MODEL).is_file():
             best_weights = runs.load_run_model(run_dir).get_weights()
-        say(f"continuing after epoch {progress.epoch}/{cfg.train.total_epochs}")
+        say(f"continuing after epoch {record.epoch}/{cfg.train.total_epochs}")
     data.check_labels(output_classes(model))
     say(f"model {model.name}, {model.count_params():,} parameters")
     return model, best_weights
@@ -278,21 +270,21 @@ def _finish(
     resumed: bool,
 ) -> None:
     """Score the best model, write metrics.json and the reports, and mark the run completed."""
-    progress = checkpoint.progress
-    if progress.best_epoch is None:
+    record = checkpoint.record
+    if record.best_epoch is None:
         raise CnnlabError(
             f"{run_dir}: no epoch produced a finite {cfg.train.monitor}, so no best model was "
             "saved; lower train.learning_rate"
         )
-    epochs_run, seconds = len(progress.history), progress.train_seconds
+    epochs_run, seconds = len(record.history), record.train_seconds
     # Score the checkpoint itself: what evaluate and predict will load.
     best = runs.load_run_model(run_dir)
     extra = {
         "epochs_run": epochs_run,
-        "best_epoch": progress.best_epoch,
+        "best_epoch": record.best_epoch,
         "monitor": cfg.train.monitor,
         "train_seconds": round(seconds, 3),
-        "phases": progress.phases,
+        "phases": record.phases,
         "images_per_second": round(len(data.x_train) * epochs_run / seconds, 1),
         "params": int(best.count_params()),
         "device": device,

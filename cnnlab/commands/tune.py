@@ -23,10 +23,11 @@ from typing import Any
 import keras
 
 from cnnlab import runs
-from cnnlab.atomic import atomic_write
 from cnnlab.config import Config, ConfigError, dump_config, load_config, read_yaml_mapping
-from cnnlab.errors import CnnlabError
+from cnnlab.config.training import maximizes
 from cnnlab.tracking import Tracker
+from cnnlab.utils.atomic import atomic_write
+from cnnlab.utils.errors import CnnlabError, first_line
 
 DISTRIBUTIONS = ("log_uniform", "uniform", "int", "choice")
 STUDY_DB = "study.db"
@@ -58,8 +59,9 @@ def load_space(path: Path, config: Path, overrides: list[str]) -> dict[str, dict
             try:
                 load_config(config, [*overrides, f"{key}={_yaml(value)}"])
             except ConfigError as e:
-                first = str(e).splitlines()[0]
-                raise ConfigError(f"{where}: {value!r} does not fit {config}: {first}") from None
+                raise ConfigError(
+                    f"{where}: {value!r} does not fit {config}: {first_line(e)}"
+                ) from None
         space[str(key)] = {kind: args}
     return space
 
@@ -128,7 +130,7 @@ def trial_overrides(params: dict[str, Any], space: dict[str, dict[str, Any]]) ->
 class ReportToTrial(keras.callbacks.Callback):
     """Reports the monitored value after every epoch; stops the run when the pruner says so.
 
-    `stop_run` tells cnnlab.train to skip the later phases of a pruned trial as well.
+    `stop_run` tells cnnlab.training.trainer to skip the later phases of a pruned trial as well.
     """
 
     def __init__(self, trial, monitor: str):
@@ -185,7 +187,7 @@ def tune(
     url = storage or f"sqlite:///{folder / STUDY_DB}"
     # Several local processes share a SQLite file: wait for its lock rather than fail.
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    maximize = base.train.monitor.endswith("accuracy")
+    maximize = maximizes(base.train.monitor)
     study = _open_study(
         optuna,
         name,
@@ -197,7 +199,14 @@ def tune(
     # With tracking, the study is an MLflow run and each trial a child run of it.
     parent = Tracker.open(base, folder, name=name)
     objective = _objective(
-        optuna, config, overrides, space, name, folder, maximize, parent.run_id if parent else None
+        optuna,
+        config,
+        overrides,
+        space,
+        name,
+        folder,
+        maximizes(base.train.monitor),
+        parent.run_id if parent else None,
     )
     study.optimize(objective, n_trials=trials, catch=(CnnlabError,))
     _write_trials(study, folder / TRIALS_CSV)
@@ -228,7 +237,7 @@ def _objective(
     """One trial: a normal run of the config with the trial's values, scored on validation."""
 
     def objective(trial) -> float:
-        from cnnlab.train import train
+        from cnnlab.training.trainer import train
 
         params = suggest(trial, space)
         cfg = load_config(

@@ -11,11 +11,11 @@ import numpy as np
 
 from cnnlab.config import Config
 from cnnlab.data import Dataset, count_classes, describe_problems, load_dataset
-from cnnlab.distribute import make_placement
-from cnnlab.environment import describe_device, resolve_precision
-from cnnlab.errors import RunDirError
 from cnnlab.models import build_model
 from cnnlab.models.common import trainable_parameters
+from cnnlab.training.distribute import make_placement
+from cnnlab.utils.environment import describe_device, resolve_precision
+from cnnlab.utils.errors import RunDirError
 
 
 def count_flops(model: keras.Model) -> int:

@@ -7,19 +7,20 @@ import math
 
 import keras
 
-from cnnlab.checkpoints import (
-    ResumableEarlyStopping,
-    ResumableReduceLROnPlateau,
-    RunCheckpoint,
-    StopOnNaN,
-)
 from cnnlab.config import Config, PhaseConfig, TrainConfig
 from cnnlab.data import Dataset
 from cnnlab.inference import BATCH_SIZE
 from cnnlab.models.common import trainable_parameters
 from cnnlab.models.layers import SparseSmoothedCrossentropy
 from cnnlab.models.transfer import set_trainable, split_at_features
-from cnnlab.progress import Step
+from cnnlab.training.callbacks import (
+    ResumableEarlyStopping,
+    ResumableReduceLROnPlateau,
+    RunCheckpoint,
+    StopOnNaN,
+)
+from cnnlab.training.resume_record import Step
+from cnnlab.utils.console import say
 
 
 def make_optimizer(
@@ -100,7 +101,7 @@ def make_callbacks(
     checkpoint's record, and early stopping gets `best_weights` (model.keras's) back. The
     run's checkpoint, shared by all phases, goes after these.
     """
-    restored = checkpoint.progress.callbacks if inside else {}
+    restored = checkpoint.record.callbacks if inside else {}
     stateful: dict[str, keras.callbacks.Callback] = {}
     callbacks: list[keras.callbacks.Callback] = [StopOnNaN()]
     if phase.early_stopping is not None:
@@ -157,7 +158,7 @@ def fit_phases(
     for index in range(step.phase, len(phases)):
         phase = phases[index]
         inside = step.inside and index == step.phase
-        start = step.phase_start if index == step.phase else len(checkpoint.progress.history)
+        start = step.phase_start if index == step.phase else len(checkpoint.record.history)
         epoch = step.epoch if index == step.phase else start
         # A cached-features head's optimizer is not saved: it compiles afresh even inside.
         if not (inside and fit_model is model):
@@ -165,10 +166,9 @@ def fit_phases(
             compile_model(fit_model, train_cfg, len(x_train), phase)
         callbacks, stateful = make_callbacks(train_cfg, phase, checkpoint, inside, best_weights)
         checkpoint.begin_phase(index, phase, start, stateful, target=model)
-        print(
-            f"cnnlab: {phase.name}: epochs {start + 1}-{start + phase.epochs}, {phase.optimizer} "
-            f"{phase.learning_rate:g}, {trainable_parameters(fit_model):,} trainable parameters",
-            flush=True,
+        say(
+            f"{phase.name}: epochs {start + 1}-{start + phase.epochs}, {phase.optimizer} "
+            f"{phase.learning_rate:g}, {trainable_parameters(fit_model):,} trainable parameters"
         )
         build_step_state(fit_model, x_train[:1], data.y_train[:1])
         fit_model.fit(
@@ -189,7 +189,7 @@ def fit_phases(
 def _cached_head(model: keras.Model, train_cfg: TrainConfig, data: Dataset):
     """The head to fit on the frozen base's features, and those features of train and val."""
     extractor, head = split_at_features(model)
-    print("cnnlab: computing the frozen base's features once ...", flush=True)
+    say("computing the frozen base's features once ...")
     x_train, x_val = (
         extractor.predict(x, batch_size=BATCH_SIZE, verbose=0).astype("float32")
         for x in (data.x_train, data.x_val)

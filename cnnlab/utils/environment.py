@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from cnnlab import __version__
-from cnnlab.errors import CnnlabError
+from cnnlab.utils.console import echo
+from cnnlab.utils.errors import CnnlabError
 
 # What TensorFlow's C++ side prints while it starts, before its logging honours
 # TF_CPP_MIN_LOG_LEVEL: notices about oneDNN, CPU instructions and absent CUDA drivers, each
@@ -46,7 +47,7 @@ def stderr_without(noise: re.Pattern) -> Iterator[None]:
             text = captured.read().decode("utf-8", "replace")
             shown = [line for line in text.splitlines() if not noise.search(line)]
             if shown:
-                print("\n".join(shown), file=sys.stderr, flush=True)
+                echo("\n".join(shown), err=True)
 
 
 def start_backend_quietly(backend: str, deterministic: bool = False, quiet: bool = True) -> None:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.atomic import write_json
 from cnnlab.data import load_dataset, read_csv_for
-from cnnlab.errors import RunDirError
 from cnnlab.inference import load_members, member_probabilities, scores
 from cnnlab.models.common import output_classes
 from cnnlab.scoring import score_run
+from cnnlab.utils.atomic import write_json
+from cnnlab.utils.errors import RunDirError
 
 EVALUATION = "evaluation.json"
 

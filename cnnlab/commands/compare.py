@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from cnnlab import runs
-from cnnlab.errors import RunDirError
+from cnnlab.utils.errors import RunDirError
 
 COLUMNS = [
     "run", "state", "dataset", "builder", "params", "epochs", "best_val_accuracy",
@@ -110,7 +110,7 @@ def to_markdown(frame) -> str:
 def print_table(frame) -> None:
     from rich.table import Table
 
-    from cnnlab import console
+    from cnnlab.utils import console
 
     table = Table(*HEADERS)
     for record in frame.to_dict("records"):

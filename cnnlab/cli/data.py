@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from cnnlab.cli_support import user_errors
+from cnnlab.cli.errors import user_errors
+from cnnlab.utils.console import echo
 
 data_app = typer.Typer(help="Prepare datasets.", no_args_is_help=True)
 
@@ -26,7 +27,7 @@ def mnist_to_kaggle(
     from cnnlab.data.mnist import mnist_to_kaggle as convert
 
     for name, path in convert(npz, out_dir, overwrite).items():
-        typer.echo(f"wrote {path} ({name})")
+        echo(f"wrote {path} ({name})")
 
 
 @data_app.command("cats-vs-dogs-subset")
@@ -46,7 +47,7 @@ def cats_vs_dogs_subset(
 
     counts = make_subset(kaggle_train_dir, out_dir, train, val, test, seed)
     listed = ", ".join(f"{split} {n:,}" for split, n in counts.items())
-    typer.echo(f"copied {sum(counts.values()):,} images into {out_dir} ({listed})")
+    echo(f"copied {sum(counts.values()):,} images into {out_dir} ({listed})")
 
 
 @data_app.command("score")
@@ -59,4 +60,4 @@ def score_submission(
     from cnnlab.data.kaggle_csv import score_submission as score
 
     accuracy, rows = score(submission, labels)
-    typer.echo(f"accuracy {accuracy:.4f} on {rows:,} images")
+    echo(f"accuracy {accuracy:.4f} on {rows:,} images")

@@ -4,7 +4,7 @@
 with its optimizer state just before the record) and carries what a restart needs: the epoch
 and phase, the best monitored value, the callbacks' counters, the history and the time spent.
 This module is its one owner: it loads and saves the record and says which phases and epochs
-are left (`Progress.next_step`).
+are left (`ResumeRecord.next_step`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from cnnlab.atomic import write_json
-from cnnlab.errors import RunDirError
+from cnnlab.utils.atomic import write_json
+from cnnlab.utils.errors import RunDirError
 
 RESUME_DIR = ".resume"
 PROGRESS_FILE = "progress.json"
@@ -34,7 +34,7 @@ class Step(NamedTuple):
 
 
 @dataclass
-class Progress:
+class ResumeRecord:
     """The record after `epoch` complete epochs (epochs are numbered across phases)."""
 
     epoch: int = 0
@@ -58,7 +58,7 @@ class Progress:
         return None
 
     @classmethod
-    def load(cls, run_dir: Path) -> Progress:
+    def load(cls, run_dir: Path) -> ResumeRecord:
         """The run's record.
 
         Raises:

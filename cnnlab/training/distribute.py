@@ -14,7 +14,7 @@ from typing import Any
 
 import keras
 
-from cnnlab.errors import CnnlabError
+from cnnlab.utils.errors import CnnlabError
 
 
 @dataclass

@@ -1,0 +1,51 @@
+"""One-line errors for every command, and the --debug switch that shows tracebacks instead."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import typer
+
+from cnnlab.utils.console import echo
+from cnnlab.utils.errors import CnnlabError
+
+_debug = False  # --debug: tracebacks and TensorFlow's start-up notices are shown
+
+
+def set_debug(on: bool) -> None:
+    global _debug
+    _debug = on
+
+
+def debugging() -> bool:
+    """Whether --debug was given."""
+    return _debug
+
+
+def fail(message: str, code: int) -> None:
+    echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def user_errors(command: Callable) -> Callable:
+    """Turn errors into one line on stderr and a non-zero exit; --debug shows the traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except CnnlabError as e:
+            if _debug:
+                raise
+            fail(str(e), e.exit_code)
+        except Exception as e:
+            if _debug:
+                raise
+            fail(f"{type(e).__name__}: {e} (run with --debug for the traceback)", 1)
+
+    return wrapper
