@@ -152,6 +152,39 @@ def test_a_resumed_run_continues_its_mlflow_run(killed, resumed):
     assert tracked_run.data.metrics["final_test_accuracy"] == pytest.approx(accuracy)
 
 
+@pytest.mark.precision
+def test_a_resumed_run_repeats_the_whole_run(tmp_path):
+    """Stopped as its second epoch begins and resumed, a run without dropout ends with the
+    weights of the run trained whole: the same batches in the same order, in any precision."""
+    import keras
+
+    from cnnlab.config import load_config
+    from cnnlab.runs import LAST_MODEL, load_model_file
+    from cnnlab.training.trainer import train
+
+    class StopAtSecondEpoch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    def config(out):
+        overrides = ["data.max_samples=300", "train.epochs=2", "train.verbose=0",
+                     "model.dropout=0.0", "model.filters=[8, 16]", f"output_dir={out}"]  # fmt: skip
+        return load_config(CONFIGS / "mnist_small_cnn.yaml", overrides)
+
+    whole = train(config(tmp_path / "whole"))
+    with pytest.raises(KeyboardInterrupt):
+        train(config(tmp_path / "stopped"), callbacks=[StopAtSecondEpoch()])
+    (stopped,) = (tmp_path / "stopped").iterdir()
+    assert json.loads((stopped / "state.json").read_text())["state"] == "interrupted"
+    resumed = train(config(tmp_path / "stopped"), resume=stopped)
+    a, b = (pd.read_csv(d / "history.csv") for d in (resumed, whole))
+    assert a["loss"].tolist() == b["loss"].tolist() and len(a) == 2
+    weights = [load_model_file(d / LAST_MODEL).get_weights() for d in (resumed, whole)]
+    for x, y in zip(*weights, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
 def test_rerunning_an_interrupted_config_offers_to_resume(tmp_path):
     run = tmp_path / "mnist_lenet5-20260101-000000"
     (run / ".resume").mkdir(parents=True)

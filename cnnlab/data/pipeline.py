@@ -17,6 +17,7 @@ def batches(
     shuffle_seed: int | None = None,
     shard: tuple[int, int] = (0, 1),
     first_epoch: int = 0,
+    epochs: int = 1,
 ):
     """(images, labels) batches of `batch_size`, reshuffled every epoch when `shuffle_seed` is set.
 
@@ -25,9 +26,11 @@ def batches(
     costs no per-image Python work.
 
     Args:
-        first_epoch: the epoch fit starts at. On JAX each epoch's order is drawn from (seed,
-            epoch), so a resumed run sees the batches the uninterrupted run would have; a
-            tf.data pipeline starts its sequence of orders from the seed again.
+        first_epoch: the epoch fit starts at. Epoch e's order is drawn from (seed, e) on
+            either backend, so a resumed run sees the batches the uninterrupted run would
+            have.
+        epochs: how many epochs fit runs from `first_epoch`. A shuffled tf.data pipeline
+            holds all their orders, so fit must be given `steps_per_epoch` (see `steps`).
         shard: (this process, processes) when several processes train one model
             (data_parallel): every process shuffles alike and takes its own contiguous part
             of each batch, so the batches put together are the one-process run's. Each
@@ -36,27 +39,50 @@ def batches(
     if keras.backend.backend() == "tensorflow":
         if shard != (0, 1):
             raise ValueError("sharding across processes is done by data_parallel on JAX")
-        return _tf_batches(x, y, batch_size, shuffle_seed)
+        return _tf_batches(x, y, batch_size, shuffle_seed, first_epoch, epochs)
     return ArrayBatches(x, y, batch_size, shuffle_seed, shard, first_epoch)
 
 
-def _tf_batches(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None):
-    """The tf.data version: the next batches are gathered while the current one trains."""
+def steps(images: int, batch_size: int) -> int:
+    """Batches in an epoch of `images` (the last one may be short)."""
+    return -(-images // batch_size)
+
+
+def epoch_order(images: int, seed: int, epoch: int) -> np.ndarray:
+    """The order of the training images in epoch `epoch` of a run seeded with `seed`."""
+    return np.random.default_rng([seed, epoch]).permutation(images)
+
+
+def _tf_batches(
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    shuffle_seed: int | None,
+    first_epoch: int,
+    epochs: int,
+):
+    """The tf.data version: the next batches are gathered while the current one trains.
+
+    Shuffled, it is one pass over every epoch's order in turn (each epoch's batched apart, so
+    that its last batch may be short), which fit reads `steps` batches an epoch from.
+    """
     import tensorflow as tf
 
     x_all, y_all = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
-    order = tf.data.Dataset.range(len(x))
-    if shuffle_seed is not None:
-        order = order.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return (
-        order.batch(batch_size)
-        .map(
-            lambda i: (tf.gather(x_all, i), tf.gather(y_all, i)),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
+    if shuffle_seed is None:
+        order = tf.data.Dataset.range(len(x)).batch(batch_size)
+    else:
+        orders = np.stack(
+            [epoch_order(len(x), shuffle_seed, e) for e in range(first_epoch, first_epoch + epochs)]
+        ).astype(np.int32)
+        order = tf.data.Dataset.from_tensor_slices(orders).flat_map(
+            lambda epoch: tf.data.Dataset.from_tensor_slices(epoch).batch(batch_size)
         )
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    return order.map(
+        lambda i: (tf.gather(x_all, i), tf.gather(y_all, i)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    ).prefetch(tf.data.AUTOTUNE)
 
 
 class ArrayBatches(keras.utils.PyDataset):
@@ -80,10 +106,10 @@ class ArrayBatches(keras.utils.PyDataset):
     def _order(self) -> np.ndarray:
         if self.seed is None:
             return np.arange(len(self.x))
-        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.x))
+        return epoch_order(len(self.x), self.seed, self.epoch)
 
     def __len__(self) -> int:
-        return -(-len(self.x) // self.batch_size)
+        return steps(len(self.x), self.batch_size)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         index = self.order[i * self.batch_size : (i + 1) * self.batch_size]

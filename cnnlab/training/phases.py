@@ -147,7 +147,7 @@ def fit_phases(
     `cache_features`, the frozen base runs once and each phase fits only the head. `shard` is
     (this process, processes) of a data_parallel run over several processes.
     """
-    from cnnlab.data.pipeline import batches
+    from cnnlab.data.pipeline import batches, steps
 
     train_cfg = cfg.train
     x_train, x_val = data.x_train, data.x_val
@@ -173,7 +173,16 @@ def fit_phases(
         build_step_state(fit_model, x_train[:1], data.y_train[:1])
         fit_model.fit(
             # Seeded per run (see batches for what a resumed run sees).
-            batches(x_train, data.y_train, train_cfg.batch_size, cfg.seed, shard, epoch),
+            batches(
+                x_train,
+                data.y_train,
+                train_cfg.batch_size,
+                cfg.seed,
+                shard,
+                epoch,
+                epochs=start + phase.epochs - epoch,
+            ),
+            steps_per_epoch=steps(len(x_train), train_cfg.batch_size),
             epochs=start + phase.epochs,
             initial_epoch=epoch,
             validation_data=batches(x_val, data.y_val, train_cfg.batch_size, shard=shard),
