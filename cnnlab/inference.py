@@ -22,12 +22,21 @@ def class_probabilities(model: keras.Model, x: np.ndarray, tta: str = "none") ->
     """(N, classes) float64 probabilities; a one-unit sigmoid output becomes [P(0), P(1)].
 
     `tta` is a run's model.tta: horizontal_flip averages each image's probabilities with its
-    mirror image's.
+    mirror image's; flip_and_shift weighs that average 1/2 and the same for the image shifted
+    one pixel down-right and up-left (edges reflected) 1/4 each: airbench's six views.
     """
-    probs = _predict(model, x)
+    if tta == "flip_and_shift":
+        height, width = x.shape[1:3]
+        padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+        shifted = (padded[:, :height, :width], padded[:, 2:, 2:])
+        return (_mirrored(model, x) + sum(_mirrored(model, s) for s in shifted) / 2) / 2
     if tta == "horizontal_flip":
-        probs = (probs + _predict(model, x[:, :, ::-1])) / 2
-    return probs
+        return _mirrored(model, x)
+    return _predict(model, x)
+
+
+def _mirrored(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    return (_predict(model, x) + _predict(model, x[:, :, ::-1])) / 2
 
 
 def _predict(model: keras.Model, x: np.ndarray) -> np.ndarray:

@@ -370,3 +370,37 @@ def test_xla_with_an_affine_augmentation_on_tensorflow_is_one_line(tmp_path):
     load_config(path, ["model.augmentation={flip: horizontal}"])
     load_config(path, ["model.augmentation={rotation: 5}", "backend=jax"])
     load_config(path, ["model.augmentation={rotation: 5}", "train.jit_compile=auto"])
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ("  nesterov: true\n", "nesterov needs optimizer: sgd with a momentum above 0"),
+        ("  warmup: 0.2\n", "warmup needs lr_schedule: cosine or linear"),
+        ("  lr_schedule: cosine\n  lr_end: 1.5\n", "train.lr_end: Input should be less than"),
+        ("  lr_multipliers: {beta: -1}\n", "train.lr_multipliers.beta: Input should be greater"),
+    ],
+)
+def test_airbench_training_keys_are_checked(tmp_path, keys, message):
+    assert message in error_of(write(tmp_path, GOOD + keys))
+
+
+def test_airbench_training_keys_fill_every_phase(tmp_path):
+    cfg = load_config(write(tmp_path, GOOD.replace("  epochs: 3\n", """\
+  optimizer: sgd
+  momentum: 0.85
+  nesterov: true
+  weight_decay: 0.0089
+  lr_multipliers: {beta: 64.0}
+  lr_schedule: linear
+  warmup: 0.23
+  warmup_from: 0.2
+  lr_end: 0.07
+  ema: {momentum: 0.9}
+  phases: [{epochs: 2}, {epochs: 1, learning_rate: 0.1}]
+""")))  # fmt: skip
+    first, second = cfg.train.stages()
+    for phase in (first, second):
+        assert (phase.nesterov, phase.lr_multipliers, phase.warmup) == (True, {"beta": 64.0}, 0.23)
+        assert phase.ema.overwrite_every == 5
+    assert (first.learning_rate, second.learning_rate) == (1e-3, 0.1)

@@ -69,11 +69,14 @@ class Config(Schema):
         augmentation = self.model.augmentation
         if self.backend != "tensorflow" or self.train.jit_compile is not True or not augmentation:
             return self
-        moving = [k for k in ("rotation", "zoom", "translation") if getattr(augmentation, k)]
+        moving = [
+            k for k in ("rotation", "zoom", "translation", "shift") if getattr(augmentation, k)
+        ]
         if moving:
             keys = ", ".join(f"model.augmentation.{k}" for k in moving)
+            layer = "random_shift" if moving == ["shift"] else "random_affine"
             raise ValueError(
-                f"train.jit_compile: true cannot compile the random_affine layer that {keys} "
+                f"train.jit_compile: true cannot compile the {layer} layer that {keys} "
                 "adds: on TensorFlow it is ImageProjectiveTransformV3, which has no XLA kernel; "
                 "set train.jit_compile: auto (XLA off for this model) or false, or backend: jax"
             )

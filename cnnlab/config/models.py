@@ -26,10 +26,16 @@ class AugmentationConfig(Schema):
     are. Each transform left at its default is not added.
     """
 
-    flip: Literal["none", "horizontal", "vertical", "horizontal_and_vertical"] = "none"
+    # alternating: airbench's horizontal flips, each image mirrored at random in the first
+    # epoch and then every other epoch relative to that (done by the training batches).
+    flip: Literal["none", "horizontal", "vertical", "horizontal_and_vertical", "alternating"] = (
+        "none"
+    )
     rotation: Annotated[float, Field(ge=0, le=180)] = 0.0  # up to ± this many degrees
     zoom: Dropout = 0.0  # up to ± this fraction of the size
     translation: Dropout = 0.0  # up to ± this fraction of the height and width
+    # Whole-pixel shifts of up to ± this many pixels (airbench: 2), without resampling.
+    shift: Annotated[int, Field(ge=0, le=64)] = 0
     contrast: Dropout = 0.0  # contrast scaled by a random factor in [1 - c, 1 + c]
     # How pixels moved in from outside the image are filled: `constant` (black) suits digits on
     # a black background, `reflect` photos.
@@ -58,7 +64,9 @@ class ModelSchema(Schema):
     # Test-time augmentation: horizontal_flip averages the class probabilities of each image
     # and its mirror image wherever a run predicts (training's scores, evaluate, predict,
     # predict-csv). Suits photos; not digits or text, which a mirror changes.
-    tta: Literal["none", "horizontal_flip"] = "none"
+    # flip_and_shift: airbench's six views, the mirror average of the image (weight 1/2) and
+    # of it shifted one pixel up-left and down-right (1/4 each, edges reflected).
+    tta: Literal["none", "horizontal_flip", "flip_and_shift"] = "none"
 
     def check_training(self, train: TrainConfig) -> None:
         """Raise ValueError (naming the key) when `train` asks what this model cannot do."""
@@ -156,11 +164,19 @@ class AirbenchModel(ModelSchema):
     BatchNorm and GELU, conv3x3, BatchNorm and GELU; global max pooling and the classifier."""
 
     builder: Literal["airbench"]
-    stem_filters: Count = 24  # the 2x2 conv on the pixels
+    # The first layer, a 2x2 convolution on the pixels. conv: trained, `stem_filters` of them;
+    # whitening: airbench's frozen patch-whitening filters (2 x 2 x 2 x channels of them),
+    # computed from the training images before fit, with a trained bias.
+    stem: Literal["conv", "whitening"] = "conv"
+    stem_filters: Count = 24  # stem: conv only
     filters: PositiveInts = [64, 256, 256]  # one block per entry
     # BatchNorm's moving-average momentum: lower than Keras' 0.99 so that the statistics used
     # for validation keep up with weights that change fast in short schedules.
     bn_momentum: Annotated[float, Field(gt=0, lt=1)] = 0.9
+    bn_scale: bool = True  # false: BatchNorm learns a shift only (airbench)
+    # The pooled features are multiplied by this before the classifier (airbench: 1/9), which
+    # scales the logits and so how fast the classifier's weights move them.
+    head_scale: Annotated[float, Field(gt=0)] = 1.0
 
 
 class Vgg16Model(ModelSchema):

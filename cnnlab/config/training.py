@@ -29,6 +29,18 @@ class ReduceLrConfig(Schema):
     min_lr: Annotated[float, Field(ge=0)] = 1e-6
 
 
+VariableName = Annotated[str, Field(pattern=r"^\w+$")]
+
+
+class EmaConfig(Schema):
+    """An exponential moving average of the weights (Keras' `use_ema`), copied into the model
+    every `overwrite_every` steps: with a few steps between copies it works as Lookahead does,
+    pulling the weights back towards their recent average."""
+
+    momentum: Annotated[float, Field(gt=0, lt=1)] = 0.9
+    overwrite_every: Count = 5
+
+
 class _Optimization(Schema):
     """The keys a training phase may set for itself."""
 
@@ -36,8 +48,23 @@ class _Optimization(Schema):
     optimizer: Literal["adam", "rmsprop", "sgd"] = "adam"
     learning_rate: Annotated[float, Field(gt=0)] = 1e-3
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0  # sgd and rmsprop only
-    # cosine: decay from learning_rate to 0 over all the epochs' steps (of the phase)
-    lr_schedule: Literal["constant", "cosine"] = "constant"
+    nesterov: bool = False  # sgd with momentum only
+    # Decoupled weight decay (Keras' `weight_decay`): each step every weight shrinks by
+    # learning_rate x weight_decay of itself, apart from the gradient step.
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    # The learning rate of the variables of a name, multiplied: e.g. {beta: 64} trains
+    # BatchNorm's shifts 64 times as fast (their weight decay is not multiplied). Names are
+    # Keras' variable names: kernel, bias, beta, gamma, ...
+    lr_multipliers: dict[
+        Annotated[str, Field(pattern=r"^\w+$")], Annotated[float, Field(gt=0)]
+    ] = {}
+    # cosine: decay to lr_end x learning_rate over the phase's steps along a half cosine;
+    # linear: in a straight line (airbench's schedule). Either may start with a warmup.
+    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
+    warmup: Annotated[float, Field(ge=0, lt=1)] = 0.0  # the fraction of the steps spent rising
+    warmup_from: Annotated[float, Field(ge=0, le=1)] = 0.0  # x learning_rate at the first step
+    lr_end: Annotated[float, Field(ge=0, le=1)] = 0.0  # x learning_rate at the last step
+    ema: EmaConfig | None = None
     early_stopping: EarlyStoppingConfig | None = EarlyStoppingConfig()  # null: run every epoch
     reduce_lr_on_plateau: ReduceLrConfig | None = None
 
@@ -47,6 +74,12 @@ class _Optimization(Schema):
             raise ValueError(
                 "momentum applies to sgd and rmsprop only; remove it or change optimizer"
             )
+        if self.nesterov and not (self.optimizer == "sgd" and self.momentum):
+            raise ValueError("nesterov needs optimizer: sgd with a momentum above 0")
+        scheduled = {"warmup": self.warmup, "warmup_from": self.warmup_from, "lr_end": self.lr_end}
+        if self.lr_schedule == "constant" and any(scheduled.values()):
+            key = next(k for k, v in scheduled.items() if v)
+            raise ValueError(f"{key} needs lr_schedule: cosine or linear; set one or remove it")
         if self.lr_schedule != "constant" and self.reduce_lr_on_plateau is not None:
             raise ValueError(
                 "reduce_lr_on_plateau needs lr_schedule: constant (a schedule already sets the "

@@ -18,6 +18,7 @@ def batches(
     shard: tuple[int, int] = (0, 1),
     first_epoch: int = 0,
     epochs: int = 1,
+    alternate_flip: bool = False,
 ):
     """(images, labels) batches of `batch_size`, reshuffled every epoch when `shuffle_seed` is set.
 
@@ -31,6 +32,7 @@ def batches(
             have.
         epochs: how many epochs fit runs from `first_epoch`. A shuffled tf.data pipeline
             holds all their orders, so fit must be given `steps_per_epoch` (see `steps`).
+        alternate_flip: mirror images as `epoch_flips` says (airbench's alternating flip).
         shard: (this process, processes) when several processes train one model
             (data_parallel): every process shuffles alike and takes its own contiguous part
             of each batch, so the batches put together are the one-process run's. Each
@@ -39,8 +41,8 @@ def batches(
     if keras.backend.backend() == "tensorflow":
         if shard != (0, 1):
             raise ValueError("sharding across processes is done by data_parallel on JAX")
-        return _tf_batches(x, y, batch_size, shuffle_seed, first_epoch, epochs)
-    return ArrayBatches(x, y, batch_size, shuffle_seed, shard, first_epoch)
+        return _tf_batches(x, y, batch_size, shuffle_seed, first_epoch, epochs, alternate_flip)
+    return ArrayBatches(x, y, batch_size, shuffle_seed, shard, first_epoch, alternate_flip)
 
 
 def steps(images: int, batch_size: int) -> int:
@@ -53,6 +55,14 @@ def epoch_order(images: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(images)
 
 
+def epoch_flips(images: int, seed: int, epoch: int) -> np.ndarray:
+    """Which images are mirrored in epoch `epoch`: a seeded half in epoch 0, and each image
+    mirrored or not in turn from then on, so that every image is seen both ways every two
+    epochs (less repetition than a fresh coin per epoch)."""
+    first = np.random.default_rng([seed, 2**31]).random(images) < 0.5
+    return first ^ bool(epoch % 2)
+
+
 def _tf_batches(
     x: np.ndarray,
     y: np.ndarray,
@@ -60,6 +70,7 @@ def _tf_batches(
     shuffle_seed: int | None,
     first_epoch: int,
     epochs: int,
+    alternate_flip: bool = False,
 ):
     """The tf.data version: the next batches are gathered while the current one trains.
 
@@ -69,20 +80,31 @@ def _tf_batches(
     import tensorflow as tf
 
     x_all, y_all = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
-    if shuffle_seed is None:
-        order = tf.data.Dataset.range(len(x)).batch(batch_size)
+    if shuffle_seed is None:  # validation: every image once, in order, each epoch
+        orders = np.arange(len(x), dtype=np.int32)[None]
+        flips = np.zeros_like(orders, dtype=bool)
     else:
-        orders = np.stack(
-            [epoch_order(len(x), shuffle_seed, e) for e in range(first_epoch, first_epoch + epochs)]
-        ).astype(np.int32)
-        order = tf.data.Dataset.from_tensor_slices(orders).flat_map(
-            lambda epoch: tf.data.Dataset.from_tensor_slices(epoch).batch(batch_size)
-        )
-    return order.map(
-        lambda i: (tf.gather(x_all, i), tf.gather(y_all, i)),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    ).prefetch(tf.data.AUTOTUNE)
+        run = range(first_epoch, first_epoch + epochs)
+        orders = np.stack([epoch_order(len(x), shuffle_seed, e) for e in run]).astype(np.int32)
+        flips = np.stack([epoch_flips(len(x), shuffle_seed, e) for e in run]) & alternate_flip
+        flips = np.take_along_axis(flips, orders, axis=1)  # in each epoch's order
+    order = tf.data.Dataset.from_tensor_slices((orders, flips)).flat_map(
+        lambda epoch, flip: tf.data.Dataset.from_tensor_slices((epoch, flip)).batch(batch_size)
+    )
+    # flat_map hides the length, which Keras needs to tell an epoch's end from missing data.
+    order = order.apply(
+        tf.data.experimental.assert_cardinality(len(orders) * steps(len(x), batch_size))
+    )
+
+    def gather(index, flip):
+        images = tf.gather(x_all, index)
+        if alternate_flip:
+            images = tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
+        return images, tf.gather(y_all, index)
+
+    return order.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
+        tf.data.AUTOTUNE
+    )
 
 
 class ArrayBatches(keras.utils.PyDataset):
@@ -97,10 +119,12 @@ class ArrayBatches(keras.utils.PyDataset):
         shuffle_seed: int | None = None,
         shard: tuple[int, int] = (0, 1),
         first_epoch: int = 0,
+        alternate_flip: bool = False,
     ):
         super().__init__()
         self.x, self.y, self.batch_size = x, y, batch_size
         self.seed, self.shard, self.epoch = shuffle_seed, shard, first_epoch
+        self.alternate_flip = alternate_flip and shuffle_seed is not None
         self.order = self._order()
 
     def _order(self) -> np.ndarray:
@@ -117,7 +141,11 @@ class ArrayBatches(keras.utils.PyDataset):
         if processes > 1:
             part = len(index) // processes
             index = index[process * part : (process + 1) * part]
-        return self.x[index], self.y[index]
+        images = self.x[index]
+        if self.alternate_flip:
+            flip = epoch_flips(len(self.x), self.seed, self.epoch)[index]
+            images[flip] = images[flip, :, ::-1]
+        return images, self.y[index]
 
     def on_epoch_end(self) -> None:
         self.epoch += 1

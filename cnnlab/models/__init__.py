@@ -27,4 +27,25 @@ def build_model(model_cfg, input_shape: tuple[int, ...], num_classes: int):
         ) from None
 
 
-__all__ = ["BUILDERS", "build_model"]
+# Training images the whitening stem's statistics are computed from (airbench uses 5,000).
+ADAPT_IMAGES = 5000
+
+
+def adapt_model(model, x_train) -> list[str]:
+    """Set the layers whose weights come from data (the whitening stem) from the first
+    ADAPT_IMAGES training images, as those layers receive them; the names of the layers set.
+    Called on a new model before fit, with the training split only."""
+    import keras
+
+    from cnnlab.models.layers import PatchWhitening
+
+    adapted = []
+    for layer in model.layers:
+        if isinstance(layer, PatchWhitening):
+            reaches = keras.Model(model.input, layer.input)  # augmentation off: training=False
+            layer.adapt(reaches.predict(x_train[:ADAPT_IMAGES], batch_size=500, verbose=0))
+            adapted.append(layer.name)
+    return adapted
+
+
+__all__ = ["ADAPT_IMAGES", "BUILDERS", "adapt_model", "build_model"]

@@ -8,13 +8,13 @@ import keras
 from keras import layers
 
 from cnnlab.config import AugmentationConfig
-from cnnlab.models.layers import RandomAffine
+from cnnlab.models.layers import RandomAffine, RandomShift
 
 # Image transforms compute in float32 whatever the precision policy: they resample pixels, and
 # bfloat16 keeps only 8 bits of mantissa.
 EXACT = {"dtype": "float32"}
 # The classes `augmentation_layers` uses: an export replaces them (cnnlab.commands.export).
-AUGMENTATION_LAYERS = (layers.RandomFlip, RandomAffine, layers.RandomContrast)
+AUGMENTATION_LAYERS = (layers.RandomFlip, RandomAffine, RandomShift, layers.RandomContrast)
 
 
 def augmentation_layers(cfg: AugmentationConfig) -> list[keras.Layer]:
@@ -24,7 +24,7 @@ def augmentation_layers(cfg: AugmentationConfig) -> list[keras.Layer]:
     training=True (fit); otherwise each passes its input through unchanged.
     """
     found: list[keras.Layer] = []
-    if cfg.flip != "none":
+    if cfg.flip not in ("none", "alternating"):  # alternating: cnnlab.data.pipeline's
         found.append(layers.RandomFlip(cfg.flip, name="random_flip", **EXACT))
     if cfg.rotation or cfg.zoom or cfg.translation:
         found.append(
@@ -37,6 +37,8 @@ def augmentation_layers(cfg: AugmentationConfig) -> list[keras.Layer]:
                 **EXACT,
             )
         )
+    if cfg.shift:
+        found.append(RandomShift(cfg.shift, cfg.fill_mode, name="random_shift", **EXACT))
     if cfg.contrast:
         found.append(
             layers.RandomContrast(cfg.contrast, value_range=(0, 1), name="random_contrast", **EXACT)

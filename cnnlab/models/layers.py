@@ -101,6 +101,47 @@ class RandomAffine(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="cnnlab")
+class RandomShift(keras.layers.Layer):
+    """Shift each image of a batch by whole pixels, up to ± `pixels` down and across, edges
+    filled by `fill_mode` (training only): airbench's random crops of a padded image, with
+    no resampling blur.
+    """
+
+    def __init__(self, pixels: int = 2, fill_mode: str = "reflect", seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.pixels, self.fill_mode, self.seed = pixels, fill_mode, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        # ImageProjectiveTransformV3 on TensorFlow, as for RandomAffine: no XLA kernel.
+        if keras.backend.backend() == "tensorflow":
+            self.supports_jit = False
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        batch = ops.shape(images)[0]
+        shifts = keras.random.randint(
+            (2, batch), -self.pixels, self.pixels + 1, seed=self.seed_generator
+        )
+        shifts = ops.cast(shifts, "float32")
+        one, zero = ops.ones((batch,)), ops.zeros((batch,))
+        # Each output pixel reads the input `shift` pixels back: a whole-pixel translation.
+        transform = ops.stack([one, zero, -shifts[0], zero, one, -shifts[1], zero, zero], axis=-1)
+        return ops.image.affine_transform(
+            images, ops.cast(transform, images.dtype), interpolation="nearest",
+            fill_mode=self.fill_mode,
+        )  # fmt: skip
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(), "pixels": self.pixels, "fill_mode": self.fill_mode,
+            "seed": self.seed,
+        }  # fmt: skip
+
+
+@keras.saving.register_keras_serializable(package="cnnlab")
 class ImageNetPreprocess(keras.layers.Layer):
     """[0, 1]-scaled RGB images in the form an ImageNet base was trained on.
 
@@ -151,3 +192,71 @@ class SparseSmoothedCrossentropy(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+@keras.saving.register_keras_serializable(package="cnnlab")
+class PatchWhitening(keras.layers.Layer):
+    """airbench's first layer: a frozen convolution that whitens the image's k x k patches.
+
+    `adapt(images)` sets its filters from training images before fit: with the patches'
+    channels standardised, the eigenvectors of their covariance divided by the square root of
+    (eigenvalue + `epsilon`), and the same filters negated (2 x k x k x channels filters in
+    all), so that the first half of the outputs has about identity covariance on those
+    patches. The filters are weights of the layer (a saved or exported model needs nothing
+    else); they do not train, the bias does.
+    """
+
+    def __init__(self, kernel_size: int = 2, epsilon: float = 5e-4, **kwargs):
+        super().__init__(**kwargs)
+        self.kernel_size, self.epsilon = kernel_size, epsilon
+
+    def build(self, input_shape):
+        k, channels = self.kernel_size, input_shape[-1]
+        self.filters = 2 * k * k * channels
+        self.kernel = self.add_weight(
+            shape=(k, k, channels, self.filters), initializer="zeros", trainable=False,
+            name="kernel",
+        )  # fmt: skip
+        self.bias = self.add_weight(shape=(self.filters,), initializer="zeros", name="bias")
+
+    def call(self, images):
+        x = ops.conv(images, ops.cast(self.kernel, images.dtype), padding="valid")
+        return x + ops.cast(self.bias, images.dtype)
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, _ = input_shape
+        k = self.kernel_size
+        return batch, height and height - k + 1, width and width - k + 1, self.filters
+
+    def adapt(self, images) -> None:
+        """Set the filters (and the bias that centres them) from `images`, (N, H, W, C) as
+        this layer receives them: training images only, never validation or test ones."""
+        import numpy as np
+
+        images = np.asarray(images, np.float64)
+        if not self.built:
+            self.build(images.shape)
+        k, channels = self.kernel_size, images.shape[-1]
+        mean = images.mean(axis=(0, 1, 2))
+        std = images.std(axis=(0, 1, 2)) + 1e-8
+        covariance = np.zeros((k * k * channels,) * 2)
+        count = 0
+        for start in range(0, len(images), 500):  # a few hundred MB of patches at a time
+            standard = (images[start : start + 500] - mean) / std
+            windows = np.lib.stride_tricks.sliding_window_view(standard, (k, k), axis=(1, 2))
+            # (n, h, w, C, k, k) -> rows of (k, k, C), the layout of a conv kernel's filter
+            patches = windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, k * k * channels)
+            covariance += patches.T @ patches
+            count += len(patches)
+        eigenvalues, eigenvectors = np.linalg.eigh(covariance / count)
+        order = np.argsort(eigenvalues)[::-1]  # the strongest direction first, as airbench
+        whitening = eigenvectors[:, order].T / np.sqrt(eigenvalues[order] + self.epsilon)[:, None]
+        filters = np.concatenate([whitening, -whitening])  # (filters, k*k*C)
+        # On standardised patches z = (x - mean) / std: filter . z = (filter / std) . x - offset
+        kernel = filters.reshape(-1, k, k, channels) / std
+        offset = (kernel * mean).sum(axis=(1, 2, 3))
+        self.kernel.assign(kernel.transpose(1, 2, 3, 0).astype("float32"))
+        self.bias.assign((-offset).astype("float32"))
+
+    def get_config(self):
+        return {**super().get_config(), "kernel_size": self.kernel_size, "epsilon": self.epsilon}

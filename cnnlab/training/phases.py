@@ -19,24 +19,9 @@ from cnnlab.training.callbacks import (
     RunCheckpoint,
     StopOnNaN,
 )
+from cnnlab.training.optimizers import make_optimizer
 from cnnlab.training.resume_record import Step
 from cnnlab.utils.console import say
-
-
-def make_optimizer(
-    cfg: TrainConfig | PhaseConfig, steps_per_epoch: int
-) -> keras.optimizers.Optimizer:
-    """The optimizer of a phase (or of train's own keys), its schedule over the phase's steps."""
-    rate = cfg.learning_rate
-    if cfg.lr_schedule == "cosine":
-        rate = keras.optimizers.schedules.CosineDecay(
-            rate, decay_steps=cfg.epochs * steps_per_epoch
-        )
-    if cfg.optimizer == "adam":
-        return keras.optimizers.Adam(rate)
-    if cfg.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(rate, momentum=cfg.momentum)
-    return keras.optimizers.SGD(rate, momentum=cfg.momentum)
 
 
 def compile_model(
@@ -57,7 +42,7 @@ def compile_model(
     else:
         loss = keras.losses.SparseCategoricalCrossentropy()
     model.compile(
-        optimizer=make_optimizer(phase, math.ceil(train_size / cfg.batch_size)),
+        optimizer=make_optimizer(phase, math.ceil(train_size / cfg.batch_size), model),
         loss=loss,
         metrics=["accuracy"],
         jit_compile=cfg.jit_compile,
@@ -181,6 +166,7 @@ def fit_phases(
                 shard,
                 epoch,
                 epochs=start + phase.epochs - epoch,
+                alternate_flip=_alternating_flip(cfg),
             ),
             steps_per_epoch=steps(len(x_train), train_cfg.batch_size),
             epochs=start + phase.epochs,
@@ -193,6 +179,11 @@ def fit_phases(
         )
         if any(getattr(cb, "stop_run", False) for cb in extra_callbacks):
             break  # e.g. a pruned tuning trial: no later phases either
+
+
+def _alternating_flip(cfg: Config) -> bool:
+    augmentation = cfg.model.augmentation
+    return augmentation is not None and augmentation.flip == "alternating"
 
 
 def _cached_head(model: keras.Model, train_cfg: TrainConfig, data: Dataset):

@@ -15,7 +15,7 @@ import keras
 from cnnlab import runs
 from cnnlab.config import Config
 from cnnlab.data import BadFilesError, Dataset, describe_problems, load_dataset
-from cnnlab.models import build_model
+from cnnlab.models import ADAPT_IMAGES, adapt_model, build_model
 from cnnlab.models.common import output_classes
 from cnnlab.models.transfer import set_trainable
 from cnnlab.scoring import score_run
@@ -243,6 +243,8 @@ def _model(cfg: Config, run_dir: Path, data: Dataset, record: ResumeRecord | Non
     best_weights = None
     if record is None:
         model = build_model(cfg.model, data.input_shape, data.num_classes)
+        for name in adapt_model(model, data.x_train):
+            say(f"{name}: set from {min(len(data.x_train), ADAPT_IMAGES):,} training images")
         set_trainable(model, cfg.train.stages()[0].unfreeze)
         lines: list[str] = []
         model.summary(print_fn=lambda text, **_: lines.append(text))

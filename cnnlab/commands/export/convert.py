@@ -160,7 +160,7 @@ def portable_model(model: keras.Model, tta: str = "none") -> keras.Model:
 
     Its layers are copies in float32 (a mixed-precision run's bfloat16 ops do not all convert,
     and its weights are float32 anyway), augmentation layers become identities, a one-unit
-    sigmoid head gives [P(0), P(1)], and horizontal-flip TTA is part of the graph.
+    sigmoid head gives [P(0), P(1)], and the run's test-time augmentation is part of the graph.
     """
 
     def copy(layer: keras.Layer) -> keras.Layer:
@@ -177,9 +177,19 @@ def portable_model(model: keras.Model, tta: str = "none") -> keras.Model:
         v.assign(weights[v.path])
     pixels = keras.Input(model.input_shape[1:], dtype="uint8", name="pixels")
     x = ops.cast(pixels, "float32")
-    probs = inner(x, training=False)
-    if tta == "horizontal_flip":
-        probs = (probs + inner(ops.flip(x, axis=2), training=False)) / 2
+
+    def mirrored(images):
+        return (inner(images, training=False) + inner(ops.flip(images, axis=2), training=False)) / 2
+
+    if tta == "flip_and_shift":  # as cnnlab.inference.class_probabilities
+        height, width = model.input_shape[1:3]
+        padded = ops.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="reflect")
+        shifted = (padded[:, :height, :width], padded[:, 2:, 2:])
+        probs = (mirrored(x) + (mirrored(shifted[0]) + mirrored(shifted[1])) / 2) / 2
+    elif tta == "horizontal_flip":
+        probs = mirrored(x)
+    else:
+        probs = inner(x, training=False)
     if probs.shape[-1] == 1:  # a two-class run's sigmoid unit: P(class 1)
         probs = ops.concatenate([1 - probs, probs], axis=-1)
     portable = keras.Model(pixels, probs, name=f"{model.name}_portable")

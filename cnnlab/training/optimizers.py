@@ -1,0 +1,138 @@
+"""A phase's optimizer and its learning-rate schedule, on either backend.
+
+Keras' own optimizers do the work; cnnlab adds two things they lack: per-variable learning-rate
+multipliers (airbench trains BatchNorm's shifts at 64 times the rate) and a warmup followed by
+a linear decay (airbench's schedule). Both are registered Keras objects, so a checkpoint with
+its optimizer state saves and loads as any other.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from cnnlab.config import PhaseConfig, TrainConfig
+from cnnlab.utils.errors import CnnlabError
+
+
+@keras.saving.register_keras_serializable(package="cnnlab")
+class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """From `start` x `peak` up to `peak` over `warmup_steps`, then linearly down to
+    `end` x `peak` at `decay_steps` (and held there)."""
+
+    def __init__(self, peak, decay_steps, warmup_steps=0, start=1.0, end=0.0, name=None):
+        super().__init__()
+        self.peak, self.decay_steps, self.warmup_steps = peak, decay_steps, warmup_steps
+        self.start, self.end, self.name = start, end, name
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        warmup = max(self.warmup_steps, 1)
+        rising = self.start + (1.0 - self.start) * step / warmup
+        falling_steps = max(self.decay_steps - self.warmup_steps, 1)
+        done = ops.clip((step - self.warmup_steps) / falling_steps, 0.0, 1.0)
+        falling = 1.0 + (self.end - 1.0) * done
+        fraction = ops.where(step < self.warmup_steps, rising, falling)
+        return self.peak * fraction
+
+    def get_config(self):
+        return {
+            "peak": self.peak, "decay_steps": self.decay_steps, "warmup_steps": self.warmup_steps,
+            "start": self.start, "end": self.end, "name": self.name,
+        }  # fmt: skip
+
+
+class _ScaledRates:
+    """An optimizer whose learning rate is multiplied, for each variable whose name is a key of
+    `lr_multipliers`, by that key's value (e.g. {"beta": 64.0} for BatchNorm's shifts).
+
+    Only the step is scaled: Keras applies weight decay apart from update_step, at the base
+    rate, so a multiplied variable decays as the others do (as in airbench).
+    """
+
+    def __init__(self, *args, lr_multipliers: dict[str, float] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lr_multipliers = dict(lr_multipliers or {})
+
+    def update_step(self, gradient, variable, learning_rate):
+        factor = self.lr_multipliers.get(variable_name(variable))
+        if factor is not None:
+            learning_rate = ops.multiply(learning_rate, ops.cast(factor, learning_rate.dtype))
+        return super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self):
+        return {**super().get_config(), "lr_multipliers": self.lr_multipliers}
+
+
+@keras.saving.register_keras_serializable(package="cnnlab")
+class SGD(_ScaledRates, keras.optimizers.SGD):
+    """Keras' SGD with per-variable learning-rate multipliers."""
+
+
+@keras.saving.register_keras_serializable(package="cnnlab")
+class Adam(_ScaledRates, keras.optimizers.Adam):
+    """Keras' Adam with per-variable learning-rate multipliers."""
+
+
+@keras.saving.register_keras_serializable(package="cnnlab")
+class RMSprop(_ScaledRates, keras.optimizers.RMSprop):
+    """Keras' RMSprop with per-variable learning-rate multipliers."""
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
+
+
+def variable_name(variable) -> str:
+    """A variable's own name ("beta"): on TensorFlow an optimizer updates the tf.Variable
+    under a Keras variable, named by its path ("batch_normalization/beta:0")."""
+    return variable.name.rsplit("/", 1)[-1].split(":", 1)[0]
+
+
+def learning_rate(cfg: TrainConfig | PhaseConfig, steps_per_epoch: int):
+    """The phase's learning rate: a number, or a schedule over the phase's steps."""
+    rate, steps = cfg.learning_rate, cfg.epochs * steps_per_epoch
+    warmup = round(cfg.warmup * steps)
+    if cfg.lr_schedule == "cosine":
+        # Keras' warmup runs from initial_learning_rate up to warmup_target.
+        start = rate * cfg.warmup_from if warmup else rate
+        return keras.optimizers.schedules.CosineDecay(
+            start, decay_steps=steps - warmup, alpha=cfg.lr_end, warmup_steps=warmup,
+            warmup_target=rate if warmup else None,
+        )  # fmt: skip
+    if cfg.lr_schedule == "linear":
+        return WarmupLinearDecay(rate, steps, warmup, cfg.warmup_from, cfg.lr_end)
+    return rate
+
+
+def make_optimizer(
+    cfg: TrainConfig | PhaseConfig, steps_per_epoch: int, model: keras.Model | None = None
+) -> keras.optimizers.Optimizer:
+    """The optimizer of a phase (or of train's own keys), its schedule over the phase's steps.
+
+    Raises:
+        CnnlabError: a learning-rate multiplier names no trainable variable of `model`.
+    """
+    options = {
+        "learning_rate": learning_rate(cfg, steps_per_epoch),
+        "weight_decay": cfg.weight_decay or None,
+        "lr_multipliers": cfg.lr_multipliers,
+    }
+    if cfg.ema is not None:
+        options.update(
+            use_ema=True,
+            ema_momentum=cfg.ema.momentum,
+            ema_overwrite_frequency=cfg.ema.overwrite_every,
+        )
+    if cfg.optimizer == "sgd":
+        options.update(momentum=cfg.momentum, nesterov=cfg.nesterov)
+    elif cfg.optimizer == "rmsprop":
+        options["momentum"] = cfg.momentum
+    if model is not None and cfg.lr_multipliers:
+        names = {variable_name(v) for v in model.trainable_variables}
+        unknown = sorted(set(cfg.lr_multipliers) - names)
+        if unknown:
+            raise CnnlabError(
+                f"train.lr_multipliers: no trainable variable of model {model.name} is named "
+                f"{', '.join(map(repr, unknown))}; its names are {', '.join(sorted(names))}"
+            )
+    return OPTIMIZERS[cfg.optimizer](**options)

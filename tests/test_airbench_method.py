@@ -1,0 +1,123 @@
+"""airbench's pieces as cnnlab has them: the whitening stem, whole-pixel shifts, alternating
+flips and six-view test-time augmentation; each checked on its own, on tiny real data."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from cnnlab.commands.export.convert import portable_model
+from cnnlab.config.models import AirbenchModel
+from cnnlab.data.pipeline import ArrayBatches, batches, epoch_flips, epoch_order, steps
+from cnnlab.inference import class_probabilities
+from cnnlab.models import adapt_model, build_model
+from cnnlab.models.layers import PatchWhitening, RandomShift
+
+
+def photos(mnist_arrays, n: int = 64) -> np.ndarray:
+    """Colour 32x32 images made of real digits (a channel each for three digits)."""
+    digits = np.pad(mnist_arrays["x_train"][: 3 * n], ((0, 0), (2, 2), (2, 2)))
+    return np.stack([digits[:n], digits[n : 2 * n], digits[2 * n :]], axis=-1)
+
+
+def test_the_whitening_stem_gives_its_training_patches_identity_covariance(mnist_arrays):
+    x = photos(mnist_arrays).astype("float32") / 255
+    layer = PatchWhitening(2)
+    layer.adapt(x)
+    out = np.asarray(layer(x)).reshape(-1, layer.filters)
+    half = out[:, : layer.filters // 2]  # the other half is its negation
+    np.testing.assert_allclose(out[:, layer.filters // 2 :], -half, atol=1e-4)
+    covariance = half.T @ half / len(half)
+    # Identity, up to the epsilon that keeps the weakest directions from blowing up.
+    assert np.abs(covariance - np.eye(12)).max() < 0.05
+    assert layer.kernel.trainable is False and layer.bias.trainable is True
+
+
+def test_a_new_airbench_model_is_whitened_from_the_training_images_alone(mnist_arrays, tmp_path):
+    x = photos(mnist_arrays)
+    cfg = AirbenchModel(builder="airbench", stem="whitening", filters=[8, 16])
+    model = build_model(cfg, (32, 32, 3), 10)
+    assert not np.any(model.get_layer("stem").kernel.numpy())  # nothing before adapt
+    assert adapt_model(model, x[:32]) == ["stem"]
+    kernel = model.get_layer("stem").kernel.numpy().copy()
+    other = build_model(cfg, (32, 32, 3), 10)
+    adapt_model(other, x[32:])
+    assert not np.allclose(other.get_layer("stem").kernel.numpy(), kernel)  # from its data
+    # The filters are weights: a saved model brings them along.
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(loaded.get_layer("stem").kernel.numpy(), kernel)
+
+
+def test_a_shift_moves_whole_pixels_and_only_in_training():
+    x = np.arange(4 * 6 * 6, dtype="float32").reshape(4, 6, 6, 1)
+    layer = RandomShift(2, fill_mode="constant", seed=3)
+    np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
+    out = np.asarray(layer(x, training=True))
+    for image, shifted in zip(x[..., 0], out[..., 0], strict=True):
+        found = [
+            (dy, dx)
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+            if np.array_equal(shifted, np.roll(image, (dy, dx), axis=(0, 1)) * window(dy, dx))
+        ]
+        assert len(found) == 1, shifted  # exactly one whole-pixel shift, no blur
+
+
+def window(dy: int, dx: int, size: int = 6) -> np.ndarray:
+    """1 where a (dy, dx) shift of a size x size image keeps pixels, 0 where it fills."""
+    mask = np.zeros((size, size))
+    mask[max(dy, 0) : size + min(dy, 0), max(dx, 0) : size + min(dx, 0)] = 1
+    return mask
+
+
+def test_alternating_flips_mirror_each_image_every_other_epoch():
+    flips = np.stack([epoch_flips(1000, 7, e) for e in range(4)])
+    assert 400 < flips[0].sum() < 600  # a seeded half first
+    np.testing.assert_array_equal(flips[1], ~flips[0])
+    np.testing.assert_array_equal(flips[2], flips[0])
+
+
+@pytest.mark.parametrize("backend_batches", ["tensorflow", "array"])
+def test_the_training_batches_are_the_epochs_orders_with_their_flips(backend_batches):
+    x = np.arange(10 * 2 * 3, dtype=np.uint8).reshape(10, 2, 3, 1)
+    y = np.arange(10)
+    if backend_batches == "tensorflow":
+        made = batches(x, y, 4, 5, first_epoch=1, epochs=2, alternate_flip=True)
+        got = [(np.asarray(a), np.asarray(b)) for a, b in made]
+    else:
+        made = ArrayBatches(x, y, 4, 5, first_epoch=1, alternate_flip=True)
+        got = [made[i] for i in range(len(made))]
+        made.on_epoch_end()
+        got += [made[i] for i in range(len(made))]
+    per_epoch = steps(10, 4)
+    assert len(got) == 2 * per_epoch
+    for n, epoch in enumerate((1, 2)):
+        order, flip = epoch_order(10, 5, epoch), epoch_flips(10, 5, epoch)
+        expected = x[order].copy()
+        expected[flip[order]] = expected[flip[order]][:, :, ::-1]
+        part = got[n * per_epoch : (n + 1) * per_epoch]
+        np.testing.assert_array_equal(np.concatenate([a for a, _ in part]), expected)
+        np.testing.assert_array_equal(np.concatenate([b for _, b in part]), y[order])
+
+
+def test_six_view_tta_is_the_weighted_mean_of_its_views_everywhere(mnist_arrays):
+    cfg = AirbenchModel(builder="airbench", filters=[8], tta="flip_and_shift")
+    model = build_model(cfg, (32, 32, 3), 10)
+    x = photos(mnist_arrays, 8)
+
+    def plain(images):
+        return class_probabilities(model, images)
+
+    def mirrored(images):
+        return (plain(images) + plain(images[:, :, ::-1])) / 2
+
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    down_right, up_left = padded[:, :32, :32], padded[:, 2:, 2:]
+    expected = mirrored(x) / 2 + mirrored(down_right) / 4 + mirrored(up_left) / 4
+    got = class_probabilities(model, x, "flip_and_shift")
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    # The exported graph computes the same views.
+    exported = portable_model(model, "flip_and_shift").predict(x, verbose=0)
+    np.testing.assert_allclose(exported, got, atol=1e-5)

@@ -1,0 +1,111 @@
+"""A phase's optimizer: Nesterov SGD, decoupled weight decay, per-variable learning-rate
+multipliers, warmup then linear or cosine decay, the weight average; each on a small model."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from cnnlab.config import TrainConfig
+from cnnlab.training.optimizers import WarmupLinearDecay, learning_rate, make_optimizer
+from cnnlab.utils.errors import CnnlabError
+
+
+def bn_model() -> keras.Model:
+    inputs = keras.Input((3,))
+    x = keras.layers.Dense(4, use_bias=False)(inputs)
+    x = keras.layers.BatchNormalization(scale=False)(x)
+    return keras.Model(inputs, keras.layers.Dense(2)(x))
+
+
+def test_warmup_then_linear_decay_as_airbench():
+    schedule = WarmupLinearDecay(1.5, decay_steps=100, warmup_steps=23, start=0.2, end=0.07)
+    rates = [float(schedule(step)) for step in (0, 23, 100, 200)]
+    assert rates == pytest.approx([0.3, 1.5, 0.105, 0.105])
+    assert float(schedule(11.5)) == pytest.approx(1.5 * 0.6)  # half way up
+    assert float(schedule(61.5)) == pytest.approx(1.5 * (1 + 0.07) / 2)  # half way down
+    again = WarmupLinearDecay.from_config(schedule.get_config())
+    assert float(again(40)) == pytest.approx(float(schedule(40)))
+
+
+def test_the_schedules_span_the_phase_steps():
+    keys = {"epochs": 4, "learning_rate": 1.0, "warmup": 0.25, "warmup_from": 0.1, "lr_end": 0.2}
+    linear = learning_rate(TrainConfig(lr_schedule="linear", **keys), steps_per_epoch=10)
+    cosine = learning_rate(TrainConfig(lr_schedule="cosine", **keys), steps_per_epoch=10)
+    for schedule in (linear, cosine):
+        assert float(schedule(0)) == pytest.approx(0.1)
+        assert float(schedule(10)) == pytest.approx(1.0)
+        assert float(schedule(40)) == pytest.approx(0.2, abs=1e-6)
+    # Without warmup keys, cosine is Keras' decay to 0, as before they existed.
+    plain = learning_rate(TrainConfig(lr_schedule="cosine", epochs=2), steps_per_epoch=5)
+    assert float(plain(0)) == pytest.approx(1e-3) and float(plain(10)) == pytest.approx(0)
+    assert learning_rate(TrainConfig(), steps_per_epoch=5) == 1e-3
+
+
+def one_step(cfg: TrainConfig) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, value before, change) of each trainable variable of a fresh `bn_model` after one
+    step on a gradient of 1 everywhere; the model's weights are seeded, so alike each time."""
+    keras.utils.set_random_seed(0)
+    model = bn_model()
+    optimizer = make_optimizer(cfg, steps_per_epoch=1, model=model)
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    grads = [keras.ops.ones(v.shape) for v in model.trainable_variables]
+    optimizer.apply(grads, model.trainable_variables)
+    return [
+        (v.name, old, v.numpy() - old)
+        for v, old in zip(model.trainable_variables, before, strict=True)
+    ]
+
+
+def test_a_multiplied_rate_moves_its_variables_faster_and_decays_them_alike():
+    plain = one_step(TrainConfig(optimizer="sgd", learning_rate=0.1))
+    scaled = one_step(
+        TrainConfig(optimizer="sgd", learning_rate=0.1, lr_multipliers={"beta": 64.0})
+    )
+    assert [name for name, _, _ in scaled] == ["kernel", "beta", "kernel", "bias"]
+    for (name, _, step), (_, _, plain_step) in zip(scaled, plain, strict=True):
+        np.testing.assert_allclose(step, plain_step * (64.0 if name == "beta" else 1.0), rtol=1e-6)
+    # Weight decay is applied apart from the step, at the base rate (a multiplier does not
+    # scale it): each weight also shrinks by learning_rate x weight_decay of itself.
+    decayed = one_step(
+        TrainConfig(
+            optimizer="sgd", learning_rate=0.1, weight_decay=0.5, lr_multipliers={"beta": 64.0}
+        )
+    )
+    for name, old, step in decayed:
+        rate = 0.1 * (64.0 if name == "beta" else 1.0)
+        np.testing.assert_allclose(step, -rate - 0.1 * 0.5 * old, rtol=1e-5, atol=1e-7)
+
+
+def test_nesterov_and_the_weight_average_reach_keras():
+    cfg = TrainConfig(
+        optimizer="sgd", learning_rate=0.1, momentum=0.85, nesterov=True,
+        ema={"momentum": 0.9, "overwrite_every": 5},
+    )  # fmt: skip
+    optimizer = make_optimizer(cfg, steps_per_epoch=1)
+    assert optimizer.nesterov and optimizer.momentum == 0.85
+    assert optimizer.use_ema and optimizer.ema_momentum == 0.9
+    assert optimizer.ema_overwrite_frequency == 5
+
+
+def test_a_multiplier_for_no_variable_is_one_line():
+    with pytest.raises(CnnlabError, match=r"no trainable variable .* named 'betta'; its names"):
+        make_optimizer(TrainConfig(lr_multipliers={"betta": 2.0}), 1, bn_model())
+
+
+def test_a_model_with_these_optimizers_saves_and_loads(tmp_path):
+    model = bn_model()
+    cfg = TrainConfig(
+        optimizer="sgd", learning_rate=1.5, momentum=0.85, nesterov=True, weight_decay=0.01,
+        lr_multipliers={"beta": 64.0}, lr_schedule="linear", warmup=0.2, warmup_from=0.2,
+    )  # fmt: skip
+    model.compile(make_optimizer(cfg, 10, model), "mse")
+    model.fit(np.ones((8, 3)), np.zeros((8, 2)), epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    from cnnlab.runs import load_model_file
+
+    loaded = load_model_file(tmp_path / "m.keras")
+    assert loaded.optimizer.lr_multipliers == {"beta": 64.0}
+    assert int(loaded.optimizer.iterations) == 1
+    assert isinstance(loaded.optimizer._learning_rate, WarmupLinearDecay)
