@@ -27,8 +27,30 @@ def affine_matrix(angle, scale, shift_x, shift_y, height: int, width: int):
     )
 
 
+class _RandomTransform(keras.layers.Layer):
+    """A random transform of each image of a batch by keras.ops.image.affine_transform, while
+    training only; points from outside the image are filled by `fill_mode`."""
+
+    def __init__(self, fill_mode: str = "reflect", seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.fill_mode, self.seed = fill_mode, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.supports_masking = True
+        # On TensorFlow the transform is ImageProjectiveTransformV3, which has no XLA kernel:
+        # Keras' jit_compile "auto" then leaves the model uncompiled (as for its own
+        # RandomRotation), and config validation refuses jit_compile: true with it.
+        if keras.backend.backend() == "tensorflow":
+            self.supports_jit = False
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "fill_mode": self.fill_mode, "seed": self.seed}
+
+
 @keras.saving.register_keras_serializable(package="cnnlab")
-class RandomAffine(keras.layers.Layer):
+class RandomAffine(_RandomTransform):
     """Random rotation, zoom and shift of a batch in one resampling (training only).
 
     Keras' RandomRotation, RandomZoom and RandomTranslation each resample the image, and three
@@ -52,16 +74,8 @@ class RandomAffine(keras.layers.Layer):
         seed: int | None = None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(fill_mode, seed, **kwargs)
         self.rotation, self.zoom, self.translation = rotation, zoom, translation
-        self.fill_mode, self.seed = fill_mode, seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-        self.supports_masking = True
-        # On TensorFlow the transform is ImageProjectiveTransformV3, which has no XLA kernel:
-        # Keras' jit_compile "auto" then leaves the model uncompiled (as for its own
-        # RandomRotation), and config validation refuses jit_compile: true with it.
-        if keras.backend.backend() == "tensorflow":
-            self.supports_jit = False
 
     def call(self, images, training=None):
         if not training:
@@ -86,34 +100,25 @@ class RandomAffine(keras.layers.Layer):
             images, transform, interpolation="bilinear", fill_mode=self.fill_mode
         )
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     def get_config(self):
         return {
             **super().get_config(),
             "rotation": self.rotation,
             "zoom": self.zoom,
             "translation": self.translation,
-            "fill_mode": self.fill_mode,
-            "seed": self.seed,
         }
 
 
 @keras.saving.register_keras_serializable(package="cnnlab")
-class RandomShift(keras.layers.Layer):
+class RandomShift(_RandomTransform):
     """Shift each image of a batch by whole pixels, up to ± `pixels` down and across, edges
     filled by `fill_mode` (training only): airbench's random crops of a padded image, with
     no resampling blur.
     """
 
     def __init__(self, pixels: int = 2, fill_mode: str = "reflect", seed=None, **kwargs):
-        super().__init__(**kwargs)
-        self.pixels, self.fill_mode, self.seed = pixels, fill_mode, seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-        # ImageProjectiveTransformV3 on TensorFlow, as for RandomAffine: no XLA kernel.
-        if keras.backend.backend() == "tensorflow":
-            self.supports_jit = False
+        super().__init__(fill_mode, seed, **kwargs)
+        self.pixels = pixels
 
     def call(self, images, training=None):
         if not training:
@@ -131,14 +136,8 @@ class RandomShift(keras.layers.Layer):
             fill_mode=self.fill_mode,
         )  # fmt: skip
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     def get_config(self):
-        return {
-            **super().get_config(), "pixels": self.pixels, "fill_mode": self.fill_mode,
-            "seed": self.seed,
-        }  # fmt: skip
+        return {**super().get_config(), "pixels": self.pixels}
 
 
 @keras.saving.register_keras_serializable(package="cnnlab")
