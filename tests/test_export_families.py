@@ -39,3 +39,22 @@ def test_a_two_class_photo_run_exports_both_probabilities_with_its_tta(cli, tmp_
     # The saved model computes in the run's precision, the export in float32.
     np.testing.assert_allclose(got, expected, atol=probability_atol(run))
     assert (got.argmax(1) == expected.argmax(1)).all()
+
+
+def test_an_airbench_run_exports_to_onnx_with_its_six_views(cli, tmp_path, mnist_arrays):
+    # GELU (TensorFlow's uses erfc, which tf2onnx lacks), the whitening stem, BatchNorm without
+    # scale and flip_and_shift TTA, through onnxruntime.
+    root = write_class_folders(tmp_path / "photos", mnist_arrays, 12)
+    config = tmp_path / "airbench.yaml"
+    config.write_text(
+        f"data: {{loader: image_dir, root: {root}, image_size: [32, 32]}}\n"
+        "model: {builder: airbench, stem: whitening, filters: [8, 16], bn_scale: false,\n"
+        "        tta: flip_and_shift, augmentation: {flip: alternating, shift: 2}}\n"
+        "train: {epochs: 1, batch_size: 8, verbose: 0}\n"
+        f"output_dir: {tmp_path / 'out'}\n"
+    )
+    result = cli("train", config)
+    assert result.exit_code == 0, result.output
+    (run,) = [p.parent for p in (tmp_path / "out").glob("*/model.keras")]
+    record = exported(cli, run, "--format", "onnx")["model.onnx"]
+    assert record["max_abs_diff"] < 1e-4 and record["top1_agreement"] == 1.0

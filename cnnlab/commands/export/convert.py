@@ -79,7 +79,7 @@ def _quiet_tensorflow():
 
 def _export(run_dir, fmt, output, quantize, samples, tolerance) -> dict:
     (run,) = load_members([run_dir])
-    portable = portable_model(run.model, run.cfg.model.tta)
+    portable = portable_model(run.model, run.cfg.model.tta, gelu_as_erf=fmt == "onnx")
     data = load_dataset(run.cfg.data, run.cfg.seed)
     x, y, split = _check_images(data, samples)
     representative = data.x_train[:REPRESENTATIVE_IMAGES] if quantize == "int8" else None
@@ -155,18 +155,33 @@ def model_precision(model: keras.Model) -> str:
     return "float32"
 
 
-def portable_model(model: keras.Model, tta: str = "none") -> keras.Model:
+class ErfGelu(keras.layers.Layer):
+    """GELU written with erf: TensorFlow's exact GELU uses erfc, which tf2onnx cannot
+    convert, and erf it can (the same function; not registered, an export never saves it)."""
+
+    def call(self, x):
+        return 0.5 * x * (1.0 + ops.erf(x * 0.7071067811865476))
+
+
+def portable_model(model: keras.Model, tta: str = "none", gelu_as_erf: bool = False) -> keras.Model:
     """The run's model as an export takes it: uint8 pixels in, class probabilities out.
 
     Its layers are copies in float32 (a mixed-precision run's bfloat16 ops do not all convert,
     and its weights are float32 anyway), augmentation layers become identities, a one-unit
     sigmoid head gives [P(0), P(1)], and the run's test-time augmentation is part of the graph.
+    With `gelu_as_erf` (ONNX), GELU activations are written with erf (see ErfGelu).
     """
 
     def copy(layer: keras.Layer) -> keras.Layer:
         if isinstance(layer, AUGMENTATION_LAYERS):
             return keras.layers.Identity(name=layer.name)
         config = layer.get_config()
+        if (
+            gelu_as_erf
+            and isinstance(layer, keras.layers.Activation)
+            and config["activation"] == "gelu"
+        ):
+            return ErfGelu(name=layer.name)
         if layer.dtype_policy.name.startswith("mixed_"):
             config["dtype"] = "float32"
         return layer.__class__.from_config(config)
