@@ -121,3 +121,14 @@ def test_six_view_tta_is_the_weighted_mean_of_its_views_everywhere(mnist_arrays)
     # The exported graph computes the same views.
     exported = portable_model(model, "flip_and_shift").predict(x, verbose=0)
     np.testing.assert_allclose(exported, got, atol=1e-5)
+
+
+def test_dirac_init_passes_the_first_channels_through():
+    from cnnlab.models.layers import PartialDirac
+
+    kernel = np.asarray(PartialDirac(seed=1)((3, 3, 4, 6)))
+    x = np.random.default_rng(0).random((1, 5, 5, 4)).astype("float32")
+    out = np.asarray(keras.ops.conv(x, kernel, padding="same"))
+    np.testing.assert_allclose(out[..., :4], x, atol=1e-6)  # the first 4 filters: identities
+    drawn = kernel[..., 4:]
+    assert np.abs(drawn).max() <= 1 / np.sqrt(3 * 3 * 4) and drawn.std() > 0.05

@@ -15,7 +15,7 @@ from cnnlab.config.models import (
     StridedCnnModel,
 )
 from cnnlab.models.common import classifier, dense_stack, image_input
-from cnnlab.models.layers import PatchWhitening
+from cnnlab.models.layers import PartialDirac, PatchWhitening
 from cnnlab.models.registry import register_builder
 
 
@@ -160,12 +160,17 @@ def airbench(cfg: AirbenchModel, input_shape: tuple[int, ...], num_classes: int)
     else:
         x = layers.Conv2D(cfg.stem_filters, 2, name="stem")(x)
     x = layers.Activation("gelu")(x)
+
+    def conv(filters: int):
+        init = PartialDirac() if cfg.conv_init == "dirac" else "glorot_uniform"
+        return layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer=init)
+
     for filters in cfg.filters:
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = conv(filters)(x)
         x = layers.MaxPooling2D(2)(x)
         x = layers.BatchNormalization(momentum=cfg.bn_momentum, scale=cfg.bn_scale)(x)
         x = layers.Activation("gelu")(x)
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = conv(filters)(x)
         x = layers.BatchNormalization(momentum=cfg.bn_momentum, scale=cfg.bn_scale)(x)
         x = layers.Activation("gelu")(x)
     x = layers.GlobalMaxPooling2D()(x)

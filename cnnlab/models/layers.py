@@ -27,6 +27,32 @@ def affine_matrix(angle, scale, shift_x, shift_y, height: int, width: int):
     )
 
 
+@keras.saving.register_keras_serializable(package="cnnlab")
+class PartialDirac(keras.initializers.Initializer):
+    """A conv kernel drawn uniformly in ±1/sqrt(fan in) (PyTorch's default), whose first
+    in-channels filters are then replaced by identities: filter i passes channel i through
+    (airbench's initialisation, torch.nn.init.dirac_ on those filters)."""
+
+    def __init__(self, seed=None):
+        self.seed = seed
+
+    def __call__(self, shape, dtype=None):
+        height, width, channels, filters = shape
+        drawn = keras.initializers.VarianceScaling(
+            1 / 3, mode="fan_in", distribution="uniform", seed=self.seed
+        )(shape, dtype)
+        kept = min(channels, filters)
+        identity = ops.zeros(shape, dtype)
+        centre = ops.one_hot(height // 2 * width + width // 2, height * width, dtype=dtype)
+        eye = ops.pad(ops.eye(channels, kept, dtype=dtype), [[0, 0], [0, filters - kept]])
+        identity = ops.reshape(centre, (height, width, 1, 1)) * eye
+        mask = ops.concatenate([ops.zeros((kept,), dtype), ops.ones((filters - kept,), dtype)])
+        return drawn * mask + identity
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
 class _RandomTransform(keras.layers.Layer):
     """A random transform of each image of a batch by keras.ops.image.affine_transform, while
     training only; points from outside the image are filled by `fill_mode`."""
