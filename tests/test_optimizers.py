@@ -109,3 +109,22 @@ def test_a_model_with_these_optimizers_saves_and_loads(tmp_path):
     assert loaded.optimizer.lr_multipliers == {"beta": 64.0}
     assert int(loaded.optimizer.iterations) == 1
     assert isinstance(loaded.optimizer._learning_rate, WarmupLinearDecay)
+
+
+def test_a_rising_average_follows_airbench_lookahead_schedule():
+    cfg = TrainConfig(
+        optimizer="sgd", learning_rate=0.1, epochs=2,
+        ema={"momentum": 0.95, "overwrite_every": 5, "rise": True},
+    )  # fmt: skip
+    model = bn_model()
+    optimizer = make_optimizer(cfg, steps_per_epoch=50, model=model)
+    assert optimizer.ema_momentum == 0.95  # before any step: the configured value
+    optimizer.build(model.trainable_variables)
+    for step, expected in ((0, 0.0), (50, 0.95 * 0.5**0.6), (100, 0.95), (150, 0.95)):
+        optimizer.iterations.assign(step)
+        assert float(optimizer.ema_momentum) == pytest.approx(expected, rel=1e-5)
+    # Per copy of 5 steps the average keeps momentum ** 5 of itself: 0.95 ** 5 x progress ** 3.
+    optimizer.iterations.assign(50)
+    assert float(optimizer.ema_momentum) ** 5 == pytest.approx(0.95**5 * 0.5**3, rel=1e-4)
+    assert optimizer.get_config()["ema_momentum"] == 0.95
+    assert optimizer.get_config()["ema_rise_steps"] == 100

@@ -39,6 +39,10 @@ class EmaConfig(Schema):
 
     momentum: Annotated[float, Field(gt=0, lt=1)] = 0.9
     overwrite_every: Count = 5
+    # true: airbench's Lookahead schedule, the momentum rising from 0 at the phase's first step
+    # to `momentum` at its last, so that the weight kept of the average per copy grows as the
+    # cube of the progress (little averaging early, a lot at the end).
+    rise: bool = False
 
 
 class _Optimization(Schema):

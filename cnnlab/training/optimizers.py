@@ -50,9 +50,32 @@ class _ScaledRates:
     rate, so a multiplied variable decays as the others do (as in airbench).
     """
 
-    def __init__(self, *args, lr_multipliers: dict[str, float] | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        lr_multipliers: dict[str, float] | None = None,
+        ema_rise_steps: int | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.lr_multipliers = dict(lr_multipliers or {})
+        self.ema_rise_steps = ema_rise_steps
+
+    # Keras reads ema_momentum at every step (base_optimizer's moving average): with
+    # ema_rise_steps it rises as momentum x (step / steps) ** (3 / overwrite frequency), so the
+    # share of the old average kept per copy, momentum ** frequency x progress ** 3, follows
+    # airbench's Lookahead.
+    @property
+    def ema_momentum(self):
+        if not self.ema_rise_steps or not self.built:
+            return self._ema_momentum
+        progress = ops.minimum(ops.cast(self.iterations, "float32") / self.ema_rise_steps, 1.0)
+        power = 3.0 / (self.ema_overwrite_frequency or 1)
+        return self._ema_momentum * ops.power(progress, power)
+
+    @ema_momentum.setter
+    def ema_momentum(self, value):
+        self._ema_momentum = value
 
     def update_step(self, gradient, variable, learning_rate):
         factor = self.lr_multipliers.get(variable_name(variable))
@@ -61,7 +84,12 @@ class _ScaledRates:
         return super().update_step(gradient, variable, learning_rate)
 
     def get_config(self):
-        return {**super().get_config(), "lr_multipliers": self.lr_multipliers}
+        return {
+            **super().get_config(),
+            "ema_momentum": self._ema_momentum,
+            "lr_multipliers": self.lr_multipliers,
+            "ema_rise_steps": self.ema_rise_steps,
+        }
 
 
 @keras.saving.register_keras_serializable(package="cnnlab")
@@ -122,6 +150,7 @@ def make_optimizer(
             use_ema=True,
             ema_momentum=cfg.ema.momentum,
             ema_overwrite_frequency=cfg.ema.overwrite_every,
+            ema_rise_steps=cfg.epochs * steps_per_epoch if cfg.ema.rise else None,
         )
     if cfg.optimizer == "sgd":
         options.update(momentum=cfg.momentum, nesterov=cfg.nesterov)
