@@ -138,8 +138,11 @@ def kill_in_third_epoch(procs, out) -> dict:
                     record = json.loads(found.read_text())
             time.sleep(0.01)
     finally:
+        # All at once: a process still alive after its peer's death would fail its next
+        # collective and clean up, as a killed one cannot.
         for proc in procs:
             proc.send_signal(signal.SIGKILL)
+        for proc in procs:
             proc.wait()
     assert record is not None and record["epoch"] in (2, 3), record
     return record
