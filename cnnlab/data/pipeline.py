@@ -125,12 +125,14 @@ class ArrayBatches(keras.utils.PyDataset):
         self.x, self.y, self.batch_size = x, y, batch_size
         self.seed, self.shard, self.epoch = shuffle_seed, shard, first_epoch
         self.alternate_flip = alternate_flip and shuffle_seed is not None
-        self.order = self._order()
+        self.order, self.flips = self._order()
 
-    def _order(self) -> np.ndarray:
+    def _order(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """This epoch's order, and which images it mirrors (None: none)."""
         if self.seed is None:
-            return np.arange(len(self.x))
-        return epoch_order(len(self.x), self.seed, self.epoch)
+            return np.arange(len(self.x)), None
+        flips = epoch_flips(len(self.x), self.seed, self.epoch) if self.alternate_flip else None
+        return epoch_order(len(self.x), self.seed, self.epoch), flips
 
     def __len__(self) -> int:
         return steps(len(self.x), self.batch_size)
@@ -142,11 +144,11 @@ class ArrayBatches(keras.utils.PyDataset):
             part = len(index) // processes
             index = index[process * part : (process + 1) * part]
         images = self.x[index]
-        if self.alternate_flip:
-            flip = epoch_flips(len(self.x), self.seed, self.epoch)[index]
+        if self.flips is not None:
+            flip = self.flips[index]
             images[flip] = images[flip, :, ::-1]
         return images, self.y[index]
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
-        self.order = self._order()
+        self.order, self.flips = self._order()

@@ -3,12 +3,11 @@ continues a resumed run where its record says it stopped."""
 
 from __future__ import annotations
 
-import math
-
 import keras
 
 from cnnlab.config import Config, PhaseConfig, TrainConfig
 from cnnlab.data import Dataset
+from cnnlab.data.pipeline import steps
 from cnnlab.inference import BATCH_SIZE
 from cnnlab.models.common import trainable_parameters
 from cnnlab.models.layers import SparseSmoothedCrossentropy
@@ -42,7 +41,7 @@ def compile_model(
     else:
         loss = keras.losses.SparseCategoricalCrossentropy()
     model.compile(
-        optimizer=make_optimizer(phase, math.ceil(train_size / cfg.batch_size), model),
+        optimizer=make_optimizer(phase, steps(train_size, cfg.batch_size), model),
         loss=loss,
         metrics=["accuracy"],
         jit_compile=cfg.jit_compile,
@@ -132,7 +131,7 @@ def fit_phases(
     `cache_features`, the frozen base runs once and each phase fits only the head. `shard` is
     (this process, processes) of a data_parallel run over several processes.
     """
-    from cnnlab.data.pipeline import batches, steps
+    from cnnlab.data.pipeline import batches
 
     train_cfg = cfg.train
     x_train, x_val = data.x_train, data.x_val
