@@ -128,3 +128,26 @@ def test_a_rising_average_follows_airbench_lookahead_schedule():
     assert float(optimizer.ema_momentum) ** 5 == pytest.approx(0.95**5 * 0.5**3, rel=1e-4)
     assert optimizer.get_config()["ema_momentum"] == 0.95
     assert optimizer.get_config()["ema_rise_steps"] == 100
+
+
+@pytest.mark.subprocess
+def test_without_cnnlab_keys_the_model_loads_in_plain_keras(tmp_path):
+    """A run that uses none of cnnlab's optimizer keys saves Keras' own optimizer class, so its
+    model.keras loads where cnnlab is not installed."""
+    import subprocess
+    import sys
+
+    cfg = TrainConfig(optimizer="rmsprop", learning_rate=1e-3, lr_schedule="cosine")
+    optimizer = make_optimizer(cfg, 10)
+    assert type(optimizer) is keras.optimizers.RMSprop
+    model = bn_model()
+    model.compile(optimizer, "mse")
+    model.fit(np.ones((8, 3)), np.zeros((8, 2)), epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    load = "import keras, sys; keras.models.load_model(sys.argv[1]); print('cnnlab' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", load, str(tmp_path / "m.keras")], capture_output=True, text=True,
+        cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

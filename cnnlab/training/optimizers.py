@@ -108,6 +108,12 @@ class RMSprop(_ScaledRates, keras.optimizers.RMSprop):
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
+# Without multipliers or a rising average, Keras' own class: a run's model.keras then loads in
+# plain Keras (`keras.models.load_model`), with no cnnlab installed.
+KERAS_OPTIMIZERS = {
+    "sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam,
+    "rmsprop": keras.optimizers.RMSprop,
+}  # fmt: skip
 
 
 def variable_name(variable) -> str:
@@ -140,18 +146,21 @@ def make_optimizer(
     Raises:
         CnnlabError: a learning-rate multiplier names no trainable variable of `model`.
     """
+    rises = cfg.ema is not None and cfg.ema.rise
     options = {
         "learning_rate": learning_rate(cfg, steps_per_epoch),
         "weight_decay": cfg.weight_decay or None,
-        "lr_multipliers": cfg.lr_multipliers,
     }
+    if cfg.lr_multipliers or rises:
+        options["lr_multipliers"] = cfg.lr_multipliers
     if cfg.ema is not None:
         options.update(
             use_ema=True,
             ema_momentum=cfg.ema.momentum,
             ema_overwrite_frequency=cfg.ema.overwrite_every,
-            ema_rise_steps=cfg.epochs * steps_per_epoch if cfg.ema.rise else None,
         )
+    if rises:
+        options["ema_rise_steps"] = cfg.epochs * steps_per_epoch
     if cfg.optimizer == "sgd":
         options.update(momentum=cfg.momentum, nesterov=cfg.nesterov)
     elif cfg.optimizer == "rmsprop":
@@ -164,4 +173,5 @@ def make_optimizer(
                 f"train.lr_multipliers: no trainable variable of model {model.name} is named "
                 f"{', '.join(map(repr, unknown))}; its names are {', '.join(sorted(names))}"
             )
-    return OPTIMIZERS[cfg.optimizer](**options)
+    kinds = OPTIMIZERS if "lr_multipliers" in options else KERAS_OPTIMIZERS
+    return kinds[cfg.optimizer](**options)
