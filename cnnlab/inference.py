@@ -1,18 +1,23 @@
-"""Class probabilities, labels and scores: the one path that train, evaluate, predict, predict-csv
-and the reports use to run a model on images."""
+"""Class probabilities, labels and scores: the one path that train, evaluate, predict, predict-csv,
+serve and the reports use to run a model on images.
+
+Keras is imported by the callers that load models, not here: `cnnlab serve --onnx` runs the
+same ensemble step on onnxruntime sessions without TensorFlow.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-import keras
 import numpy as np
 
 from cnnlab.config import Config
-from cnnlab.models.common import output_classes
 from cnnlab.runs import load_run_model, open_run, read_class_names
 from cnnlab.utils.errors import RunDirError
+
+if TYPE_CHECKING:
+    import keras
 
 # Images per forward pass when predicting: inference holds no gradients, so larger than training.
 BATCH_SIZE = 512
@@ -40,7 +45,10 @@ def _mirrored(model: keras.Model, x: np.ndarray) -> np.ndarray:
 
 
 def _predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
-    probs = model.predict(x, batch_size=BATCH_SIZE, verbose=0).astype(np.float64)
+    if len(x) <= BATCH_SIZE:  # one batch: without predict's per-call data pipeline (serve)
+        probs = np.asarray(model.predict_on_batch(x), np.float64)
+    else:
+        probs = model.predict(x, batch_size=BATCH_SIZE, verbose=0).astype(np.float64)
     if probs.shape[-1] == 1:
         return np.concatenate([1 - probs, probs], axis=1)
     # A float32 softmax sums to 1 only within rounding; make each row a distribution.
@@ -55,6 +63,14 @@ def scores(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
         "loss": float(log_loss(y, probs, labels=np.arange(probs.shape[1]))),
         "accuracy": float(accuracy_score(y, probs.argmax(axis=1))),
     }
+
+
+class Predicts(Protocol):
+    """A run ready to predict: a Member, or an exported file in its runtime (serve --onnx)."""
+
+    cfg: Config
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray: ...
 
 
 class Member(NamedTuple):
@@ -73,11 +89,14 @@ class Member(NamedTuple):
 def load_members(run_dirs: list[str | Path]) -> list[Member]:
     """The runs in `run_dirs` with their best models, checked to take the same images and to
     tell the same classes apart (one run, or the members of an ensemble)."""
+    from cnnlab.models.common import output_classes
+
     members = []
     for path in run_dirs:
         run_dir, cfg = open_run(path)
         model = load_run_model(run_dir)
-        members.append(Member(run_dir, cfg, model, read_class_names(run_dir, model)))
+        names = read_class_names(run_dir, output_classes(model))
+        members.append(Member(run_dir, cfg, model, names))
     first = members[0]
     for member in members[1:]:
         a, b = first.model, member.model
@@ -94,6 +113,18 @@ def load_members(run_dirs: list[str | Path]) -> list[Member]:
     return members
 
 
-def member_probabilities(members: list[Member], x: np.ndarray) -> list[np.ndarray]:
+def member_probabilities(members: list[Predicts], x: np.ndarray) -> list[np.ndarray]:
     """Each member's class probabilities for `x`; their mean is the ensemble's (soft voting)."""
     return [member.probabilities(x) for member in members]
+
+
+def decoding(member: Predicts) -> tuple:
+    """How a member's images are decoded from files: its image format and the model's input
+    shape (after the data config's resize and to_rgb). Members with the same key share one
+    decoding of each file."""
+    return member.cfg.data.image_format, member.cfg.data.input_shape
+
+
+def ensemble_probabilities(members: list[Predicts], decoded: dict[tuple, np.ndarray]) -> list:
+    """Each member's probabilities for the same images, `decoded` once per `decoding` key."""
+    return [member.probabilities(decoded[decoding(member)]) for member in members]

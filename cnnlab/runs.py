@@ -126,12 +126,10 @@ def write_class_names(run_dir: Path, names: list[str]) -> None:
     write_json(run_dir / CLASSES_FILE, list(names))
 
 
-def read_class_names(run_dir: Path, model) -> list[str]:
-    """The run's class names; runs from before CLASSES_FILE existed get '0', '1', ..."""
-    from cnnlab.models.common import output_classes
-
+def read_class_names(run_dir: Path, count: int) -> list[str]:
+    """The run's `count` class names (as its model tells apart); runs from before CLASSES_FILE
+    existed get '0', '1', ..."""
     path = run_dir / CLASSES_FILE
-    count = output_classes(model)
     if not path.is_file():
         return [str(i) for i in range(count)]
     try:

@@ -273,6 +273,70 @@ def export(
 
 @app.command()
 @user_errors
+def serve(
+    run_dirs: RunDirs,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; 0.0.0.0 opens the API to the network.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=0, max=65535)] = 8000,
+    onnx: Annotated[
+        bool,
+        typer.Option(
+            "--onnx",
+            help="Run each run's export/model.onnx (`cnnlab export RUN --format onnx`) in "
+            "onnxruntime: no TensorFlow is loaded.",
+        ),
+    ] = False,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CNNLAB_SERVE_TOKEN",
+            help="Require 'Authorization: Bearer TOKEN' on the API (also from the variable).",
+            show_default=False,
+        ),
+    ] = None,
+    cors: Annotated[
+        list[str] | None,
+        typer.Option(help="An origin whose pages may call the API (repeatable); none by default."),
+    ] = None,
+    max_bytes: Annotated[int, typer.Option(help="Largest request body, in bytes.", min=1)] = 20
+    * 1024
+    * 1024,
+    max_files: Annotated[int, typer.Option(help="Most images in one request.", min=1)] = 32,
+    max_batch: Annotated[
+        int, typer.Option(help="Most images in one model call (1: one request at a time).", min=1)
+    ] = 32,
+    batch_wait_ms: Annotated[
+        float,
+        typer.Option(help="How long a request waits for others to share its batch.", min=0),
+    ] = 5.0,
+    backend: Backend = None,
+) -> None:
+    """Serve trained runs over HTTP: POST /predict, GET /health, and a page at /.
+
+    Uploads are decoded as `cnnlab predict` decodes files (size, colour mode, EXIF orientation,
+    the run's TTA); several runs average their probabilities.
+    """
+    if token is not None and not token:
+        raise CnnlabError("--token: empty; give the token clients must send")
+    if onnx:
+        from cnnlab.cli.backend import open_finished_run
+
+        for run_dir in run_dirs:
+            open_finished_run(run_dir)
+    else:
+        open_runs(run_dirs, backend)
+    from cnnlab.commands.serve import serve as serve_runs
+    from cnnlab.commands.serve.app import Limits
+
+    limits = Limits(max_bytes, max_files, max_batch, batch_wait_ms)
+    serve_runs(
+        run_dirs, host, port, onnx=onnx, token=token, cors=cors or [], limits=limits,
+    )  # fmt: skip
+
+
+@app.command()
+@user_errors
 def compare(
     paths: Annotated[
         list[Path] | None,

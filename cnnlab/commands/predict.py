@@ -12,7 +12,13 @@ import numpy as np
 
 from cnnlab.data import adapt_images, read_csv_for
 from cnnlab.data.images import EXTENSIONS, decode_files, extension_problem, is_hidden
-from cnnlab.inference import Member, load_members, member_probabilities
+from cnnlab.inference import (
+    Member,
+    decoding,
+    ensemble_probabilities,
+    load_members,
+    member_probabilities,
+)
 from cnnlab.models.common import output_classes
 from cnnlab.runs import open_run
 from cnnlab.scoring import SUBMISSION, write_submission
@@ -125,10 +131,9 @@ def _member_probabilities(
 ) -> tuple[list[np.ndarray], np.ndarray, list[tuple[str, str]]]:
     """Each member's probabilities for the files every member could read: the files are
     decoded once per distinct way the members' training data was decoded."""
-    # The decoding format and the model's input shape (after resize/to_rgb) say it all.
-    keys = [(m.cfg.data.image_format, m.cfg.data.input_shape) for m in members]
     decoded: dict = {}
-    for member, key in zip(members, keys, strict=True):
+    for member in members:
+        key = decoding(member)
         if key not in decoded:
             x, ok, bad = decode_files(paths, key[0])
             decoded[key] = (adapt_images(x, member.cfg.data), ok, bad)
@@ -136,12 +141,9 @@ def _member_probabilities(
     skipped = sorted({problem for _, _, bad in decoded.values() for problem in bad})
     if not ok.any():
         return [], ok, skipped
-    probs = []
-    for member, key in zip(members, keys, strict=True):
-        x, good, _ = decoded[key]
-        # Rows of x are the files this format could read; keep those every member read.
-        probs.append(member.probabilities(x[ok[good]]))
-    return probs, ok, skipped
+    # Rows of each x are the files its format could read; keep those every member read.
+    common = {key: x[ok[good]] for key, (x, good, _) in decoded.items()}
+    return ensemble_probabilities(members, common), ok, skipped
 
 
 def collect_image_files(inputs: list[str]) -> tuple[list[Path], int]:

@@ -7,6 +7,7 @@ stored sideways with a tag that says so), converted to the colour mode and resiz
 
 from __future__ import annotations
 
+import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -43,18 +44,31 @@ class Unusable(Exception):
     """A file that cannot be used as an image; the message is '<kind> (<detail>)'."""
 
 
-def read_image(path: Path, fmt: ImageFormat) -> np.ndarray:
-    """One image file as uint8 pixels of `fmt`'s shape, upright as its EXIF tag says.
+def read_image(source: Path | bytes, fmt: ImageFormat) -> np.ndarray:
+    """One image, a file or its bytes (an upload), as uint8 pixels of `fmt`'s shape, upright
+    as its EXIF tag says.
+
+    An image with more pixels than Pillow's limit (Image.MAX_IMAGE_PIXELS, about 89 million:
+    a decompression bomb, a few KB that decode to gigabytes) is refused before it is decoded.
 
     Raises:
-        Unusable: with the reason the file cannot be used.
+        Unusable: with the reason the image cannot be used.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        if os.path.getsize(path) == 0:
+        if isinstance(source, bytes):
+            if not source:
+                raise Unusable("empty file (0 bytes)")
+            source = io.BytesIO(source)
+        elif os.path.getsize(source) == 0:
             raise Unusable("empty file (0 bytes)")
-        with Image.open(path) as img:
+        with Image.open(source) as img:
+            # Pillow refuses twice its limit and only warns past it: refuse both alike.
+            if img.width * img.height > (Image.MAX_IMAGE_PIXELS or float("inf")):
+                raise Image.DecompressionBombError(
+                    f"{img.width} x {img.height}, over the limit of {Image.MAX_IMAGE_PIXELS:,}"
+                )
             mode = _PIL_MODES[fmt.color_mode]
             # JPEG can decode straight to a smaller scale: far faster for large photos. Ask for
             # a square so that a sideways-stored photo is still large enough once turned.
@@ -72,7 +86,9 @@ def read_image(path: Path, fmt: ImageFormat) -> np.ndarray:
         raise Unusable("not an image (Pillow cannot identify it)") from None
     except FileNotFoundError:
         raise Unusable("missing (the file is gone)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:
+        raise Unusable(f"too many pixels ({e})") from None
+    except (OSError, SyntaxError, ValueError) as e:
         raise Unusable(f"damaged image ({str(e) or type(e).__name__})") from None
 
 

@@ -1,0 +1,238 @@
+"""The HTTP API and page of `cnnlab serve`, on FastAPI.
+
+- `POST /predict`: images as multipart/form-data (any field names, up to `max_files`) or one
+  image as the raw body with an image/* content type; per image its class, probability, top-k
+  and every class's probability by name.
+- `GET /health`: whether the model is loaded, its classes, runtime, backend and runs.
+- `GET /`: a page to drop or pick photos on, with no resource from the network.
+
+Every refusal is a 4xx JSON `{"error": "..."}` naming the problem; the server goes on serving.
+No path a client sends is ever opened: uploads are bytes, decoded in memory.
+"""
+
+from __future__ import annotations
+
+import secrets
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cnnlab.commands.serve.batching import Batcher
+from cnnlab.commands.serve.predictor import Predictor
+from cnnlab.data.images import Unusable
+from cnnlab.utils.console import warn
+
+PAGE = Path(__file__).with_name("page.html")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may hold, and how requests are batched."""
+
+    max_bytes: int = 20 * 1024 * 1024  # the body of one request
+    max_files: int = 32  # images in one request
+    max_batch: int = 32  # images in one model call
+    wait_ms: float = 5.0  # how long the first waiting request waits for others
+    top_k: int = 5
+
+
+class Refused(Exception):
+    """A request the server will not predict: its status and a line that says why."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class BodyLimit:
+    """Refuse a body over `max_bytes` (413) from its Content-Length, or once that many bytes
+    have arrived when it has none (chunked uploads), before it is all read."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = self.max_bytes
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            return await _refuse(send, 413, f"the body is {int(length):,} bytes; at most {limit:,}")
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise Refused(413, f"the body is over {limit:,} bytes")
+            return message
+
+        await self.app(scope, counted, send)
+
+
+async def _refuse(send: Send, status: int, message: str) -> None:
+    response = JSONResponse({"error": message}, status_code=status)
+    await response({"type": "http"}, _nothing, send)
+
+
+async def _nothing() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def create_app(
+    predictor: Predictor, limits: Limits = Limits(), token: str | None = None,
+    cors: list[str] | None = None,
+) -> FastAPI:  # fmt: skip
+    """The server's application: `predictor`'s runs behind the API, batched by `limits`."""
+    batcher = Batcher(predictor.probabilities, limits.max_batch, limits.wait_ms / 1000)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="cnnlab serve", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(BodyLimit, max_bytes=limits.max_bytes)
+    if cors:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware, allow_origins=cors, allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )  # fmt: skip
+
+    def check_token(request: Request) -> None:
+        if token is None:
+            return
+        sent = request.headers.get("authorization", "")
+        scheme, _, value = sent.partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(value.encode(), token.encode()):
+            raise Refused(401, "missing or wrong token: send 'Authorization: Bearer <token>'")
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, e: Refused) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
+        return JSONResponse({"error": str(e)}, status_code=e.status, headers=headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, e: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(e.detail)}, status_code=e.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()
+        )
+        return JSONResponse({"error": problems}, status_code=422)
+
+    @app.exception_handler(ClientDisconnect)
+    async def disconnected(request: Request, e: ClientDisconnect) -> JSONResponse:
+        return JSONResponse({"error": "the client disconnected"}, status_code=400)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> str:
+        return PAGE.read_text(encoding="utf-8")
+
+    @app.get("/health")
+    async def health(request: Request) -> dict:
+        check_token(request)
+        return {
+            "status": "ok", "loaded": True, "classes": predictor.class_names,
+            "runtime": predictor.runtime, "backend": predictor.backend,
+            "runs": predictor.run_dirs, "max_batch": limits.max_batch,
+            "max_files": limits.max_files, "max_bytes": limits.max_bytes,
+            "batches": batcher.batches, "images": batcher.images,
+        }  # fmt: skip
+
+    @app.post("/predict")
+    async def predict(request: Request, top_k: int = limits.top_k) -> dict:
+        check_token(request)
+        if top_k < 1:
+            raise Refused(422, f"top_k: {top_k}; at least 1")
+        uploads = await _uploads(request, limits.max_files)
+        from starlette.concurrency import run_in_threadpool
+
+        images = []
+        for name, data in uploads:
+            try:
+                images.append(await run_in_threadpool(predictor.decode, data))
+            except Unusable as e:
+                raise Refused(422 if data else 400, f"{name}: {e}") from None
+        probs = await batcher.predict(images)
+        names = predictor.class_names
+        return {
+            "predictions": [
+                _prediction(name, row, names, top_k)
+                for (name, _), row in zip(uploads, probs, strict=True)
+            ]
+        }
+
+    return app
+
+
+async def _uploads(request: Request, max_files: int) -> list[tuple[str, bytes]]:
+    """(name, bytes) of each image in the request: multipart files, or a raw image body."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        from starlette.formparsers import MultiPartException
+
+        try:
+            async with request.form(max_files=max_files, max_fields=max_files) as form:
+                files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
+                if not files:
+                    raise Refused(400, "the form holds no file: send each image as a file part")
+                return [
+                    (f.filename or f"file {i + 1}", await f.read()) for i, f in enumerate(files)
+                ]
+        except MultiPartException as e:
+            raise Refused(400, f"the form: {e.message}") from None
+    if kind.startswith("image/"):
+        data = await request.body()
+        if not data:
+            raise Refused(400, "the body is empty: send the image's bytes")
+        return [("body", data)]
+    raise Refused(
+        415,
+        f"content type {kind or 'none'!r}: send multipart/form-data files or an image/* body",
+    )
+
+
+def _prediction(name: str, row, names: list[str], top_k: int) -> dict:
+    order = row.argsort()[::-1]
+    return {
+        "file": name,
+        "class": names[order[0]],
+        "probability": round(float(row[order[0]]), 6),
+        "top_k": [
+            {"class": names[i], "probability": round(float(row[i]), 6)} for i in order[:top_k]
+        ],
+        "probabilities": {names[i]: round(float(p), 6) for i, p in enumerate(row)},
+    }
+
+
+def exposed(host: str) -> bool:
+    """Whether binding `host` opens the API beyond this machine."""
+    import ipaddress
+
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: whatever it resolves to, say so
+        return True
+
+
+def warn_if_exposed(host: str, token: str | None) -> None:
+    if exposed(host):
+        guard = "a token is required" if token else "anyone who can reach it may use it (--token)"
+        warn(f"--host {host}: the API is open to the network; {guard}")

@@ -1,0 +1,358 @@
+"""`cnnlab serve`: the real server process on a free port, its API and page, its limits, and
+bad input that must never take it down."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from cnnlab.commands.serve.app import exposed, warn_if_exposed
+
+from .helpers import ROOT, free_port, invoke, invoke_ok, probability_atol
+from .images import write_class_folders
+
+pytestmark = pytest.mark.subprocess
+
+CLASSES = ("birds", "cats", "dogs")
+SIZE = 32
+TOKEN = "s3cret-token"
+ORIGIN = "http://app.example"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, mnist_arrays):
+    """A three-class photo run with flip TTA, and new photos of each class."""
+    tmp = tmp_path_factory.mktemp("serve")
+    root = write_class_folders(tmp / "train", mnist_arrays, 16, classes=CLASSES)
+    config = tmp / "photos.yaml"
+    config.write_text(
+        f"data: {{loader: image_dir, root: {root}, image_size: [{SIZE}, {SIZE}]}}\n"
+        "model: {builder: small_cnn, filters: [8, 16], tta: horizontal_flip}\n"
+        "train: {epochs: 2, batch_size: 8, verbose: 0}\n"
+        f"output_dir: {tmp / 'out'}\n"
+    )
+    invoke_ok("train", config)
+    (run,) = (tmp / "out").iterdir()
+    new = write_class_folders(tmp / "new", mnist_arrays, 2, classes=CLASSES, offset=60)
+    return run, sorted(new.rglob("*.*"))
+
+
+class Server:
+    """`cnnlab serve ARGS` in its own process, up once /health answers."""
+
+    def __init__(self, tmp: Path, *args, env: dict | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tmp / f"serve-{self.port}.log"
+        command = [sys.executable, "-m", "cnnlab", "serve", *map(str, args)]
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen(
+                [*command, "--port", str(self.port)], cwd=ROOT, stdout=log, stderr=log,
+                env={**os.environ, **(env or {})},
+            )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()
+            try:
+                requests.get(self.url + "/", timeout=2)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.3)
+        raise AssertionError(f"the server did not answer in 120 s: {self.log.read_text()}")
+
+    def rss_mb(self) -> float:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return (
+            int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
+            / 1024
+        )
+
+    def stop(self) -> str:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        return self.log.read_text()
+
+
+@pytest.fixture(scope="module")
+def server(trained, tmp_path_factory):
+    run, _ = trained
+    started = Server(tmp_path_factory.mktemp("server"), run, "--batch-wait-ms", "50")
+    yield started
+    log = started.stop()
+    assert "Traceback" not in log, log
+
+
+@pytest.fixture(scope="module")
+def guarded(trained, tmp_path_factory):
+    """Token (from the variable), small limits and one CORS origin."""
+    run, _ = trained
+    started = Server(
+        tmp_path_factory.mktemp("guarded"), run, "--max-bytes", "60000", "--max-files", "2",
+        "--cors", ORIGIN, env={"CNNLAB_SERVE_TOKEN": TOKEN},
+    )  # fmt: skip
+    yield started
+    started.stop()
+
+
+def post_files(url: str, paths: list[Path], **kwargs) -> requests.Response:
+    files = [("file", (p.name, p.read_bytes(), "application/octet-stream")) for p in paths]
+    return requests.post(url + "/predict", files=files, timeout=60, **kwargs)
+
+
+def test_health_names_the_runs_classes_and_runtime(server, trained):
+    health = requests.get(server.url + "/health", timeout=10).json()
+    assert health["loaded"] is True and health["status"] == "ok"
+    assert health["classes"] == list(CLASSES)
+    assert health["runtime"] == "keras" and health["backend"] == "tensorflow"
+    assert health["runs"] == [str(trained[0])]
+
+
+def test_predictions_are_those_of_cnnlab_predict(server, trained, tmp_path):
+    run, photos = trained
+    response = post_files(server.url, photos)
+    assert response.status_code == 200, response.text
+    predictions = response.json()["predictions"]
+    assert [p["file"] for p in predictions] == [p.name for p in photos]
+
+    invoke_ok("predict", run, *photos, "-o", tmp_path / "p.csv")
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "p.csv")
+    atol = probability_atol(run)
+    for prediction, (_, row) in zip(predictions, table.iterrows(), strict=True):
+        assert prediction["class"] == row["predicted"]
+        served = [prediction["probabilities"][name] for name in CLASSES]
+        np.testing.assert_allclose(served, [row[name] for name in CLASSES], atol=atol)
+        assert prediction["probability"] == max(served)
+        assert [k["class"] for k in prediction["top_k"]][0] == prediction["class"]
+        assert sum(served) == pytest.approx(1, abs=1e-5)
+
+
+def test_a_raw_image_body_and_top_k(server, trained):
+    _, photos = trained
+    photo = next(p for p in photos if p.suffix == ".png")
+    response = requests.post(
+        server.url + "/predict?top_k=2", data=photo.read_bytes(),
+        headers={"Content-Type": "image/png"}, timeout=30,
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    (prediction,) = response.json()["predictions"]
+    assert prediction["file"] == "body" and len(prediction["top_k"]) == 2
+    probs = list(prediction["probabilities"].values())
+    assert [k["probability"] for k in prediction["top_k"]] == sorted(probs, reverse=True)[:2]
+
+
+def bomb_png() -> bytes:
+    """A PNG of 10,000 x 9,000 one-bit pixels: 11 KB that would decode past Pillow's limit."""
+    out = io.BytesIO()
+    Image.new("1", (10_000, 9_000)).save(out, "PNG")
+    return out.getvalue()
+
+
+def bad_requests(photo: bytes) -> list[tuple[str, dict, int, str]]:
+    """(what, requests.post keyword arguments, status, words the error must hold)."""
+    return [
+        ("not an image", {"files": {"f": ("notes.jpg", b"plain text, no pixels")}}, 422,
+         "notes.jpg: not an image"),
+        ("truncated", {"files": {"f": ("cut.jpg", photo[: len(photo) // 2])}}, 422,
+         "cut.jpg: damaged image"),
+        ("empty file", {"files": {"f": ("empty.jpg", b"")}}, 400, "empty.jpg: empty file"),
+        ("empty body", {"data": b"", "headers": {"Content-Type": "image/jpeg"}}, 400,
+         "body is empty"),
+        ("bomb", {"files": {"f": ("bomb.png", bomb_png())}}, 422, "bomb.png: too many pixels"),
+        ("wrong type", {"data": photo, "headers": {"Content-Type": "text/plain"}}, 415,
+         "content type 'text/plain'"),
+        ("no type", {"data": photo}, 415, "content type"),
+        ("a form without files", {"files": {"note": (None, "hello")}}, 400, "holds no file"),
+        ("too many files", {"files": [("f", (f"{i}.jpg", photo)) for i in range(33)]}, 400,
+         "Too many files"),
+        ("too large", {"data": b"\xff" * (20 * 1024 * 1024 + 1),
+                       "headers": {"Content-Type": "image/jpeg"}}, 413, "at most 20,971,520"),
+        ("bad top_k", {"files": {"f": ("a.jpg", photo)}, "params": {"top_k": "x"}}, 422,
+         "top_k"),
+    ]  # fmt: skip
+
+
+def test_bad_input_is_a_4xx_that_names_it_and_the_server_goes_on(server, trained):
+    _, photos = trained
+    photo = photos[0].read_bytes()
+    for what, kwargs, status, words in bad_requests(photo):
+        response = requests.post(server.url + "/predict", timeout=30, **kwargs)
+        assert response.status_code == status, (what, response.text)
+        assert words in response.json()["error"], (what, response.text)
+    assert post_files(server.url, photos[:1]).status_code == 200
+
+
+def test_a_client_that_leaves_mid_upload(server, trained):
+    _, photos = trained
+    photo = photos[0].read_bytes()
+    for content_type in (b"image/jpeg", b"multipart/form-data; boundary=zz"):
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: " + content_type
+                + b"\r\nContent-Length: 100000\r\n\r\n--zz\r\nContent-Disposition: form-data; "
+                + b'name="f"; filename="a.jpg"\r\n\r\n' + photo[:200]
+            )  # fmt: skip
+    time.sleep(0.5)
+    assert post_files(server.url, photos[:1]).status_code == 200
+
+
+def test_memory_stays_bounded_over_a_thousand_bad_requests(server, trained):
+    _, photos = trained
+    photo = photos[0].read_bytes()
+    cases = [c for c in bad_requests(photo) if c[0] not in ("too large", "bomb")]
+    with requests.Session() as session:
+
+        def send(i: int) -> int:
+            _, kwargs, _, _ = cases[i % len(cases)]
+            return session.post(server.url + "/predict", timeout=30, **kwargs).status_code
+
+        for i in range(100):  # warm: allocator pools and caches settle
+            send(i)
+        before = server.rss_mb()
+        statuses = [send(i) for i in range(1000)]
+        after = server.rss_mb()
+    assert all(400 <= s < 500 for s in statuses)
+    assert after - before < 30, f"resident size grew from {before:.0f} MB to {after:.0f} MB"
+
+
+def test_requests_that_arrive_together_share_a_model_call(server, trained):
+    _, photos = trained
+    start = requests.get(server.url + "/health", timeout=10).json()
+    with ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(lambda p: post_files(server.url, [p]).status_code, photos * 3))
+    assert codes == [200] * len(photos) * 3
+    end = requests.get(server.url + "/health", timeout=10).json()
+    assert end["images"] - start["images"] == len(codes)
+    assert end["batches"] - start["batches"] < len(codes) / 2
+
+
+def test_a_token_limits_and_cors(guarded, server, trained):
+    _, photos = trained
+    assert requests.get(guarded.url + "/health", timeout=10).status_code == 401
+    wrong = {"Authorization": "Bearer nope"}
+    response = post_files(guarded.url, photos[:1], headers=wrong)
+    assert response.status_code == 401 and "token" in response.json()["error"]
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    auth = {"Authorization": f"Bearer {TOKEN}", "Origin": ORIGIN}
+    response = post_files(guarded.url, photos[:2], headers=auth)
+    assert response.status_code == 200, response.text
+    assert response.headers["access-control-allow-origin"] == ORIGIN
+    too_many = post_files(guarded.url, photos[:3], headers=auth)
+    assert too_many.status_code == 400 and "Too many files" in too_many.json()["error"]
+
+    def chunks():  # no Content-Length: the limit holds on the bytes as they arrive
+        for _ in range(10):
+            yield b"\xff" * 10_000
+
+    large = requests.post(
+        guarded.url + "/predict", data=chunks(), headers={**auth, "Content-Type": "image/jpeg"},
+        timeout=30,
+    )  # fmt: skip
+    assert large.status_code == 413 and "60,000" in large.json()["error"]
+    # The page itself needs no token; the default server sends no CORS header.
+    assert requests.get(guarded.url + "/", timeout=10).status_code == 200
+    plain = post_files(server.url, photos[:1], headers={"Origin": ORIGIN})
+    assert "access-control-allow-origin" not in plain.headers
+
+
+def test_onnx_serves_the_export_without_tensorflow(server, trained, tmp_path):
+    run, photos = trained
+    invoke_ok("export", run, "--format", "onnx")
+    onnx = Server(tmp_path, run, "--onnx")
+    try:
+        health = requests.get(onnx.url + "/health", timeout=10).json()
+        assert health["runtime"] == "onnxruntime" and health["classes"] == list(CLASSES)
+        maps = Path(f"/proc/{onnx.process.pid}/maps").read_text()
+        assert "onnxruntime" in maps and "tensorflow" not in maps
+        served = post_files(onnx.url, photos).json()["predictions"]
+    finally:
+        onnx.stop()
+    keras = post_files(server.url, photos).json()["predictions"]
+    atol = probability_atol(run)
+    for a, b in zip(served, keras, strict=True):
+        assert a["class"] == b["class"]
+        np.testing.assert_allclose(
+            list(a["probabilities"].values()), list(b["probabilities"].values()), atol=atol
+        )
+
+
+def test_onnx_without_an_export_and_a_port_in_use(trained, tmp_path):
+    run, _ = trained
+    bare = tmp_path / "bare"
+    shutil.copytree(run, bare, ignore=shutil.ignore_patterns("export"))
+    result = invoke("serve", bare, "--onnx")
+    assert result.exit_code != 0
+    assert f"cnnlab export {bare} --format onnx" in result.output
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        result = invoke("serve", run, "--port", busy.getsockname()[1])
+    assert result.exit_code != 0 and "cannot listen there" in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_only_loopback_is_private(capsys):
+    assert not exposed("127.0.0.1") and not exposed("localhost") and not exposed("::1")
+    assert exposed("0.0.0.0") and exposed("192.168.1.5") and exposed("example.org")
+    warn_if_exposed("0.0.0.0", None)
+    assert "open to the network" in capsys.readouterr().out
+    warn_if_exposed("127.0.0.1", None)
+    assert capsys.readouterr().out == ""
+
+
+def test_the_page_shows_a_dropped_photo_with_its_class(server, trained, tmp_path):
+    """Headless Chromium (Debian's chromium and chromium-driver; .ci/run installs them)."""
+    driver_path = shutil.which("chromedriver")
+    if driver_path is None or shutil.which("chromium") is None:
+        message = "needs Debian's chromium and chromium-driver (apt-get install ...)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _, photos = trained
+    photo = photos[-1]
+    expected = post_files(server.url, [photo]).json()["predictions"][0]
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                 "--window-size=1000,800", f"--user-data-dir={tmp_path / 'profile'}"):  # fmt: skip
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        browser.get(server.url + "/")
+        wait = WebDriverWait(browser, 60)
+        wait.until(lambda b: "classes" in b.find_element(By.ID, "about").text)
+        picker = browser.find_element(By.ID, "picker")
+        # A person clicks the drop zone to open the picker; a driver types into the input.
+        browser.execute_script("arguments[0].hidden = false", picker)
+        picker.send_keys(str(photo))
+        wait.until(lambda b: "%" in b.find_element(By.CSS_SELECTOR, ".predicted").text)
+        shown = browser.find_element(By.CSS_SELECTOR, ".predicted").text
+        bars = [
+            b.get_attribute("data-class") for b in browser.find_elements(By.CSS_SELECTOR, ".bar")
+        ]
+        browser.save_screenshot(str(tmp_path / "page.png"))
+        keep = os.environ.get("CNNLAB_SCREENSHOT")
+        if keep:
+            shutil.copy(tmp_path / "page.png", keep)
+    finally:
+        browser.quit()
+    assert shown.startswith(expected["class"] + " ")
+    assert sorted(bars) == sorted(CLASSES)
