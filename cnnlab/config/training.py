@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from cnnlab.config.base import Count, Fraction, Schema
 
@@ -30,6 +31,28 @@ class ReduceLrConfig(Schema):
 
 
 VariableName = Annotated[str, Field(pattern=r"^\w+$")]
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
+
+
+def duration_seconds(value: Any) -> Any:
+    """'1h30m', '20m', '45s', '2h', or a number of seconds, as seconds (a float)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return value  # the float check below says what is wrong
+    if isinstance(value, int | float):
+        return float(value)
+    text = value.strip().lower().replace(" ", "")
+    match = _DURATION.fullmatch(text)
+    if not text or match is None or not any(match.groups()):
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a duration: write seconds (1200) or hours, minutes and "
+                "seconds such as 20m, 1h30m, 90s"
+            ) from None
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
 
 
 class EmaConfig(Schema):
@@ -138,6 +161,10 @@ class TrainConfig(_Optimization):
     # a terminal, one line per epoch when output goes to a file (CI, nohup, Slurm).
     verbose: Literal["auto", 0, 1, 2] = "auto"
     tensorboard: bool = False  # write TensorBoard logs to <run dir>/tensorboard
+    # The time fitting may take, validation and checkpoints included (20m, 1h30m, or seconds):
+    # after each epoch the run plans how many epochs fit (at most `epochs`) from the measured
+    # speed, and the learning-rate schedule and the rising average are fitted to those steps.
+    time_budget: Annotated[float, BeforeValidator(duration_seconds), Field(gt=0)] | None = None
 
     @field_validator("tensorboard")
     @classmethod
@@ -156,6 +183,15 @@ class TrainConfig(_Optimization):
                 "with train.distribute: data_parallel"
             )
         return value
+
+    @model_validator(mode="after")
+    def _budget_one_phase(self):
+        if self.time_budget is not None and self.phases and len(self.phases) > 1:
+            raise ValueError(
+                "time_budget plans the epochs of one phase; with several phases, set each "
+                "phase's epochs instead, or remove time_budget"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -29,6 +29,7 @@ from cnnlab.config.training import maximizes
 from cnnlab.models.common import trainable_parameters
 from cnnlab.training.resume_record import RESUME_DIR, ResumeRecord, epoch_model_file
 from cnnlab.utils.atomic import atomic_path, atomic_write
+from cnnlab.utils.console import say
 from cnnlab.utils.errors import CnnlabError
 
 
@@ -212,3 +213,95 @@ class RunCheckpoint(keras.callbacks.Callback):
             save_model(self.target or self.model, path)
         record.callbacks = {name: cb.state() for name, cb in self.stateful.items()}
         record.save(self.run_dir)
+
+
+def clock(seconds: float) -> str:
+    """Seconds as 1h02m03s, 4m05s or 6s."""
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m{secs:02d}s"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Plans a phase's epochs so that fitting (validation and checkpoints included) ends
+    within `seconds`, at most `max_epochs`; put it before the RunCheckpoint.
+
+    After every epoch it estimates what one more epoch costs (the training steps at the speed
+    measured after the first step, whose time includes tracing; the validation; the
+    checkpoint written after the epoch before) and plans as many epochs as the time left holds.
+    The plan goes into the optimizer's `planned_steps` (the schedule and the rising average
+    follow it, see PlannedSchedule), and fit stops when the planned epochs are done. `used`
+    seconds (a resumed run's earlier fitting) count against the budget.
+    """
+
+    def __init__(
+        self, seconds: float, steps_per_epoch: int, first_epoch: int, max_epochs: int,
+        used: float = 0.0, planned: int | None = None,
+    ):  # fmt: skip
+        super().__init__()
+        self.seconds, self.steps_per_epoch = seconds, steps_per_epoch
+        self.first_epoch, self.max_epochs = first_epoch, max_epochs
+        self.used = used
+        self.planned = planned or max_epochs
+        self.costs: list[float] = []  # the estimated cost of an epoch, after each epoch
+
+    def state(self) -> dict:
+        return {
+            "seconds": self.seconds, "used": round(self.used, 3),
+            "planned_epochs": self.planned, "max_epochs": self.max_epochs,
+        }  # fmt: skip
+
+    def on_train_begin(self, logs=None):
+        self._start = self._last_end = time.perf_counter()
+        self._used_before = self.used
+
+    def on_epoch_begin(self, epoch, logs=None):
+        now = time.perf_counter()
+        self._saving = now - self._last_end  # the checkpoint after the epoch before
+        self._epoch_start = now
+        self._first_step = self._train_end = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._first_step is None:
+            self._first_step = time.perf_counter()
+
+    def on_test_begin(self, logs=None):
+        if self._train_end is None:
+            self._train_end = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.perf_counter()
+        self.used = self._used_before + now - self._start
+        train_end = self._train_end or now
+        steps = self.steps_per_epoch
+        if self._first_step is not None and steps > 1:
+            training = (train_end - self._first_step) * steps / (steps - 1)
+        else:
+            training = train_end - self._epoch_start
+        cost = training + (now - train_end) + self._saving
+        self.costs.append(cost)
+        self._last_end = now
+        estimate = sorted(self.costs[-3:])[len(self.costs[-3:]) // 2]  # median of the last 3
+        done = epoch + 1 - self.first_epoch
+        more = max(0, math.floor((self.seconds - self.used) / estimate)) if estimate > 0 else 0
+        planned = max(done, min(self.max_epochs, done + more))
+        if planned != self.planned or len(self.costs) == 1:
+            self._plan(planned, done, estimate)
+        if done >= self.planned:
+            self.model.stop_training = True
+
+    def _plan(self, planned: int, done: int, estimate: float) -> None:
+        changed = planned != self.planned
+        self.planned = planned
+        optimizer = self.model.optimizer
+        if changed and getattr(optimizer, "planned_steps", None) is not None:
+            optimizer.planned_steps.assign(float(planned * self.steps_per_epoch))
+        end = self.used + (planned - done) * estimate
+        say(
+            f"time budget {clock(self.seconds)}: {clock(self.used)} used, about "
+            f"{clock(estimate)} an epoch; planned {planned} of at most {self.max_epochs} "
+            f"epochs, fitting to end at about {clock(end)}"
+        )

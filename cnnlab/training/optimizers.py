@@ -42,6 +42,36 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         }  # fmt: skip
 
 
+@keras.saving.register_keras_serializable(package="cnnlab")
+class PlannedSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """`schedule`, made for `nominal_steps`, stretched or squeezed onto the steps a time budget
+    plans: at step s of P planned, the rate of step s x nominal / P. Warmup and decay keep their
+    shares of the run whatever P is. P is the optimizer's `planned_steps` variable (so a JAX
+    train step sees it as state, and a checkpoint keeps it); TimeBudget sets it."""
+
+    def __init__(self, schedule, nominal_steps: int, name=None):
+        super().__init__()
+        self.schedule, self.nominal_steps, self.name = schedule, nominal_steps, name
+        self.planned = None  # the optimizer's variable, attached when it builds
+
+    def __call__(self, step):
+        planned = self.nominal_steps if self.planned is None else self.planned
+        warped = ops.cast(step, "float32") * self.nominal_steps / ops.cast(planned, "float32")
+        return self.schedule(warped)
+
+    def get_config(self):
+        return {
+            "schedule": keras.saving.serialize_keras_object(self.schedule),
+            "nominal_steps": self.nominal_steps, "name": self.name,
+        }  # fmt: skip
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["schedule"] = keras.saving.deserialize_keras_object(config["schedule"])
+        return cls(**config)
+
+
 class _ScaledRates:
     """An optimizer whose learning rate is multiplied, for each variable whose name is a key of
     `lr_multipliers`, by that key's value (e.g. {"beta": 64.0} for BatchNorm's shifts).
@@ -55,11 +85,24 @@ class _ScaledRates:
         *args,
         lr_multipliers: dict[str, float] | None = None,
         ema_rise_steps: int | None = None,
+        planned_steps: int | None = None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
         self.lr_multipliers = dict(lr_multipliers or {})
         self.ema_rise_steps = ema_rise_steps
+        # With a time budget: the steps the run plans, a variable of the optimizer (build).
+        self.planned_steps = planned_steps
+
+    def build(self, variables):
+        super().build(variables)
+        if self.planned_steps is not None and not isinstance(self.planned_steps, keras.Variable):
+            self.planned_steps = self.add_variable(
+                (), initializer=keras.initializers.Constant(float(self.planned_steps)),
+                dtype="float32", name="planned_steps",
+            )  # fmt: skip
+            if isinstance(self._learning_rate, PlannedSchedule):
+                self._learning_rate.planned = self.planned_steps
 
     # Keras reads ema_momentum at every step (base_optimizer's moving average): with
     # ema_rise_steps it rises as momentum x (step / steps) ** (3 / overwrite frequency), so the
@@ -69,7 +112,8 @@ class _ScaledRates:
     def ema_momentum(self):
         if not self.ema_rise_steps or not self.built:
             return self._ema_momentum
-        progress = ops.minimum(ops.cast(self.iterations, "float32") / self.ema_rise_steps, 1.0)
+        steps = self.ema_rise_steps if self.planned_steps is None else self.planned_steps
+        progress = ops.minimum(ops.cast(self.iterations, "float32") / steps, 1.0)
         power = 3.0 / (self.ema_overwrite_frequency or 1)
         return self._ema_momentum * ops.power(progress, power)
 
@@ -89,7 +133,15 @@ class _ScaledRates:
             "ema_momentum": self._ema_momentum,
             "lr_multipliers": self.lr_multipliers,
             "ema_rise_steps": self.ema_rise_steps,
+            "planned_steps": _number(self.planned_steps),
         }
+
+
+def _number(value):
+    """A planned_steps variable as the int it holds (configs hold numbers)."""
+    if isinstance(value, keras.Variable):
+        return int(round(float(ops.convert_to_numpy(value))))
+    return value
 
 
 @keras.saving.register_keras_serializable(package="cnnlab")
@@ -139,20 +191,28 @@ def learning_rate(cfg: TrainConfig | PhaseConfig, steps_per_epoch: int):
 
 
 def make_optimizer(
-    cfg: TrainConfig | PhaseConfig, steps_per_epoch: int, model: keras.Model | None = None
+    cfg: TrainConfig | PhaseConfig,
+    steps_per_epoch: int,
+    model: keras.Model | None = None,
+    planned_epochs: int | None = None,
 ) -> keras.optimizers.Optimizer:
     """The optimizer of a phase (or of train's own keys), its schedule over the phase's steps.
+
+    With `planned_epochs` (a time budget), the schedule and the rising average follow the
+    optimizer's `planned_steps` variable instead of the phase's `epochs` (see PlannedSchedule).
 
     Raises:
         CnnlabError: a learning-rate multiplier names no trainable variable of `model`.
     """
     rises = cfg.ema is not None and cfg.ema.rise
-    options = {
-        "learning_rate": learning_rate(cfg, steps_per_epoch),
-        "weight_decay": cfg.weight_decay or None,
-    }
-    if cfg.lr_multipliers or rises:
+    rate = learning_rate(cfg, steps_per_epoch)
+    if planned_epochs is not None and not isinstance(rate, float):
+        rate = PlannedSchedule(rate, cfg.epochs * steps_per_epoch)
+    options = {"learning_rate": rate, "weight_decay": cfg.weight_decay or None}
+    if cfg.lr_multipliers or rises or planned_epochs is not None:
         options["lr_multipliers"] = cfg.lr_multipliers
+    if planned_epochs is not None:
+        options["planned_steps"] = planned_epochs * steps_per_epoch
     if cfg.ema is not None:
         options.update(
             use_ema=True,

@@ -17,6 +17,7 @@ from cnnlab.training.callbacks import (
     ResumableReduceLROnPlateau,
     RunCheckpoint,
     StopOnNaN,
+    TimeBudget,
 )
 from cnnlab.training.optimizers import make_optimizer
 from cnnlab.training.resume_record import Step
@@ -24,11 +25,16 @@ from cnnlab.utils.console import say
 
 
 def compile_model(
-    model: keras.Model, cfg: TrainConfig, train_size: int, phase: PhaseConfig | None = None
+    model: keras.Model,
+    cfg: TrainConfig,
+    train_size: int,
+    phase: PhaseConfig | None = None,
+    planned_epochs: int | None = None,
 ) -> None:
     """Compile for integer labels with `phase`'s optimizer (default: the first phase).
 
-    `train_size` sets the length of a learning-rate schedule.
+    `train_size` sets the length of a learning-rate schedule; `planned_epochs` (a time
+    budget) the epochs it is first fitted to.
     """
     phase = phase or cfg.stages()[0]
     # Loaders give integer class indices, so the sparse loss (no one-hot copy of the labels);
@@ -41,7 +47,9 @@ def compile_model(
     else:
         loss = keras.losses.SparseCategoricalCrossentropy()
     model.compile(
-        optimizer=make_optimizer(phase, steps(train_size, cfg.batch_size), model),
+        optimizer=make_optimizer(
+            phase, steps(train_size, cfg.batch_size), model, planned_epochs=planned_epochs
+        ),
         loss=loss,
         metrics=["accuracy"],
         jit_compile=cfg.jit_compile,
@@ -78,16 +86,25 @@ def make_callbacks(
     checkpoint: RunCheckpoint,
     inside: bool = False,
     best_weights=None,
+    steps_per_epoch: int = 1,
+    start: int = 0,
 ) -> tuple[list[keras.callbacks.Callback], dict[str, keras.callbacks.Callback]]:
     """A phase's callbacks, and those of them whose counters the resume record keeps.
 
     With `inside` (a resumed run continuing this phase), the counters come back from the
     checkpoint's record, and early stopping gets `best_weights` (model.keras's) back. The
-    run's checkpoint, shared by all phases, goes after these.
+    run's checkpoint, shared by all phases, goes after these. A time budget plans the
+    phase's epochs from `start` (epochs before the phase), `steps_per_epoch` steps each.
     """
     restored = checkpoint.record.callbacks if inside else {}
     stateful: dict[str, keras.callbacks.Callback] = {}
     callbacks: list[keras.callbacks.Callback] = [StopOnNaN()]
+    if cfg.time_budget is not None:
+        budget = restored.get("time_budget", {})
+        stateful["time_budget"] = TimeBudget(
+            cfg.time_budget, steps_per_epoch, start, phase.epochs,
+            used=budget.get("used", 0.0), planned=budget.get("planned_epochs"),
+        )  # fmt: skip
     if phase.early_stopping is not None:
         stateful["early_stopping"] = ResumableEarlyStopping(
             monitor=cfg.monitor,
@@ -145,10 +162,14 @@ def fit_phases(
         start = step.phase_start if index == step.phase else len(checkpoint.record.history)
         epoch = step.epoch if index == step.phase else start
         # A cached-features head's optimizer is not saved: it compiles afresh even inside.
+        per_epoch = steps(len(x_train), train_cfg.batch_size)
         if not (inside and fit_model is model):
             set_trainable(model, phase.unfreeze)
-            compile_model(fit_model, train_cfg, len(x_train), phase)
-        callbacks, stateful = make_callbacks(train_cfg, phase, checkpoint, inside, best_weights)
+            planned = phase.epochs if train_cfg.time_budget is not None else None
+            compile_model(fit_model, train_cfg, len(x_train), phase, planned)
+        callbacks, stateful = make_callbacks(
+            train_cfg, phase, checkpoint, inside, best_weights, per_epoch, start
+        )
         checkpoint.begin_phase(index, phase, start, stateful, target=model)
         say(
             f"{phase.name}: epochs {start + 1}-{start + phase.epochs}, {phase.optimizer} "
@@ -167,7 +188,7 @@ def fit_phases(
                 epochs=start + phase.epochs - epoch,
                 alternate_flip=_alternating_flip(cfg),
             ),
-            steps_per_epoch=steps(len(x_train), train_cfg.batch_size),
+            steps_per_epoch=per_epoch,
             epochs=start + phase.epochs,
             initial_epoch=epoch,
             validation_data=batches(x_val, data.y_val, train_cfg.batch_size, shard=shard),

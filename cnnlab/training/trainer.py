@@ -296,6 +296,9 @@ def _finish(
         "jit_compile": bool(model.jit_compile),
         "resumed": resumed,
     }
+    budget = record.callbacks.get("time_budget")
+    if budget is not None:
+        extra["time_budget"] = {**budget, "epochs_run": epochs_run}
     metrics = score_run(
         run_dir, best, data, runs.METRICS_FILE, ("train", "val", "test"), extra,
         complete=True, tta=cfg.model.tta,
