@@ -56,13 +56,26 @@ def _predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
 
 
 def scores(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Cross-entropy loss and accuracy of class probabilities against integer labels."""
-    from sklearn.metrics import accuracy_score, log_loss
+    """Cross-entropy loss, accuracy, balanced accuracy (the mean of the classes' recalls) and
+    macro-F1 (the mean of the classes' F1) of class probabilities against integer labels.
 
-    return {
-        "loss": float(log_loss(y, probs, labels=np.arange(probs.shape[1]))),
-        "accuracy": float(accuracy_score(y, probs.argmax(axis=1))),
-    }
+    The last two weigh every class alike however many images it has: with imbalanced classes
+    they show what accuracy hides. Both are over the classes present in `y`.
+    """
+    import warnings
+
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, log_loss
+
+    predicted = probs.argmax(axis=1)
+    present = np.unique(y)
+    with warnings.catch_warnings():  # a class never predicted has F1 0, said in the score
+        warnings.simplefilter("ignore")
+        return {
+            "loss": float(log_loss(y, probs, labels=np.arange(probs.shape[1]))),
+            "accuracy": float(accuracy_score(y, predicted)),
+            "balanced_accuracy": float(balanced_accuracy_score(y, predicted)),
+            "macro_f1": float(f1_score(y, predicted, labels=present, average="macro")),
+        }
 
 
 class Predicts(Protocol):

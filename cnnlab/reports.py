@@ -211,10 +211,12 @@ def _image(path: Path, alt: str) -> str:
 def _metrics_sections(metrics: dict | None) -> list[tuple[str, str]]:
     if not metrics:
         return [("Metrics", "<p class='missing'>No metrics.json: training did not finish.</p>")]
+    names = ("accuracy", "balanced_accuracy", "macro_f1", "loss")
     split_rows = [
-        (f"{split} {name}", metrics[split][name] if metrics[split] else None)
+        (f"{split} {name.replace('_', ' ').replace('f1', 'F1')}", (metrics[split] or {}).get(name))
         for split in ("train", "val", "test")
-        for name in ("accuracy", "loss")
+        for name in names
+        if metrics[split] is None or name in metrics[split]  # older runs: no macro-F1
     ]
     timings = [
         ("epochs run", metrics["epochs_run"]),

@@ -11,9 +11,11 @@ import numpy as np
 
 from cnnlab.config import Config
 from cnnlab.data import Dataset, count_classes, describe_problems, load_dataset
+from cnnlab.data.dataset import imbalance
 from cnnlab.models import build_model
 from cnnlab.models.common import trainable_parameters
 from cnnlab.training.distribute import make_placement
+from cnnlab.training.phases import class_weights
 from cnnlab.utils.environment import describe_device, resolve_precision
 from cnnlab.utils.errors import RunDirError
 
@@ -92,6 +94,10 @@ def preflight(cfg: Config) -> Iterator[str]:
     yield f"  decoded images take {data.nbytes / 2**20:,.1f} MiB of memory (uint8)"
     if data.problems:
         yield f"  would skip {describe_problems(data.problems)}"
+    weights = class_weights(cfg.train, data.y_train, data.class_names)  # names checked
+    uneven = imbalance(data.y_train, data.class_names)
+    if uneven and weights is None and cfg.data.sampling != "balanced":
+        yield f"warning: {uneven}"
     counts = parameter_counts(model)
     yield f"model: {model.name}, {counts['total']:,} parameters ({counts['trainable']:,} trainable)"
     precision, why = resolve_precision(cfg.train.precision)

@@ -13,14 +13,14 @@ from cnnlab.utils.errors import RunDirError
 
 COLUMNS = [
     "run", "state", "dataset", "builder", "params", "epochs", "best_val_accuracy",
-    "test_accuracy", "train_seconds", "images_per_second",
+    "test_accuracy", "test_macro_f1", "train_seconds", "images_per_second",
 ]  # fmt: skip
 
 
 # Shorter headers for the terminal; CSV and Markdown keep the column names above.
 HEADERS = [
     "run", "state", "dataset", "builder", "params", "epochs", "best val acc", "test acc",
-    "train s", "images/s",
+    "test F1", "train s", "images/s",
 ]  # fmt: skip
 
 
@@ -69,6 +69,7 @@ def run_row(run_dir: Path) -> dict:
         params=metrics.get("params"),
         epochs=metrics.get("epochs_run"),
         test_accuracy=(metrics.get("test") or {}).get("accuracy"),
+        test_macro_f1=(metrics.get("test") or {}).get("macro_f1"),
         train_seconds=metrics.get("train_seconds"),
         images_per_second=metrics.get("images_per_second"),
     )

@@ -53,6 +53,10 @@ DATA_SCHEMAS: dict[str, type[DataSchema]] = {}
 class DataSchema(Schema):
     """What every loader's schema answers: the images' shape and, when fixed, the classes."""
 
+    # shuffle: every training image once an epoch; balanced: an epoch of as many images drawn
+    # (with repeats) so that every class is equally likely, for imbalanced classes.
+    sampling: Literal["shuffle", "balanced"] = "shuffle"
+
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs):
         super().__pydantic_init_subclass__(**kwargs)

@@ -165,6 +165,13 @@ class TrainConfig(_Optimization):
     # after each epoch the run plans how many epochs fit (at most `epochs`) from the measured
     # speed, and the learning-rate schedule and the rising average are fitted to those steps.
     time_budget: Annotated[float, BeforeValidator(duration_seconds), Field(gt=0)] | None = None
+    # Weigh each training image's loss by its class: balanced (n / (classes x n_class), as
+    # scikit-learn's) or {class name: weight} (classes left out weigh 1). null: all alike.
+    class_weight: (
+        Literal["balanced"]
+        | dict[Annotated[str, Field(min_length=1)], Annotated[float, Field(gt=0)]]
+        | None
+    ) = None
 
     @field_validator("tensorboard")
     @classmethod

@@ -87,6 +87,24 @@ class Dataset:
                 )
 
 
+IMBALANCE = 3.0  # the largest class over the smallest above which `check` and `train` warn
+
+
+def imbalance(y: np.ndarray, class_names: list[str]) -> str | None:
+    """A warning when the largest class of `y` has over IMBALANCE times the images of the
+    smallest, naming both and the keys that compensate; None otherwise."""
+    counts = np.bincount(y, minlength=len(class_names))
+    small, large = int(counts.argmin()), int(counts.argmax())
+    if counts[small] * IMBALANCE >= counts[large]:
+        return None
+    ratio = f"{counts[large] / counts[small]:.1f}x" if counts[small] else "no images of one"
+    return (
+        f"imbalanced classes in train: {class_names[large]} {counts[large]:,} against "
+        f"{class_names[small]} {counts[small]:,} ({ratio}); accuracy favours the large class: "
+        "set train.class_weight: balanced or data.sampling: balanced, and read macro-F1"
+    )
+
+
 def split_validation(
     x: np.ndarray, y: np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -19,8 +19,11 @@ def batches(
     first_epoch: int = 0,
     epochs: int = 1,
     alternate_flip: bool = False,
+    class_weights: np.ndarray | None = None,
+    balanced: bool = False,
 ):
-    """(images, labels) batches of `batch_size`, reshuffled every epoch when `shuffle_seed` is set.
+    """(images, labels) batches of `batch_size`, reshuffled every epoch when `shuffle_seed` is set;
+    (images, labels, sample weights) with `class_weights` (one weight per class).
 
     The pixels stay uint8 (a quarter of float32's memory and copying); the model scales them.
     Shuffling permutes indices, not images, and each batch is one vectorised gather, so an epoch
@@ -33,6 +36,8 @@ def batches(
         epochs: how many epochs fit runs from `first_epoch`. A shuffled tf.data pipeline
             holds all their orders, so fit must be given `steps_per_epoch` (see `steps`).
         alternate_flip: mirror images as `epoch_flips` says (airbench's alternating flip).
+        balanced: draw each epoch's images so that every class is equally likely (see
+            `epoch_order`).
         shard: (this process, processes) when several processes train one model
             (data_parallel): every process shuffles alike and takes its own contiguous part
             of each batch, so the batches put together are the one-process run's. Each
@@ -41,8 +46,14 @@ def batches(
     if keras.backend.backend() == "tensorflow":
         if shard != (0, 1):
             raise ValueError("sharding across processes is done by data_parallel on JAX")
-        return _tf_batches(x, y, batch_size, shuffle_seed, first_epoch, epochs, alternate_flip)
-    return ArrayBatches(x, y, batch_size, shuffle_seed, shard, first_epoch, alternate_flip)
+        return _tf_batches(
+            x, y, batch_size, shuffle_seed, first_epoch, epochs, alternate_flip, class_weights,
+            balanced,
+        )  # fmt: skip
+    return ArrayBatches(
+        x, y, batch_size, shuffle_seed, shard, first_epoch, alternate_flip, class_weights,
+        balanced,
+    )  # fmt: skip
 
 
 def steps(images: int, batch_size: int) -> int:
@@ -50,9 +61,23 @@ def steps(images: int, batch_size: int) -> int:
     return -(-images // batch_size)
 
 
-def epoch_order(images: int, seed: int, epoch: int) -> np.ndarray:
-    """The order of the training images in epoch `epoch` of a run seeded with `seed`."""
-    return np.random.default_rng([seed, epoch]).permutation(images)
+def epoch_order(images: int, seed: int, epoch: int, labels: np.ndarray | None = None) -> np.ndarray:
+    """The order of the training images in epoch `epoch` of a run seeded with `seed`.
+
+    With `labels` (data.sampling: balanced), as many images drawn with repeats, each with a
+    probability inverse to its class's count: every class equally likely in every batch.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    if labels is None:
+        return rng.permutation(images)
+    counts = np.bincount(labels)
+    p = 1.0 / counts[labels]
+    return rng.choice(images, size=images, replace=True, p=p / p.sum())
+
+
+def sample_weights(labels: np.ndarray, class_weights: np.ndarray | None) -> np.ndarray | None:
+    """Each image's loss weight: its class's weight (float32), or None without weights."""
+    return None if class_weights is None else class_weights[labels].astype(np.float32)
 
 
 def epoch_flips(images: int, seed: int, epoch: int) -> np.ndarray:
@@ -71,6 +96,8 @@ def _tf_batches(
     first_epoch: int,
     epochs: int,
     alternate_flip: bool = False,
+    class_weights: np.ndarray | None = None,
+    balanced: bool = False,
 ):
     """The tf.data version: the next batches are gathered while the current one trains.
 
@@ -85,7 +112,9 @@ def _tf_batches(
         flips = np.zeros_like(orders, dtype=bool)
     else:
         run = range(first_epoch, first_epoch + epochs)
-        orders = np.stack([epoch_order(len(x), shuffle_seed, e) for e in run]).astype(np.int32)
+        labels = y if balanced else None
+        orders = np.stack([epoch_order(len(x), shuffle_seed, e, labels) for e in run])
+        orders = orders.astype(np.int32)
         flips = np.stack([epoch_flips(len(x), shuffle_seed, e) for e in run]) & alternate_flip
         flips = np.take_along_axis(flips, orders, axis=1)  # in each epoch's order
     order = tf.data.Dataset.from_tensor_slices((orders, flips)).flat_map(
@@ -96,11 +125,16 @@ def _tf_batches(
         tf.data.experimental.assert_cardinality(len(orders) * steps(len(x), batch_size))
     )
 
+    weights = sample_weights(y, class_weights)
+    w_all = None if weights is None else tf.convert_to_tensor(weights)
+
     def gather(index, flip):
         images = tf.gather(x_all, index)
         if alternate_flip:
             images = tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
-        return images, tf.gather(y_all, index)
+        if w_all is None:
+            return images, tf.gather(y_all, index)
+        return images, tf.gather(y_all, index), tf.gather(w_all, index)
 
     return order.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
         tf.data.AUTOTUNE
@@ -120,11 +154,15 @@ class ArrayBatches(keras.utils.PyDataset):
         shard: tuple[int, int] = (0, 1),
         first_epoch: int = 0,
         alternate_flip: bool = False,
+        class_weights: np.ndarray | None = None,
+        balanced: bool = False,
     ):
         super().__init__()
         self.x, self.y, self.batch_size = x, y, batch_size
         self.seed, self.shard, self.epoch = shuffle_seed, shard, first_epoch
         self.alternate_flip = alternate_flip and shuffle_seed is not None
+        self.weights = sample_weights(y, class_weights)
+        self.balanced = balanced
         self.order, self.flips = self._order()
 
     def _order(self) -> tuple[np.ndarray, np.ndarray | None]:
@@ -132,12 +170,13 @@ class ArrayBatches(keras.utils.PyDataset):
         if self.seed is None:
             return np.arange(len(self.x)), None
         flips = epoch_flips(len(self.x), self.seed, self.epoch) if self.alternate_flip else None
-        return epoch_order(len(self.x), self.seed, self.epoch), flips
+        labels = self.y if self.balanced else None
+        return epoch_order(len(self.x), self.seed, self.epoch, labels), flips
 
     def __len__(self) -> int:
         return steps(len(self.x), self.batch_size)
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+    def __getitem__(self, i: int) -> tuple[np.ndarray, ...]:
         index = self.order[i * self.batch_size : (i + 1) * self.batch_size]
         process, processes = self.shard
         if processes > 1:
@@ -147,6 +186,8 @@ class ArrayBatches(keras.utils.PyDataset):
         if self.flips is not None:
             flip = self.flips[index]
             images[flip] = images[flip, :, ::-1]
+        if self.weights is not None:
+            return images, self.y[index], self.weights[index]
         return images, self.y[index]
 
     def on_epoch_end(self) -> None:

@@ -4,9 +4,11 @@ continues a resumed run where its record says it stopped."""
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 from cnnlab.config import Config, PhaseConfig, TrainConfig
 from cnnlab.data import Dataset
+from cnnlab.data.dataset import imbalance
 from cnnlab.data.pipeline import steps
 from cnnlab.inference import BATCH_SIZE
 from cnnlab.models.common import trainable_parameters
@@ -21,7 +23,8 @@ from cnnlab.training.callbacks import (
 )
 from cnnlab.training.optimizers import make_optimizer
 from cnnlab.training.resume_record import Step
-from cnnlab.utils.console import say
+from cnnlab.utils.console import say, warn
+from cnnlab.utils.errors import ConfigError
 
 
 def compile_model(
@@ -155,6 +158,14 @@ def fit_phases(
     fit_model = model
     if getattr(cfg.model, "cache_features", False):
         fit_model, x_train, x_val = _cached_head(model, train_cfg, data)
+    weights = class_weights(train_cfg, data.y_train, data.class_names)
+    if weights is not None:
+        shown = ", ".join(f"{n} {w:.3g}" for n, w in zip(data.class_names, weights, strict=True))
+        say(f"class weights: {shown}")
+    balanced = cfg.data.sampling == "balanced"
+    uneven = imbalance(data.y_train, data.class_names)
+    if uneven and weights is None and not balanced and step.epoch == 0:
+        warn(uneven)
     phases = train_cfg.stages()
     for index in range(step.phase, len(phases)):
         phase = phases[index]
@@ -187,6 +198,8 @@ def fit_phases(
                 epoch,
                 epochs=start + phase.epochs - epoch,
                 alternate_flip=_alternating_flip(cfg),
+                class_weights=weights,
+                balanced=balanced,
             ),
             steps_per_epoch=per_epoch,
             epochs=start + phase.epochs,
@@ -199,6 +212,31 @@ def fit_phases(
         )
         if any(getattr(cb, "stop_run", False) for cb in extra_callbacks):
             break  # e.g. a pruned tuning trial: no later phases either
+
+
+def class_weights(cfg: TrainConfig, y: np.ndarray, class_names: list[str]) -> np.ndarray | None:
+    """One loss weight per class from `train.class_weight`, or None.
+
+    balanced: n / (classes x n_class), scikit-learn's rule (a class with no training image
+    weighs 1); a mapping: by class name, classes left out weigh 1.
+
+    Raises:
+        ConfigError: a mapping names a class the data does not have.
+    """
+    setting = cfg.class_weight
+    if setting is None:
+        return None
+    count = len(class_names)
+    if setting == "balanced":
+        counts = np.bincount(y, minlength=count).astype(np.float64)
+        return np.where(counts > 0, len(y) / (count * np.maximum(counts, 1)), 1.0)
+    unknown = sorted(set(setting) - set(class_names))
+    if unknown:
+        raise ConfigError(
+            f"train.class_weight: no class named {', '.join(map(repr, unknown))}; the classes "
+            f"are {', '.join(class_names)}"
+        )
+    return np.array([setting.get(name, 1.0) for name in class_names], np.float64)
 
 
 def _alternating_flip(cfg: Config) -> bool:
