@@ -427,6 +427,41 @@ def tune(
     echo(f"compare the trials: cnnlab compare {result['folder']}")
 
 
+@app.command("lr-find")
+@user_errors
+def lr_find(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
+    overrides: Overrides = None,
+    steps: Annotated[int, typer.Option(help="Batches to train while the rate rises.")] = 100,
+    low: Annotated[float, typer.Option("--min", help="The first learning rate.")] = 1e-7,
+    high: Annotated[float, typer.Option("--max", help="The last learning rate.")] = 1.0,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Folder to write (default OUTPUT_DIR/<name>-lr-find-<timestamp>).",
+        ),
+    ] = None,  # fmt: skip
+) -> None:
+    """Find a learning rate: train a fresh model while the rate rises exponentially, plot the
+    smoothed loss (lr_find.png) and suggest a rate."""
+    from cnnlab.config import load_config
+
+    cfg = load_config(config, overrides or [])
+    start_backend(cfg.backend, cfg.deterministic)
+    from cnnlab.commands.lr_find import find_rate
+
+    record = find_rate(cfg, config, steps, low, high, output)
+    echo(f"wrote {record['folder']}/lr_find.png, lr_find.csv, lr_find.json")
+    rate = record["suggested_learning_rate"]
+    if rate is None:
+        echo(f"no suggestion: {record['reason']}")
+        return
+    echo(f"suggested learning rate {rate:.3g} ({record['reason']})")
+    echo(f"  cnnlab train {config} --set train.learning_rate={rate:.3g}")
+
+
 @app.command()
 @user_errors
 def check(
