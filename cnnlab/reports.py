@@ -19,6 +19,7 @@ CONFUSION = "confusion_matrix.png"
 PER_CLASS = "per_class.csv"
 CLASS_REPORT = "classification_report.txt"
 MISCLASSIFIED = "misclassified.png"
+TRAIN_BATCH = "train_batch.png"
 REPORT = "report.html"
 PER_CLASS_COLUMNS = ["class", "precision", "recall", "f1", "support"]
 
@@ -133,12 +134,29 @@ def plot_misclassified(
     y_pred = probs.argmax(axis=1)
     wrong = np.flatnonzero(y_pred != y_true)
     worst = wrong[np.argsort(-probs[wrong, y_pred[wrong]])][:count]
-    cols = 5
-    rows = max(1, -(-len(worst) // cols))
-    # The mistakes are tiled into one picture on one set of axes: 25 axes of their own take
+    labels = [
+        f"true {class_names[y_true[i]]}, pred {class_names[y_pred[i]]}\n"
+        f"confidence {probs[i, y_pred[i]]:.0%}"
+        for i in worst
+    ]
+    title = f"Most confident mistakes, {split} set ({len(wrong):,} of {len(y_true):,} wrong)"
+    tile_images(x[worst], labels, out, title, empty="no mistakes")
+
+
+def plot_batch(images: np.ndarray, labels: list[str], out: Path, title: str) -> None:
+    """A labelled grid of training images as the model receives them (TRAIN_BATCH)."""
+    tile_images(images, labels, out, title, cols=8, column_in=1.6)
+
+
+def tile_images(
+    images: np.ndarray, labels: list[str], out: Path, title: str, cols: int = 5,
+    column_in: float = 2.2, empty: str = "no images",
+) -> None:  # fmt: skip
+    """uint8 images (N, H, W, C) in a grid, each under its label (one or two lines)."""
+    rows = max(1, -(-len(images) // cols))
+    # The images are tiled into one picture on one set of axes: 25 axes of their own take
     # seconds to lay out and draw, at the end of every run.
-    h, w, channels = x.shape[1:]
-    column_in = 2.2
+    h, w, channels = images.shape[1:]
     px = w / (0.9 * column_in)  # image pixels per inch: a tile fills 90% of its column
     gap_x, gap_y = round(0.1 * column_in * px), round(0.6 * px)  # gap_y: the two-line label
     cell_w, cell_h = w + gap_x, h + gap_y
@@ -148,19 +166,14 @@ def plot_misclassified(
     fig = plt.figure(figsize=(cols * column_in, tiles_in + title_in))
     ax = fig.add_axes((0, 0, 1, tiles_in / (tiles_in + title_in)))
     ax.axis("off")
-    for n, i in enumerate(worst):
+    for n, (image, label) in enumerate(zip(images, labels, strict=True)):
         row, col = divmod(n, cols)
         top, left = row * cell_h + gap_y, col * cell_w + gap_x // 2
-        canvas[top : top + h, left : left + w] = np.clip(x[i], 0, 255)
-        label = (
-            f"true {class_names[y_true[i]]}, pred {class_names[y_pred[i]]}\n"
-            f"confidence {probs[i, y_pred[i]]:.0%}"
-        )
+        canvas[top : top + h, left : left + w] = np.clip(image, 0, 255)
         ax.text(left + w / 2, top - 0.05 * px, label, ha="center", va="bottom", fontsize=9)
     ax.imshow(canvas[..., 0] if channels == 1 else canvas, cmap="gray", vmin=0, vmax=255)
-    if not len(worst):
-        ax.text(canvas.shape[1] / 2, canvas.shape[0] / 2, "no mistakes", ha="center")
-    title = f"Most confident mistakes, {split} set ({len(wrong):,} of {len(y_true):,} wrong)"
+    if not len(images):
+        ax.text(canvas.shape[1] / 2, canvas.shape[0] / 2, empty, ha="center")
     fig.suptitle(title, y=0.995)
     _save(fig, out)
 
@@ -244,6 +257,10 @@ def write_html_report(run_dir: Path) -> Path:
         frame = pd.read_csv(per_class)
         sections.append(("Per-class results", frame.to_html(index=False, float_format="%.4f")))
     sections.append(("Most confident mistakes", _image(run_dir / MISCLASSIFIED, "mistakes")))
+    if (run_dir / TRAIN_BATCH).is_file():
+        sections.append(
+            ("The first training batch, augmented", _image(run_dir / TRAIN_BATCH, "train batch"))
+        )
     for title, name in (("Model summary", runs.SUMMARY_FILE), ("Config", runs.CONFIG_FILE)):
         text = _read(run_dir / name)
         if text is not None:

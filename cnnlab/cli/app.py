@@ -467,11 +467,20 @@ def lr_find(
 def check(
     config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
     overrides: Overrides = None,
+    preview: Annotated[
+        bool,
+        typer.Option("--preview", help="Also draw the first training batch after augmentation."),
+    ] = False,
+    preview_file: Annotated[
+        Path, typer.Option(help="Where --preview draws it (never replaced).")
+    ] = Path("train_batch.png"),
 ) -> None:
     """Preflight: validate CONFIG, load its data, build its model; exit 0 if train can start."""
     from cnnlab.config import load_config
 
     cfg = load_config(config, overrides or [])
+    if preview and preview_file.exists():
+        raise CnnlabError(f"--preview-file {preview_file}: exists; give another file name")
     echo(
         f"config: {config} is valid (loader {cfg.data.loader}, builder {cfg.model.builder}, "
         f"backend {cfg.backend})"
@@ -479,7 +488,7 @@ def check(
     start_backend(cfg.backend, cfg.deterministic)
     from cnnlab.commands.check import preflight
 
-    for line in preflight(cfg):
+    for line in preflight(cfg, preview_file if preview else None):
         echo(line)
     echo(f"ok: `cnnlab train {config}` would start; runs go to {cfg.output_dir}")
 

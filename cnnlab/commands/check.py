@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -15,7 +16,7 @@ from cnnlab.data.dataset import imbalance
 from cnnlab.models import build_model
 from cnnlab.models.common import trainable_parameters
 from cnnlab.training.distribute import make_placement
-from cnnlab.training.phases import class_weights
+from cnnlab.training.phases import class_weights, write_train_batch
 from cnnlab.utils.environment import describe_device, resolve_precision
 from cnnlab.utils.errors import RunDirError
 
@@ -72,9 +73,10 @@ def class_counts(data: Dataset) -> list[tuple[str, list[int], int]]:
     return rows
 
 
-def preflight(cfg: Config) -> Iterator[str]:
+def preflight(cfg: Config, preview: Path | None = None) -> Iterator[str]:
     """Everything `train` would do before its first epoch, as lines to show as they happen:
-    the data (images per class and split), the model, device, precision and distribution.
+    the data (images per class and split), the model, device, precision and distribution;
+    with `preview`, the first training batch after augmentation drawn there.
 
     Raises:
         CnnlabError: the first problem found (output folder, data, model).
@@ -98,6 +100,11 @@ def preflight(cfg: Config) -> Iterator[str]:
     uneven = imbalance(data.y_train, data.class_names)
     if uneven and weights is None and cfg.data.sampling != "balanced":
         yield f"warning: {uneven}"
+    if preview is not None:
+        if write_train_batch(cfg, model, data, preview):
+            yield f"wrote {preview}: the first training batch after augmentation"
+        else:
+            yield "no preview: the config augments nothing (model.augmentation)"
     counts = parameter_counts(model)
     yield f"model: {model.name}, {counts['total']:,} parameters ({counts['trainable']:,} trainable)"
     precision, why = resolve_precision(cfg.train.precision)

@@ -75,6 +75,20 @@ def epoch_order(images: int, seed: int, epoch: int, labels: np.ndarray | None = 
     return rng.choice(images, size=images, replace=True, p=p / p.sum())
 
 
+def first_batch(
+    x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, alternate_flip: bool = False,
+    balanced: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The images and labels of a run's first training batch, as `batches` gives them (before
+    the model's augmentation layers)."""
+    order = epoch_order(len(x), seed, 0, y if balanced else None)[:batch_size]
+    images = x[order].copy()
+    if alternate_flip:
+        flip = epoch_flips(len(x), seed, 0)[order]
+        images[flip] = images[flip, :, ::-1]
+    return images, y[order]
+
+
 def sample_weights(labels: np.ndarray, class_weights: np.ndarray | None) -> np.ndarray | None:
     """Each image's loss weight: its class's weight (float32), or None without weights."""
     return None if class_weights is None else class_weights[labels].astype(np.float32)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 from keras import layers
 
 from cnnlab.config import AugmentationConfig
@@ -44,6 +45,19 @@ def augmentation_layers(cfg: AugmentationConfig) -> list[keras.Layer]:
             layers.RandomContrast(cfg.contrast, value_range=(0, 1), name="random_contrast", **EXACT)
         )
     return found
+
+
+def augment(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    """uint8 `images` through `model`'s augmentation layers as in training, back as uint8."""
+    x = keras.ops.convert_to_tensor(images.astype("float32") / 255)
+    for layer in model.layers:
+        if isinstance(layer, AUGMENTATION_LAYERS):
+            x = keras.ops.cast(layer(x, training=True), "float32")
+    return np.clip(np.round(keras.ops.convert_to_numpy(x) * 255), 0, 255).astype(np.uint8)
+
+
+def has_augmentation(model: keras.Model) -> bool:
+    return any(isinstance(layer, AUGMENTATION_LAYERS) for layer in model.layers)
 
 
 def image_input(

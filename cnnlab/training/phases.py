@@ -239,6 +239,32 @@ def class_weights(cfg: TrainConfig, y: np.ndarray, class_names: list[str]) -> np
     return np.array([setting.get(name, 1.0) for name in class_names], np.float64)
 
 
+PREVIEW_IMAGES = 32  # of the first batch, in train_batch.png
+
+
+def write_train_batch(cfg: Config, model: keras.Model, data: Dataset, out) -> bool:
+    """Draw the first training batch (its first PREVIEW_IMAGES) after augmentation, labelled,
+    into `out`; False when the run augments nothing (no file then)."""
+    from cnnlab.data.pipeline import first_batch
+    from cnnlab.models.common import augment, has_augmentation
+    from cnnlab.reports import plot_batch
+
+    flips = _alternating_flip(cfg)
+    if not (has_augmentation(model) or flips):
+        return False
+    images, labels = first_batch(
+        data.x_train, data.y_train, cfg.train.batch_size, cfg.seed, flips,
+        cfg.data.sampling == "balanced",
+    )  # fmt: skip
+    images, labels = images[:PREVIEW_IMAGES], labels[:PREVIEW_IMAGES]
+    shown = augment(model, images)
+    names = [data.class_names[i] for i in labels]
+    batch = min(cfg.train.batch_size, len(data.x_train))
+    title = f"{cfg.name}: the first training batch after augmentation ({len(images)} of {batch:,})"
+    plot_batch(shown, names, out, title)
+    return True
+
+
 def _alternating_flip(cfg: Config) -> bool:
     augmentation = cfg.model.augmentation
     return augmentation is not None and augmentation.flip == "alternating"

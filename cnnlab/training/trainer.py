@@ -12,7 +12,7 @@ from pathlib import Path
 
 import keras
 
-from cnnlab import runs
+from cnnlab import reports, runs
 from cnnlab.config import Config
 from cnnlab.data import BadFilesError, Dataset, describe_problems, load_dataset
 from cnnlab.models import ADAPT_IMAGES, adapt_model, build_model
@@ -23,7 +23,7 @@ from cnnlab.tracking import Tracker
 from cnnlab.training.callbacks import RunCheckpoint
 from cnnlab.training.cluster import ONE_PROCESS, Cluster
 from cnnlab.training.distribute import Placement, make_placement
-from cnnlab.training.phases import fit_phases
+from cnnlab.training.phases import fit_phases, write_train_batch
 from cnnlab.training.resume_record import ResumeRecord
 from cnnlab.utils.atomic import atomic_write, write_json
 from cnnlab.utils.console import note, say, warn
@@ -170,6 +170,12 @@ def _run(
         with placement.scope():
             data = _split_evenly(data, placement)
             model, best_weights = _model(cfg, run_dir, data, record)
+            if (
+                record is None
+                and cluster.is_chief
+                and write_train_batch(cfg, model, data, run_dir / reports.TRAIN_BATCH)
+            ):
+                say(f"wrote {run_dir / reports.TRAIN_BATCH}: the first batch, augmented")
             checkpoint = RunCheckpoint(run_dir, cfg.train.monitor, record)
             step = checkpoint.record.next_step(len(cfg.train.stages()))
             if step is not None:
