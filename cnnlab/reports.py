@@ -129,18 +129,31 @@ def plot_misclassified(
     out: Path,
     split: str,
     count: int = 25,
+    heatmaps=None,
 ) -> None:
-    """A grid of the most confident wrong predictions: true and predicted label, confidence."""
+    """A grid of the most confident wrong predictions: true and predicted label, confidence.
+
+    `heatmaps(images, classes)`, when given, returns Grad-CAM maps (cnnlab.commands.explain)
+    of the predicted classes, drawn over the images.
+    """
     y_pred = probs.argmax(axis=1)
     wrong = np.flatnonzero(y_pred != y_true)
     worst = wrong[np.argsort(-probs[wrong, y_pred[wrong]])][:count]
+    images = x[worst]
+    if heatmaps is not None and len(worst):
+        from cnnlab.commands.explain import overlay
+
+        heat = heatmaps(images, y_pred[worst])
+        images = np.stack([overlay(image, h) for image, h in zip(images, heat, strict=True)])
     labels = [
         f"true {class_names[y_true[i]]}, pred {class_names[y_pred[i]]}\n"
         f"confidence {probs[i, y_pred[i]]:.0%}"
         for i in worst
     ]
     title = f"Most confident mistakes, {split} set ({len(wrong):,} of {len(y_true):,} wrong)"
-    tile_images(x[worst], labels, out, title, empty="no mistakes")
+    if heatmaps is not None:
+        title += "; Grad-CAM of the predicted class"
+    tile_images(images, labels, out, title, empty="no mistakes")
 
 
 def plot_batch(images: np.ndarray, labels: list[str], out: Path, title: str) -> None:
@@ -178,8 +191,9 @@ def tile_images(
     _save(fig, out)
 
 
-def write_run_reports(run_dir: Path, data, split: str, probs: np.ndarray) -> None:
-    """Every per-run plot and report, from the class probabilities of `split` (val or test)."""
+def write_run_reports(run_dir: Path, data, split: str, probs: np.ndarray, heatmaps=None) -> None:
+    """Every per-run plot and report, from the class probabilities of `split` (val or test);
+    `heatmaps` as plot_misclassified takes it."""
     x, y = data.split(split)
     name = "validation" if split == "val" else split
     metrics_file = run_dir / runs.METRICS_FILE
@@ -187,7 +201,7 @@ def write_run_reports(run_dir: Path, data, split: str, probs: np.ndarray) -> Non
     if (run_dir / runs.HISTORY_FILE).is_file():
         plot_curves(run_dir / runs.HISTORY_FILE, run_dir / CURVES, best)
     write_class_report(y, probs.argmax(axis=1), data.class_names, run_dir, name)
-    plot_misclassified(x, y, probs, data.class_names, run_dir / MISCLASSIFIED, name)
+    plot_misclassified(x, y, probs, data.class_names, run_dir / MISCLASSIFIED, name, 25, heatmaps)
     write_html_report(run_dir)
 
 

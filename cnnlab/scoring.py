@@ -69,8 +69,20 @@ def score_run(
     shown = "test" if data.y_test is not None else "val"
     if shown not in probs:
         probs[shown] = class_probabilities(model, data.split(shown)[0], tta)
-    reports.write_run_reports(run_dir, data, shown, probs[shown])
+    reports.write_run_reports(run_dir, data, shown, probs[shown], _heatmaps(model))
     return results
+
+
+def _heatmaps(model: keras.Model):
+    """Grad-CAM for the report's mistakes grid; None for a model without convolutions."""
+    from cnnlab.commands.explain import feature_layer, gradcam
+    from cnnlab.utils.errors import CnnlabError
+
+    try:
+        layer = feature_layer(model)
+    except CnnlabError:
+        return None
+    return lambda images, classes: gradcam(model, images, classes, layer)
 
 
 def write_submission(labels: np.ndarray, path: Path) -> None:

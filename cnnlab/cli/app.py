@@ -218,6 +218,54 @@ def predict(
 
 @app.command()
 @user_errors
+def explain(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory made by `cnnlab train`.")],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Image files, folders (searched recursively) and glob patterns.",
+            metavar="PATH...",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Folder for the PNGs (default RUN_DIR/explain)."),
+    ] = None,
+    class_name: Annotated[
+        str | None,
+        typer.Option(
+            "--class",
+            help="Show where the model looks for this class (default: the predicted one).",
+        ),
+    ] = None,
+    layer: Annotated[
+        str | None,
+        typer.Option(
+            help="The layer whose feature map is weighed (default: the last after "
+            "the last convolution)."
+        ),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace PNGs already there.")] = False,
+) -> None:
+    """Grad-CAM: where the run's model looks, as a heatmap over each image and a contact
+    sheet (gradcam.png)."""
+    (cfg,) = open_runs([run_dir])
+    from cnnlab.commands.explain import explain_images
+
+    result = explain_images(run_dir, inputs, output, class_name, layer, overwrite)
+    for path, predicted, probability, shown, png in result["images"]:
+        looked = "" if shown == predicted else f", showing {shown}"
+        echo(f"{path}: {predicted} {probability:.1%}{looked} -> {png}")
+    for path, reason in result["skipped"]:
+        echo(f"skipped {path}: {reason}")
+    echo(f"Grad-CAM at layer {result['layer']}; contact sheet {result['folder']}/gradcam.png")
+    if result["skipped"]:
+        raise typer.Exit(3)
+
+
+@app.command()
+@user_errors
 def export(
     run_dirs: Annotated[
         list[Path],

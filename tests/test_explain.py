@@ -1,0 +1,88 @@
+"""`cnnlab explain`: Grad-CAM heatmaps for a run's predictions, the layer they come from, and
+the one-line refusals."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnlab.commands.explain import feature_layer, gradcam
+from cnnlab.config import load_config
+from cnnlab.models import build_model
+from cnnlab.utils.errors import CnnlabError
+
+from .helpers import invoke, invoke_ok, only_run
+from .images import write_class_folders
+
+
+def test_the_heatmap_finds_what_decides_the_class():
+    """Channel 0 is bright top-left, channel 1 bottom-right; class 1 scores channel 0 over
+    channel 1, class 0 the reverse: each class's map lights its own corner."""
+    inputs = keras.Input((16, 16, 2))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(2, 1, use_bias=False, name="look")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+    model.get_layer("look").set_weights([np.eye(2).reshape(1, 1, 2, 2)])
+    model.layers[-1].set_weights([np.array([[-5.0, 5.0], [5.0, -5.0]]), np.zeros(2)])
+    image = np.zeros((1, 16, 16, 2), np.uint8)
+    image[0, :8, :8, 0] = 250
+    image[0, 8:, 8:, 1] = 250
+    images = np.repeat(image, 2, axis=0)
+    heat = gradcam(model, images, np.array([1, 0]), feature_layer(model))
+    assert heat.shape == (2, 16, 16) and heat.max() == pytest.approx(1.0)
+    assert heat[0, :6, :6].min() > 0.9 and heat[0, 10:, 10:].max() < 0.05  # class 1
+    assert heat[1, 10:, 10:].min() > 0.9 and heat[1, :6, :6].max() < 0.05  # class 0
+
+
+def test_the_feature_layer_is_the_last_map_or_the_base(tmp_path):
+    cfg = load_config_text(
+        tmp_path, "model: {builder: vgg16, weights: none, dense_units: [8]}", "cifar10"
+    )
+    vgg = build_model(cfg.model, (32, 32, 3), 2)
+    assert feature_layer(vgg).name == "vgg16"  # the pretrained base: its output map
+    heat = gradcam(vgg, np.zeros((1, 32, 32, 3), np.uint8) + 90, np.array([0]), feature_layer(vgg))
+    assert heat.shape == (1, 32, 32) and np.isfinite(heat).all()
+    cnn = build_model(
+        load_config_text(tmp_path, "model: {builder: small_cnn}").model, (28, 28, 1), 10
+    )
+    assert isinstance(cnn.get_layer(feature_layer(cnn).name), keras.layers.Layer)
+    mlp = build_model(load_config_text(tmp_path, "model: {builder: mlp}").model, (28, 28, 1), 10)
+    with pytest.raises(CnnlabError, match="has no convolution layer"):
+        feature_layer(mlp)
+    with pytest.raises(CnnlabError, match="--layer nope: not a layer"):
+        feature_layer(cnn, "nope")
+
+
+def load_config_text(tmp_path, model_line: str, loader: str = "mnist"):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"data: {{loader: {loader}}}\n{model_line}\n")
+    return load_config(path, need_data=False)
+
+
+def test_explain_writes_a_png_per_image_and_a_sheet(tmp_path, mnist_arrays):
+    root = write_class_folders(tmp_path / "photos", mnist_arrays, 12)
+    config = tmp_path / "photos.yaml"
+    config.write_text(
+        f"data: {{loader: image_dir, root: {root}, image_size: [24, 24]}}\n"
+        "model: {builder: small_cnn, filters: [8, 16]}\n"
+        "train: {epochs: 1, batch_size: 8, verbose: 0}\n"
+        f"output_dir: {tmp_path / 'out'}\n"
+    )
+    invoke_ok("train", config)
+    run = only_run(tmp_path / "out")
+    photos = sorted((root / "cats").iterdir())[:2] + sorted((root / "dogs").iterdir())[:1]
+    result = invoke_ok("explain", run, *photos, "--class", "dogs")
+    folder = run / "explain"
+    for photo in photos:
+        png = folder / f"{photo.stem}-gradcam.png"
+        with Image.open(png) as image:
+            assert image.size == (48 * 9, 24 * 9)  # image and heatmap side by side, enlarged
+        assert f"-> {png}" in result.output
+    assert "showing dogs" in result.output and (folder / "gradcam.png").is_file()
+    again = invoke("explain", run, *photos)
+    assert again.exit_code != 0 and "already exists; pass --overwrite" in again.output
+    wrong = invoke("explain", run, photos[0], "--class", "horses", "--overwrite")
+    assert wrong.exit_code == 1 and "--class horses: not a class of the run" in wrong.output
