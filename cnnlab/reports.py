@@ -20,6 +20,8 @@ PER_CLASS = "per_class.csv"
 CLASS_REPORT = "classification_report.txt"
 MISCLASSIFIED = "misclassified.png"
 TRAIN_BATCH = "train_batch.png"
+LEAKS = "leaks.png"
+HEALTH = "data_health.json"
 REPORT = "report.html"
 PER_CLASS_COLUMNS = ["class", "precision", "recall", "f1", "support"]
 
@@ -156,6 +158,26 @@ def plot_misclassified(
     tile_images(images, labels, out, title, empty="no mistakes")
 
 
+def plot_leaks(data, record: dict, out: Path, count: int = 12) -> bool:
+    """The first copies across splits, each pair side by side under its origins; False (and
+    no file) when there are none."""
+    pictures, labels = [], []
+    for key, found in record["leaks"].items():
+        a, b = key.split("-")
+        xa, xb = data.split(a)[0], data.split(b)[0]
+        for (i, j), entry in zip(found["index_pairs"], found["listed"], strict=False):
+            if len(pictures) == count:
+                break
+            pictures.append(np.concatenate([xa[i], xb[j]], axis=1))
+            distance = entry["distance"]
+            labels.append(f"{a} | {b}\n{'exact' if distance == 'exact' else f'{distance} bits'}")
+    if not pictures:
+        return False
+    title = "Copies across splits (left: the earlier split's image)"
+    tile_images(np.stack(pictures), labels, out, title, cols=4, column_in=2.6)
+    return True
+
+
 def plot_batch(images: np.ndarray, labels: list[str], out: Path, title: str) -> None:
     """A labelled grid of training images as the model receives them (TRAIN_BATCH)."""
     tile_images(images, labels, out, title, cols=8, column_in=1.6)
@@ -256,6 +278,17 @@ def _metrics_sections(metrics: dict | None) -> list[tuple[str, str]]:
     return [("Metrics", _table(split_rows)), ("Timings", _table(timings))]
 
 
+def _health_section(run_dir: Path, health: dict) -> str:
+    from cnnlab.data.health import describe
+
+    lines = "".join(f"<li>{html.escape(line)}</li>" for line in describe(health))
+    counts = [(split, ", ".join(f"{k} {v:,}" for k, v in c.items()))
+              for split, c in health["classes"].items()]  # fmt: skip
+    counts.append(("largest / smallest train class", health.get("imbalance_ratio")))
+    picture = _image(run_dir / LEAKS, "copies across splits") if (run_dir / LEAKS).is_file() else ""
+    return f"<ul>{lines}</ul>{_table(counts)}{picture}"
+
+
 def write_html_report(run_dir: Path) -> Path:
     """report.html: config, environment, model summary, metrics, timings and every plot."""
     import pandas as pd
@@ -271,6 +304,9 @@ def write_html_report(run_dir: Path) -> Path:
         frame = pd.read_csv(per_class)
         sections.append(("Per-class results", frame.to_html(index=False, float_format="%.4f")))
     sections.append(("Most confident mistakes", _image(run_dir / MISCLASSIFIED, "mistakes")))
+    health = json.loads(_read(run_dir / HEALTH) or "null")
+    if health is not None:
+        sections.append(("Data health", _health_section(run_dir, health)))
     if (run_dir / TRAIN_BATCH).is_file():
         sections.append(
             ("The first training batch, augmented", _image(run_dir / TRAIN_BATCH, "train batch"))

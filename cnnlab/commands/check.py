@@ -18,7 +18,7 @@ from cnnlab.models.common import trainable_parameters
 from cnnlab.training.distribute import make_placement
 from cnnlab.training.phases import class_weights, write_train_batch
 from cnnlab.utils.environment import describe_device, resolve_precision
-from cnnlab.utils.errors import RunDirError
+from cnnlab.utils.errors import DataError, RunDirError
 
 
 def count_flops(model: keras.Model) -> int:
@@ -96,6 +96,17 @@ def preflight(cfg: Config, preview: Path | None = None) -> Iterator[str]:
     yield f"  decoded images take {data.nbytes / 2**20:,.1f} MiB of memory (uint8)"
     if data.problems:
         yield f"  would skip {describe_problems(data.problems)}"
+    from cnnlab.data.health import check_health, describe
+
+    health = check_health(data)
+    for line in describe(health):
+        yield f"  data health: {line}"
+    leaks = sum(found["pairs"] for found in health["leaks"].values())
+    if leaks and cfg.data.on_leak == "error":
+        raise DataError(
+            f"{leaks:,} images copy images of another split; train stops here with "
+            "data.on_leak: error (drop_from_test or warn train anyway)"
+        )
     weights = class_weights(cfg.train, data.y_train, data.class_names)  # names checked
     uneven = imbalance(data.y_train, data.class_names)
     if uneven and weights is None and cfg.data.sampling != "balanced":

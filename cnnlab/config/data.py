@@ -56,6 +56,9 @@ class DataSchema(Schema):
     # shuffle: every training image once an epoch; balanced: an epoch of as many images drawn
     # (with repeats) so that every class is equally likely, for imbalanced classes.
     sampling: Literal["shuffle", "balanced"] = "shuffle"
+    # Images of one split that copy images of another (data health, at the start of train and
+    # in check): warn; error (stop before training); drop_from_test (train without them).
+    on_leak: Literal["warn", "error", "drop_from_test"] = "warn"
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs):

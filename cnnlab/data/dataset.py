@@ -50,6 +50,13 @@ class Dataset:
     class_names: list[str]
     problems: list[tuple[str, str]] = field(default_factory=list)
     source: str | None = None
+    # Where each image of a split came from (a file's path, "train row 17" of a loader's
+    # arrays), for data health's lists; a split without an entry is named "<split> #i".
+    origins: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def origin(self, split: str, i: int) -> str:
+        names = self.origins.get(split)
+        return str(names[i]) if names is not None and i < len(names) else f"{split} #{i}"
 
     def split(self, name: str) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(images, labels) of split `name`: train, val or test."""
@@ -113,6 +120,12 @@ def split_validation(
     Returns:
         x_train, y_train, x_val, y_val.
     """
+    kept, held = split_indices(y, fraction, seed)
+    return x[kept], y[kept], x[held], y[held]
+
+
+def split_indices(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The indices split_validation keeps and holds out."""
     from sklearn.model_selection import train_test_split
 
     n_val = int(np.ceil(fraction * len(y)))
@@ -124,10 +137,10 @@ def split_validation(
     # Stratifying needs two images of each class and one validation slot per class; tiny
     # quick-run subsets may have neither, and then a plain seeded shuffle is the honest split.
     stratify = y if counts.min() >= 2 and n_val >= len(counts) else None
-    x_train, x_val, y_train, y_val = train_test_split(
-        x, y, test_size=n_val, random_state=seed, stratify=stratify
+    kept, held = train_test_split(
+        np.arange(len(y)), test_size=n_val, random_state=seed, stratify=stratify
     )
-    return x_train, y_train, x_val, y_val
+    return kept, held
 
 
 def from_arrays(
@@ -146,11 +159,20 @@ def from_arrays(
         if x_test is not None:
             x_test = x_test[: cfg.max_samples]
             y_test = None if y_test is None else y_test[: cfg.max_samples]
+    rows = np.array([f"train row {i + 1}" for i in range(len(x))])
+    origins = {}
+    if x_test is not None:
+        origins["test"] = np.array([f"test row {i + 1}" for i in range(len(x_test))])
     if validation is None:
-        x, y, x_val, y_val = split_validation(x, y, cfg.validation_split, seed)
+        kept, held = split_indices(y, cfg.validation_split, seed)
+        x, y, x_val, y_val = x[kept], y[kept], x[held], y[held]
+        origins.update(train=rows[kept], val=rows[held])
     else:
         x_val, y_val = validation
-    return Dataset(x, y, x_val, y_val, x_test, y_test, class_names)
+        origins.update(
+            train=rows, val=np.array([f"validation row {i + 1}" for i in range(len(x_val))])
+        )
+    return Dataset(x, y, x_val, y_val, x_test, y_test, class_names, origins=origins)
 
 
 def adapt_images(x: np.ndarray, data_cfg) -> np.ndarray:

@@ -25,7 +25,7 @@ import numpy as np
 
 from cnnlab.config.data import ImageDirData
 from cnnlab.data.cache import load_arrays, store_arrays
-from cnnlab.data.dataset import BadFilesError, Dataset, describe_problems, split_validation
+from cnnlab.data.dataset import BadFilesError, Dataset, describe_problems, split_indices
 from cnnlab.data.images import ImageFormat, decode_files, extension_problem, is_hidden
 from cnnlab.data.registry import register_loader
 from cnnlab.utils.errors import DataError
@@ -69,28 +69,44 @@ def image_dir(cfg: ImageDirData, seed: int) -> Dataset:
             "without them",
             problems,
         )
-    for split, (_, labels) in decoded.items():
+    for split, (_, labels, _) in decoded.items():
         counts = np.bincount(labels, minlength=len(listing.classes))
         if not counts.all():
             missing = listing.classes[int(np.flatnonzero(counts == 0)[0])]
             raise DataError(f"{root}: no usable image of class '{missing}' in {split}")
-    x, y = decoded["train"]
+    # Each split's decoded files, by path under root: data health names images by them.
+    paths = {
+        split: np.array([os.path.relpath(p, root) for p, _ in files], str)[decoded[split][2]]
+        for split, files in listing.files.items()
+    }
+    x, y, _ = decoded["train"]
+    names = paths["train"]
     source = {split: str(folder) for split, folder in listing.folders.items()}
     x_test = y_test = None
+    origins = {}
     if "test" in decoded:
-        x_test, y_test = decoded["test"]
+        x_test, y_test, _ = decoded["test"]
+        origins["test"] = paths["test"]
     elif cfg.test_split:
-        x, y, x_test, y_test = split_validation(x, y, cfg.test_split, seed)
+        kept, held = split_indices(y, cfg.test_split, seed)
+        x, y, x_test, y_test, names, origins["test"] = (
+            x[kept], y[kept], x[held], y[held], names[kept], names[held]
+        )  # fmt: skip
         source["test"] = f"{cfg.test_split:.0%} of train"
     if "validation" in decoded:
-        x_val, y_val = decoded["validation"]
+        x_val, y_val, _ = decoded["validation"]
+        origins["val"] = paths["validation"]
     else:
-        x, y, x_val, y_val = split_validation(x, y, cfg.validation_split, seed)
+        kept, held = split_indices(y, cfg.validation_split, seed)
+        x, y, x_val, y_val, names, origins["val"] = (
+            x[kept], y[kept], x[held], y[held], names[kept], names[held]
+        )  # fmt: skip
         source["validation"] = f"{cfg.validation_split:.0%} of train"
+    origins["train"] = names
     described = ", ".join(f"{s} <- {source[s]}" for s in SPLIT_NAMES if s in source)
     return Dataset(
         x, y, x_val, y_val, x_test, y_test, listing.classes, problems=problems,
-        source=f"image folders: {described}",
+        source=f"image folders: {described}", origins=origins,
     )  # fmt: skip
 
 
@@ -213,8 +229,9 @@ def _list_class(folder: Path, label: int, listing: Listing, split: str) -> None:
 
 def decode_listing(
     listing: Listing, root: Path, fmt: ImageFormat
-) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[tuple[str, str]]]:
-    """Each split's decoded images and labels, and the files that failed, from the cache
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], list[tuple[str, str]]]:
+    """Each split's decoded images, their labels and which of its files they are (a mask), and
+    the files that failed, from the cache
     when the same files (names, sizes, modification times) were decoded the same way before."""
     key = _cache_key(listing, root, fmt)
     cached = load_arrays("images", key)
@@ -233,7 +250,8 @@ def decode_listing(
     decoded = {}
     for split, files in listing.files.items():
         labels = np.array([label for _, label in files], np.int32)
-        decoded[split] = (cached[f"x_{split}"], labels[cached[f"ok_{split}"].astype(bool)])
+        ok = cached[f"ok_{split}"].astype(bool)
+        decoded[split] = (cached[f"x_{split}"], labels[ok], ok)
     bad = [
         (str(root / path), str(reason))
         for path, reason in zip(cached["bad_paths"], cached["bad_reasons"], strict=True)

@@ -34,7 +34,7 @@ from cnnlab.utils.environment import (
     op_determinism,
     resolve_precision,
 )
-from cnnlab.utils.errors import CnnlabError
+from cnnlab.utils.errors import CnnlabError, DataError
 
 
 def train(
@@ -167,6 +167,8 @@ def _run(
         if data.source:
             say(data.source)
         say(_describe_data(data))
+        if record is None:
+            _data_health(cfg, run_dir, data, cluster.is_chief)
         with placement.scope():
             data = _split_evenly(data, placement)
             model, best_weights = _model(cfg, run_dir, data, record)
@@ -232,6 +234,29 @@ def _load_data(cfg: Config, run_dir: Path) -> Dataset:
         listed = runs.write_bad_files(run_dir, data.problems)
         say(f"skipped {describe_problems(data.problems)} (full list: {listed})")
     return data
+
+
+def _data_health(cfg: Config, run_dir: Path, data: Dataset, writes: bool) -> None:
+    """Duplicates, leaks and conflicting labels: said, written (data_health.json, leaks.png)
+    and acted on as data.on_leak says."""
+    from cnnlab.data.health import check_health, describe, drop_leaked
+
+    record = check_health(data)
+    leaks = sum(found["pairs"] for found in record["leaks"].values())
+    for line in describe(record):
+        (warn if line.startswith(("leak", "conflicting")) else say)(f"data health: {line}")
+    if writes:
+        write_json(run_dir / reports.HEALTH, record)
+        reports.plot_leaks(data, record, run_dir / reports.LEAKS)
+    if leaks and cfg.data.on_leak == "error":
+        raise DataError(
+            f"{leaks:,} images copy images of another split (data_health.json lists them); "
+            "remove them, or set data.on_leak: drop_from_test or warn"
+        )
+    if cfg.data.on_leak == "drop_from_test":
+        dropped = drop_leaked(data, record)
+        if dropped:
+            say(f"data health: dropped {dropped:,} test images that copy train or validation")
 
 
 def _describe_data(data: Dataset) -> str:

@@ -1,0 +1,288 @@
+"""Data health: duplicates and leakage between splits, conflicting labels, class counts and
+what the images were before decoding.
+
+Every image gets two fingerprints: a hash of its decoded pixels (exact copies) and a 64-bit
+perceptual hash (`imagehash.phash`: the signs of the lowest frequencies of a 32x32 grayscale
+DCT), which survives re-encoding, resizing, small crops and brightness changes. Pairs within
+`MAX_DISTANCE` bits are found through an index (multi-index hashing: the hash cut into
+MAX_DISTANCE + 1 pieces, two hashes that close share one piece exactly), never by comparing
+all pairs. A close pair is kept only when the images also agree pixel by pixel (the correlation
+of their 16x16 grayscale thumbnails at least MIN_CORRELATION), so that two handwritten ones,
+alike by nature, are not called copies. Fingerprints are cached like decoded images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from cnnlab.data.cache import load_arrays, store_arrays
+
+MAX_DISTANCE = 6  # bits of 64 in which two perceptual hashes may differ
+MIN_CORRELATION = 0.98  # of the two images' 32x32 grayscale thumbnails, to confirm a pair
+THUMB = 32  # imagehash.phash's own 32x32 grayscale image, kept to confirm pairs
+PIECES = MAX_DISTANCE + 1
+# A copy cropped by up to ~10% a side matches the original's centre at one of these scales.
+SCALES = (1.0, 0.94, 0.86)
+# A piece value shared by more images than this is skipped (found, if a copy, through another
+# piece): all-alike images (digits, blank frames) would otherwise make the index quadratic.
+MAX_GROUP = 150
+LISTED = 50  # pairs of each kind written out in full (the counts cover all)
+SPLITS = ("train", "val", "test")
+
+
+def fingerprints(x: np.ndarray) -> dict[str, np.ndarray]:
+    """`exact` (uint64 hash of the pixels) of uint8 images (N, H, W, C), and per scale s of
+    SCALES (the centre s x s of the image) `phash_s` (uint64: imagehash.phash, computed for
+    the whole batch at once) and `thumb_s` (N, 32*32 float32 grayscale, zero mean, unit norm:
+    the image the hash is made from)."""
+    import scipy.fftpack
+    from PIL import Image
+
+    n = len(x)
+    grays = {scale: np.zeros((n, THUMB, THUMB), np.uint8) for scale in SCALES}
+    exact = np.zeros(n, np.uint64)
+    height, width = x.shape[1:3]
+
+    def one(i: int) -> None:
+        image = x[i]
+        exact[i] = int.from_bytes(hashlib.blake2b(image.tobytes(), digest_size=8).digest(), "big")
+        picture = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image[..., :3])
+        picture = picture.convert("L")
+        for scale in SCALES:
+            dx, dy = round(width * (1 - scale) / 2), round(height * (1 - scale) / 2)
+            part = picture if scale == 1.0 else picture.crop((dx, dy, width - dx, height - dy))
+            grays[scale][i] = np.asarray(part.resize((THUMB, THUMB), Image.Resampling.LANCZOS))
+
+    with ThreadPoolExecutor() as pool:
+        list(pool.map(one, range(n), chunksize=256))
+    out = {"exact": exact}
+    for scale in SCALES:
+        phash = np.zeros(n, np.uint64)
+        thumbs = np.zeros((n, THUMB * THUMB), np.float16)
+        for start in range(0, n, 4096):  # float work a few thousand images at a time
+            pixels = grays[scale][start : start + 4096].astype(np.float64)
+            dct = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=1), axis=2)[:, :8, :8]
+            low = dct.reshape(len(pixels), 64)
+            bits = low > np.median(low, axis=1, keepdims=True)
+            phash[start : start + 4096] = np.packbits(bits, axis=1).view(">u8")[:, 0]
+            thumb = pixels.reshape(len(pixels), -1)
+            thumb = thumb - thumb.mean(axis=1, keepdims=True)
+            norm = np.linalg.norm(thumb, axis=1, keepdims=True)
+            thumbs[start : start + 4096] = thumb / np.where(norm > 0, norm, 1)
+        out[f"phash_{scale}"], out[f"thumb_{scale}"] = phash, thumbs
+        del grays[scale]
+    return out
+
+
+def cached_fingerprints(x: np.ndarray) -> dict[str, np.ndarray]:
+    """fingerprints(x), from the cache when the same pixels were fingerprinted before."""
+    key = hashlib.sha256(x.tobytes()).hexdigest()[:40] + f"-{x.shape}".replace(" ", "")
+    found = load_arrays("health", key)
+    if found is None:
+        found = fingerprints(x)
+        store_arrays("health", key, found)
+    return found
+
+
+def _pieces(phash: np.ndarray) -> list[np.ndarray]:
+    """The hash cut into PIECES pieces of about 64 / PIECES bits each."""
+    edges = np.linspace(0, 64, PIECES + 1).astype(int)
+    out = []
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
+        out.append((phash >> np.uint64(low)) & np.uint64((1 << int(high - low)) - 1))
+    return out
+
+
+def _candidates(piece_a: np.ndarray, piece_b: np.ndarray | None) -> np.ndarray:
+    """(i, j) of images whose piece is equal: i < j within `piece_a` when `piece_b` is None,
+    else i of a and j of b. Keys i * len(b) + j."""
+    same = piece_b is None
+    values = piece_a if same else np.concatenate([piece_a, piece_b])
+    width = len(piece_a) if same else len(piece_b)
+    side = np.zeros(len(values), bool) if same else np.arange(len(values)) >= len(piece_a)
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    bounds = np.flatnonzero(np.diff(ordered)) + 1
+    keys = []
+    for group in np.split(order, bounds):
+        if len(group) < 2 or len(group) > MAX_GROUP:
+            continue
+        if same:
+            first, second = np.triu_indices(len(group), 1)
+            i, j = group[first], group[second]
+        else:
+            in_b = side[group]
+            left, right = group[~in_b], group[in_b] - len(piece_a)
+            if not len(left) or not len(right):
+                continue
+            i, j = (m.ravel() for m in np.meshgrid(left, right, indexing="ij"))
+        keys.append(i.astype(np.int64) * width + j)
+    return np.concatenate(keys) if keys else np.zeros(0, np.int64)
+
+
+def close_pairs(a: dict, b: dict | None = None) -> np.ndarray:
+    """(i, j, distance) rows: images i of `a` and j of `b` (of `a` itself, i < j, when `b` is
+    None) that are copies: the same pixels (distance -1), or, at some scale (either image
+    whole against the other's centre), perceptual hashes within MAX_DISTANCE bits whose
+    thumbnails correlate at least MIN_CORRELATION. `distance` is the smallest such."""
+    same = b is None
+    other = a if same else b
+    if not len(a["exact"]) or not len(other["exact"]):
+        return np.zeros((0, 3), np.int64)
+    width = len(other["exact"])
+    best: dict[int, int] = {}
+    exact_keys = _exact_keys(a["exact"], None if same else other["exact"], width)
+    for key in exact_keys.tolist():
+        best[key] = -1
+    # Within a split, copies are looked for whole against whole; across splits, each image's
+    # centre against the other whole too.
+    combos = [(1.0, 1.0)]
+    if not same:
+        combos += [(s, 1.0) for s in SCALES[1:]] + [(1.0, s) for s in SCALES[1:]]
+    for scale_a, scale_b in combos:
+        ha, hb = a[f"phash_{scale_a}"], other[f"phash_{scale_b}"]
+        keys = [
+            _candidates(pa, None if same else pb)
+            for pa, pb in zip(_pieces(ha), _pieces(hb), strict=True)
+        ]
+        keys = np.unique(np.concatenate(keys))
+        i, j = keys // width, keys % width
+        if same:
+            keep = i != j
+            i, j = i[keep], j[keep]
+        distance = np.bitwise_count(ha[i] ^ hb[j]).astype(np.int64)
+        near = distance <= MAX_DISTANCE
+        i, j, distance = i[near], j[near], distance[near]
+        correlation = np.einsum("nk,nk->n", a[f"thumb_{scale_a}"][i], other[f"thumb_{scale_b}"][j])
+        confirmed = correlation >= MIN_CORRELATION
+        for ii, jj, d in zip(i[confirmed], j[confirmed], distance[confirmed], strict=True):
+            if same and ii > jj:
+                ii, jj = jj, ii
+            key = int(ii) * width + int(jj)
+            best[key] = min(best.get(key, 99), int(d))
+    if not best:
+        return np.zeros((0, 3), np.int64)
+    keys = np.array(sorted(best), np.int64)
+    return np.stack([keys // width, keys % width, np.array([best[k] for k in keys])], axis=1)
+
+
+def _exact_keys(a: np.ndarray, b: np.ndarray | None, width: int) -> np.ndarray:
+    """Keys i * width + j of pairs with equal pixel hashes (any number of copies)."""
+    values = a if b is None else np.concatenate([a, b])
+    order = np.argsort(values, kind="stable")
+    bounds = np.flatnonzero(np.diff(values[order])) + 1
+    keys = []
+    for group in np.split(order, bounds):
+        if len(group) < 2:
+            continue
+        if b is None:
+            first, second = np.triu_indices(len(group), 1)
+            keys.append(group[first].astype(np.int64) * width + group[second])
+        else:
+            left, right = group[group < len(a)], group[group >= len(a)] - len(a)
+            i, j = (m.ravel() for m in np.meshgrid(left, right, indexing="ij"))
+            keys.append(i.astype(np.int64) * width + j)
+    return np.concatenate(keys) if keys else np.zeros(0, np.int64)
+
+
+def check_health(data) -> dict:
+    """The data health of a Dataset: class counts, duplicates within each split, copies across
+    splits (leakage) and the same image under two classes (conflicting labels).
+
+    Returns:
+        What data_health.json holds; "leaked" gives, for each split after the first, the
+        indices of its images that copy an image of an earlier split.
+    """
+    splits = {
+        split: data.split(split) for split in SPLITS
+        if data.split(split)[0] is not None and len(data.split(split)[0])
+    }  # fmt: skip
+    prints = {split: cached_fingerprints(x) for split, (x, _) in splits.items()}
+    record: dict = {"classes": {}, "duplicates": {}, "leaks": {}, "conflicting_labels": []}
+    for split, (_, y) in splits.items():
+        if y is not None:
+            counts = np.bincount(y, minlength=len(data.class_names))
+            record["classes"][split] = dict(zip(data.class_names, counts.tolist(), strict=True))
+    train_counts = np.array(list(record["classes"].get("train", {}).values()))
+    record["imbalance_ratio"] = (
+        round(float(train_counts.max() / train_counts.min()), 2)
+        if len(train_counts) and train_counts.min() > 0 else None
+    )  # fmt: skip
+    conflicts = []
+    leaked: dict[str, set[int]] = {}
+    names = list(splits)
+    for a_index, a in enumerate(names):
+        pairs = close_pairs(prints[a])
+        record["duplicates"][a] = _summary(data, a, a, pairs, conflicts)
+        for b in names[a_index + 1 :]:
+            pairs = close_pairs(prints[a], prints[b])
+            record["leaks"][f"{a}-{b}"] = _summary(data, a, b, pairs, conflicts)
+            leaked.setdefault(b, set()).update(int(j) for j in pairs[:, 1])
+    record["conflicting_labels"] = conflicts[:LISTED]
+    record["conflicting_label_pairs"] = len(conflicts)
+    record["leaked"] = {split: sorted(found) for split, found in leaked.items() if found}
+    return record
+
+
+def _summary(data, a: str, b: str, pairs: np.ndarray, conflicts: list) -> dict:
+    ya, yb = data.split(a)[1], data.split(b)[1]
+    listed = []
+    for i, j, distance in pairs.tolist():
+        entry = {
+            "a": data.origin(a, i), "b": data.origin(b, j),
+            "distance": "exact" if distance < 0 else distance,
+        }  # fmt: skip
+        if ya is not None and yb is not None:
+            entry["labels"] = [data.class_names[ya[i]], data.class_names[yb[j]]]
+            if ya[i] != yb[j]:
+                conflicts.append({**entry, "splits": [a, b]})
+        if len(listed) < LISTED:
+            listed.append(entry)
+    return {
+        "pairs": len(pairs), "exact": int((pairs[:, 2] < 0).sum()) if len(pairs) else 0,
+        "listed": listed, "index_pairs": pairs[:LISTED, :2].tolist(),
+    }  # fmt: skip
+
+
+def describe(record: dict) -> list[str]:
+    """A few lines for the console: leaks, duplicates, conflicting labels, imbalance."""
+    lines = []
+    for key, found in record["leaks"].items():
+        a, b = key.split("-")
+        if found["pairs"]:
+            first = found["listed"][0]
+            lines.append(
+                f"leak: {found['pairs']:,} {b} images copy {a} images ({found['exact']:,} exact), "
+                f"e.g. {first['b']} ~ {first['a']}"
+            )
+    for split, found in record["duplicates"].items():
+        if found["pairs"]:
+            lines.append(
+                f"duplicates in {split}: {found['pairs']:,} pairs ({found['exact']:,} exact)"
+            )
+    if record["conflicting_label_pairs"]:
+        first = record["conflicting_labels"][0]
+        lines.append(
+            f"conflicting labels: {record['conflicting_label_pairs']:,} copies under two classes, "
+            f"e.g. {first['a']} ({first['labels'][0]}) ~ {first['b']} ({first['labels'][1]})"
+        )
+    if not lines:
+        lines.append("no duplicates, no copies across splits, no conflicting labels")
+    return lines
+
+
+def drop_leaked(data, record: dict) -> int:
+    """Remove from the test split the images that copy a train or validation image; how many."""
+    leaked = record["leaked"].get("test", [])
+    if not leaked:
+        return 0
+    x, y = data.split("test")
+    keep = np.ones(len(x), bool)
+    keep[leaked] = False
+    data.set_split("test", x[keep], None if y is None else y[keep])
+    if "test" in data.origins:
+        data.origins["test"] = data.origins["test"][keep]
+    return len(leaked)

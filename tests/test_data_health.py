@@ -1,0 +1,109 @@
+"""Data health: copies across splits (leakage) found through re-encoding, resizing, cropping and
+brightening, conflicting labels, digits that are alike without being copies, and what train and
+check do with them."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance
+
+from cnnlab.data.health import close_pairs, fingerprints
+
+from .helpers import MNIST_NPZ, invoke, invoke_ok, only_run
+
+
+def test_the_perceptual_hash_is_imagehash_phash():
+    import imagehash
+
+    x = np.random.default_rng(1).integers(0, 255, (20, 40, 36, 3), dtype=np.uint8)
+    ours = fingerprints(x)["phash_1.0"]
+    for image, value in zip(x, ours, strict=True):
+        assert int(str(imagehash.phash(Image.fromarray(image))), 16) == int(value)
+
+
+def test_handwritten_digits_alike_are_not_copies():
+    with np.load(MNIST_NPZ) as z:
+        x = z["x_train"][:3000, ..., None]
+    pairs = close_pairs(fingerprints(x))
+    # Hundreds of ones among them, and at most a handful of pairs called copies.
+    assert len(pairs) <= 10
+
+
+def photo(rng: np.random.Generator, size: int = 64) -> Image.Image:
+    """A random smooth colour picture: blobs of colour, as photos have, not noise."""
+    small = rng.integers(30, 200, (6, 6, 3), dtype=np.uint8)  # room to brighten
+    return Image.fromarray(small).resize((size, size), Image.Resampling.BICUBIC)
+
+
+def altered(image: Image.Image, kind: int) -> Image.Image:
+    if kind == 0:
+        out = io.BytesIO()
+        image.save(out, "JPEG", quality=60)
+        return Image.open(out).convert("RGB")
+    if kind == 1:
+        return image.resize((48, 48))
+    if kind == 2:
+        return image.crop((2, 2, 62, 62))
+    return ImageEnhance.Brightness(image).enhance(1.25)
+
+
+@pytest.fixture(scope="module")
+def leaky(tmp_path_factory):
+    """train/ and test/ class folders; test holds 8 altered copies of train photos, the last
+    (a cat's) filed as a dog."""
+    root = tmp_path_factory.mktemp("leaky") / "photos"
+    rng = np.random.default_rng(7)
+    originals = {}
+    for split, count in (("train", 24), ("test", 8)):
+        for cls in ("cats", "dogs"):
+            folder = root / split / cls
+            folder.mkdir(parents=True)
+            for i in range(count):
+                picture = photo(rng)
+                picture.save(folder / f"{cls}{i}.png")
+                originals[(split, cls, i)] = picture
+    for n in range(8):
+        cls = "cats" if n % 2 else "dogs"
+        into = cls if n != 7 else "dogs"
+        copy = altered(originals[("train", cls, n)], n % 4)
+        copy.save(root / "test" / into / f"copy{n}.jpg", quality=95)
+    return root
+
+
+def test_copies_across_splits_are_found_and_named(leaky, tmp_path):
+    config = tmp_path / "leaky.yaml"
+    config.write_text(
+        f"data: {{loader: image_dir, root: {leaky}, image_size: [64, 64]}}\n"
+        "model: {builder: small_cnn, filters: [8]}\n"
+        "train: {epochs: 1, batch_size: 8, verbose: 0}\n"
+        f"output_dir: {tmp_path / 'out'}\n"
+    )
+    result = invoke_ok("train", config)
+    assert "data health: leak:" in result.output
+    run = only_run(tmp_path / "out")
+    health = json.loads((run / "data_health.json").read_text())
+    leaked = [e for key, found in health["leaks"].items() if key.endswith("test")
+              for e in found["listed"]]  # fmt: skip
+    copies = sorted(e["b"] for e in leaked)
+    assert copies == sorted(f"test/{'cats' if n % 2 and n != 7 else 'dogs'}/copy{n}.jpg"
+                            for n in range(8))  # fmt: skip
+    assert health["conflicting_label_pairs"] == 1
+    (conflict,) = health["conflicting_labels"]
+    assert conflict["b"] == "test/dogs/copy7.jpg" and conflict["labels"] == ["cats", "dogs"]
+    assert health["classes"]["test"] == {"cats": 11, "dogs": 13}
+    assert (run / "leaks.png").is_file() and "Data health" in (run / "report.html").read_text()
+
+    stopped = invoke("train", config, "--set", "data.on_leak=error")
+    assert stopped.exit_code != 0 and "copy images of another split" in stopped.output
+    dropped = invoke_ok("train", config, "--set", "data.on_leak=drop_from_test",
+                        "--set", f"output_dir={tmp_path / 'dropped'}")  # fmt: skip
+    assert "dropped 8 test images" in dropped.output
+    metrics = json.loads((only_run(tmp_path / "dropped") / "metrics.json").read_text())
+    assert metrics["test"] is not None
+    checked = invoke_ok("check", config)
+    said = [line for line in checked.output.splitlines() if "data health: leak:" in line]
+    assert said and sum(int(line.split("leak: ")[1].split()[0]) for line in said) == 8
