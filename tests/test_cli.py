@@ -48,7 +48,7 @@ def test_metrics_are_complete_and_consistent(mnist_run):
     run_dir, _ = mnist_run
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for split in ("train", "val", "test"):
-        assert set(metrics[split]) == {"loss", "accuracy"}
+        assert set(metrics[split]) == {"loss", "accuracy", "balanced_accuracy", "macro_f1"}
         # 3 epochs on 540 images learns something: far above the 10% of guessing.
         assert metrics[split]["accuracy"] > 0.5, split
     # The test score is the saved model's on the first 600 MNIST test digits, recomputed
@@ -59,6 +59,10 @@ def test_metrics_are_complete_and_consistent(mnist_run):
         x_test, y_test = z["x_test"][:600, ..., None], z["y_test"][:600]
     probs = keras.models.load_model(run_dir / "model.keras").predict(x_test, verbose=0)
     assert metrics["test"]["accuracy"] == pytest.approx((probs.argmax(1) == y_test).mean())
+    from sklearn.metrics import f1_score
+
+    macro = f1_score(y_test, probs.argmax(1), labels=np.unique(y_test), average="macro")
+    assert metrics["test"]["macro_f1"] == pytest.approx(macro)
     picked = np.clip(probs[np.arange(600), y_test].astype("float64"), 1e-15, 1)
     assert metrics["test"]["loss"] == pytest.approx(-np.log(picked).mean(), rel=1e-4)
     assert metrics["params"] == 104_202
