@@ -96,7 +96,7 @@ def test_a_budget_that_holds_every_epoch_runs_them_all():
 
 
 def test_a_run_ends_inside_its_budget_with_its_schedule_complete(tmp_path):
-    budget = 8.0
+    budget = 5.0
     config = tmp_path / "budget.yaml"
     config.write_text(
         f"data: {{loader: mnist, path: {MNIST_NPZ}, max_samples: 1500}}\n"
@@ -107,7 +107,7 @@ def test_a_run_ends_inside_its_budget_with_its_schedule_complete(tmp_path):
         f"output_dir: {tmp_path / 'out'}\n"
     )
     result = invoke_ok("train", config)
-    assert "time budget 8s:" in result.output and "planned" in result.output
+    assert "time budget 5s:" in result.output and "planned" in result.output
     run = only_run(tmp_path / "out")
     metrics = json.loads((run / "metrics.json").read_text())
     planned = metrics["time_budget"]
