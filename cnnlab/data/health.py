@@ -1,13 +1,13 @@
-"""Data health: duplicates and leakage between splits, conflicting labels, class counts and
-what the images were before decoding.
+"""Data health: duplicates and leakage between splits, conflicting labels and class counts.
 
-Every image gets two fingerprints: a hash of its decoded pixels (exact copies) and a 64-bit
-perceptual hash (`imagehash.phash`: the signs of the lowest frequencies of a 32x32 grayscale
-DCT), which survives re-encoding, resizing, small crops and brightness changes. Pairs within
+Every image gets a hash of its decoded pixels (exact copies) and, for the whole image and for
+its centre at each of SCALES, a 64-bit perceptual hash (`imagehash.phash`: the signs of the
+lowest frequencies of a 32x32 grayscale DCT), which survives re-encoding, resizing and
+brightness changes; the centres catch copies cropped a little. Pairs within
 `MAX_DISTANCE` bits are found through an index (multi-index hashing: the hash cut into
 MAX_DISTANCE + 1 pieces, two hashes that close share one piece exactly), never by comparing
 all pairs. A close pair is kept only when the images also agree pixel by pixel (the correlation
-of their 16x16 grayscale thumbnails at least MIN_CORRELATION), so that two handwritten ones,
+of their 32x32 grayscale pictures at least MIN_CORRELATION), so that two handwritten ones,
 alike by nature, are not called copies. Fingerprints are cached like decoded images.
 """
 
@@ -96,9 +96,12 @@ def _pieces(phash: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def _candidates(piece_a: np.ndarray, piece_b: np.ndarray | None) -> np.ndarray:
-    """(i, j) of images whose piece is equal: i < j within `piece_a` when `piece_b` is None,
-    else i of a and j of b. Keys i * len(b) + j."""
+def _candidates(
+    piece_a: np.ndarray, piece_b: np.ndarray | None, max_group: int | None = MAX_GROUP
+) -> np.ndarray:
+    """(i, j) of images whose piece (or pixel hash) is equal: i < j within `piece_a` when
+    `piece_b` is None, else i of a and j of b, skipping values shared by over `max_group`
+    images. Keys i * len(b) + j."""
     same = piece_b is None
     values = piece_a if same else np.concatenate([piece_a, piece_b])
     width = len(piece_a) if same else len(piece_b)
@@ -108,7 +111,7 @@ def _candidates(piece_a: np.ndarray, piece_b: np.ndarray | None) -> np.ndarray:
     bounds = np.flatnonzero(np.diff(ordered)) + 1
     keys = []
     for group in np.split(order, bounds):
-        if len(group) < 2 or len(group) > MAX_GROUP:
+        if len(group) < 2 or (max_group is not None and len(group) > max_group):
             continue
         if same:
             first, second = np.triu_indices(len(group), 1)
@@ -134,7 +137,7 @@ def close_pairs(a: dict, b: dict | None = None) -> np.ndarray:
         return np.zeros((0, 3), np.int64)
     width = len(other["exact"])
     best: dict[int, int] = {}
-    exact_keys = _exact_keys(a["exact"], None if same else other["exact"], width)
+    exact_keys = _candidates(a["exact"], None if same else other["exact"], max_group=None)
     for key in exact_keys.tolist():
         best[key] = -1
     # Within a split, copies are looked for whole against whole; across splits, each image's
@@ -156,7 +159,9 @@ def close_pairs(a: dict, b: dict | None = None) -> np.ndarray:
         distance = np.bitwise_count(ha[i] ^ hb[j]).astype(np.int64)
         near = distance <= MAX_DISTANCE
         i, j, distance = i[near], j[near], distance[near]
-        correlation = np.einsum("nk,nk->n", a[f"thumb_{scale_a}"][i], other[f"thumb_{scale_b}"][j])
+        correlation = np.einsum(
+            "nk,nk->n", a[f"thumb_{scale_a}"][i], other[f"thumb_{scale_b}"][j], dtype=np.float32
+        )
         confirmed = correlation >= MIN_CORRELATION
         for ii, jj, d in zip(i[confirmed], j[confirmed], distance[confirmed], strict=True):
             if same and ii > jj:
@@ -167,25 +172,6 @@ def close_pairs(a: dict, b: dict | None = None) -> np.ndarray:
         return np.zeros((0, 3), np.int64)
     keys = np.array(sorted(best), np.int64)
     return np.stack([keys // width, keys % width, np.array([best[k] for k in keys])], axis=1)
-
-
-def _exact_keys(a: np.ndarray, b: np.ndarray | None, width: int) -> np.ndarray:
-    """Keys i * width + j of pairs with equal pixel hashes (any number of copies)."""
-    values = a if b is None else np.concatenate([a, b])
-    order = np.argsort(values, kind="stable")
-    bounds = np.flatnonzero(np.diff(values[order])) + 1
-    keys = []
-    for group in np.split(order, bounds):
-        if len(group) < 2:
-            continue
-        if b is None:
-            first, second = np.triu_indices(len(group), 1)
-            keys.append(group[first].astype(np.int64) * width + group[second])
-        else:
-            left, right = group[group < len(a)], group[group >= len(a)] - len(a)
-            i, j = (m.ravel() for m in np.meshgrid(left, right, indexing="ij"))
-            keys.append(i.astype(np.int64) * width + j)
-    return np.concatenate(keys) if keys else np.zeros(0, np.int64)
 
 
 def check_health(data) -> dict:
