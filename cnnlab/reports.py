@@ -279,12 +279,18 @@ def _metrics_sections(metrics: dict | None) -> list[tuple[str, str]]:
 
 
 def _health_section(run_dir: Path, health: dict) -> str:
-    from cnnlab.data.health import describe
+    from cnnlab.data.health import describe, describe_sizes
 
-    lines = "".join(f"<li>{html.escape(line)}</li>" for line in describe(health))
+    sizes = health.get("images", {})
+    listed = [line for line in describe(health) if not line.startswith("images: ")]
+    lines = "".join(f"<li>{html.escape(line)}</li>" for line in listed)
     counts = [(split, ", ".join(f"{k} {v:,}" for k, v in c.items()))
               for split, c in health["classes"].items()]  # fmt: skip
     counts.append(("largest / smallest train class", health.get("imbalance_ratio")))
+    counts += [
+        (f"{split} images as stored", describe_sizes({split: found}).split(f"{split} ", 1)[1])
+        for split, found in sizes.items()
+    ]
     picture = _image(run_dir / LEAKS, "copies across splits") if (run_dir / LEAKS).is_file() else ""
     return f"<ul>{lines}</ul>{_table(counts)}{picture}"
 

@@ -110,3 +110,74 @@ def test_copies_across_splits_are_found_and_named(leaky, tmp_path):
     checked = invoke_ok("check", config)
     said = [line for line in checked.output.splitlines() if "data health: leak:" in line]
     assert said and sum(int(line.split("leak: ")[1].split()[0]) for line in said) == 8
+
+
+def test_sizes_aspect_ratios_and_modes_as_stored(tmp_path):
+    from cnnlab.config import load_config
+    from cnnlab.data import load_dataset
+    from cnnlab.data.health import check_health
+
+    root = tmp_path / "photos"
+    rng = np.random.default_rng(3)
+    for split in ("train", "test"):
+        for cls in ("cats", "dogs"):
+            (root / split / cls).mkdir(parents=True)
+    # train/cats: six 80x60 RGB JPEGs, a grayscale PNG, a palette PNG, a 10x10 RGBA PNG and a
+    # JPEG stored 90x40 with the EXIF tag of a photo turned a quarter (upright 40x90).
+    for i in range(6):
+        photo(rng, 64).resize((80, 60)).save(root / "train/cats" / f"c{i}.jpg")
+    photo(rng, 64).convert("L").save(root / "train/cats/gray.png")
+    photo(rng, 64).convert("P").save(root / "train/cats/palette.png")
+    photo(rng, 10).convert("RGBA").save(root / "train/cats/tiny.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo(rng, 64).resize((90, 40)).save(root / "train/cats/turned.jpg", exif=exif)
+    for split, count in (("train", 10), ("test", 4)):
+        for i in range(count):
+            photo(rng, 64).save(root / split / "dogs" / f"d{i}.png")
+    for i in range(4):
+        photo(rng, 64).save(root / "test/cats" / f"t{i}.png")
+    config = tmp_path / "sizes.yaml"
+    config.write_text(
+        f"data: {{loader: image_dir, root: {root}, image_size: [64, 64], validation_split: 0.2}}\n"
+        "model: {builder: small_cnn, filters: [8]}\n"
+    )
+    cfg = load_config(config)
+    data = load_dataset(cfg.data, cfg.seed)
+    images = check_health(data)["images"]
+    assert set(images) == {"train", "val", "test"}
+    assert images["test"] == {
+        "stored": "files", "count": 8, "used_at": [64, 64],
+        "width": {"min": 64, "median": 64, "max": 64},
+        "height": {"min": 64, "median": 64, "max": 64},
+        "aspect": {"min": 1.0, "median": 1.0, "max": 1.0},
+        "modes": {"RGB": 8}, "under_half_size": 0,
+    }  # fmt: skip
+    # train and val together hold every file of train/, each once, as stored.
+    both = [images["train"], images["val"]]
+    assert sum(found["count"] for found in both) == 20
+    modes: dict[str, int] = {}
+    for found in both:
+        for mode, count in found["modes"].items():
+            modes[mode] = modes.get(mode, 0) + count
+    assert modes == {"RGB": 17, "L": 1, "P": 1, "RGBA": 1}
+    assert sum(found["under_half_size"] for found in both) == 1  # the 10x10 one
+    assert min(found["width"]["min"] for found in both) == 10
+    assert max(found["height"]["max"] for found in both) == 90  # the turned photo, upright
+    assert max(found["aspect"]["max"] for found in both) == round(80 / 60, 2)
+    assert min(found["aspect"]["min"] for found in both) == round(40 / 90, 2)
+    said = invoke_ok("check", config).output
+    line = next(line for line in said.splitlines() if "data health: images:" in line)
+    assert "test 8 files of 64x64 RGB 8" in line and "under half of 64x64" in line
+
+
+def test_arrays_are_summarised_as_stored():
+    from cnnlab.data.dataset import Dataset
+    from cnnlab.data.health import describe_sizes, image_sizes
+
+    x = np.zeros((5, 28, 28, 1), np.uint8)
+    data = Dataset(x, np.zeros(5, int), x[:2], np.zeros(2, int), None, None, ["a", "b"])
+    found = image_sizes(data, "train")
+    assert found["stored"] == "arrays" and found["modes"] == {"L": 5}
+    assert found["width"] == {"min": 28, "median": 28, "max": 28} and found["under_half_size"] == 0
+    assert describe_sizes({"train": found}) == "images: train 5 arrays of 28x28 L 5"

@@ -160,7 +160,7 @@ def explain_images(
     taken = sorted(str(f) for f in (*files, sheet) if f.exists()) if not overwrite else []
     if taken:
         raise RunDirError(f"{taken[0]}: already exists; pass --overwrite to replace it")
-    x, ok, skipped = decode_files(paths, member.cfg.data.image_format)
+    x, ok, skipped, _ = decode_files(paths, member.cfg.data.image_format)
     if not ok.any():
         raise CnnlabError(f"none of the {len(paths)} image files could be read: {skipped[0][1]}")
     x = adapt_images(x, member.cfg.data)

@@ -135,7 +135,7 @@ def _member_probabilities(
     for member in members:
         key = decoding(member)
         if key not in decoded:
-            x, ok, bad = decode_files(paths, key[0])
+            x, ok, bad, _ = decode_files(paths, key[0])
             decoded[key] = (adapt_images(x, member.cfg.data), ok, bad)
     ok = np.logical_and.reduce([good for _, good, _ in decoded.values()])
     skipped = sorted({problem for _, _, bad in decoded.values() for problem in bad})

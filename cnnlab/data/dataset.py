@@ -53,6 +53,10 @@ class Dataset:
     # Where each image of a split came from (a file's path, "train row 17" of a loader's
     # arrays), for data health's lists; a split without an entry is named "<split> #i".
     origins: dict[str, np.ndarray] = field(default_factory=dict)
+    # The files as stored, for image folders: per split, arrays "width", "height" (upright) and
+    # "mode" (Pillow's: RGB, L, RGBA, P, CMYK...) aligned with its images. Loaders of arrays
+    # (MNIST, CIFAR, CSV) have none: their images are stored at the size they are used.
+    originals: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     def origin(self, split: str, i: int) -> str:
         names = self.origins.get(split)

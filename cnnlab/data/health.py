@@ -1,4 +1,5 @@
-"""Data health: duplicates and leakage between splits, conflicting labels and class counts.
+"""Data health: duplicates and leakage between splits, conflicting labels, class counts, and
+the images' sizes, aspect ratios and colour modes as stored.
 
 Every image gets a hash of its decoded pixels (exact copies) and, for the whole image and for
 its centre at each of SCALES, a 64-bit perceptual hash (`imagehash.phash`: the signs of the
@@ -22,7 +23,7 @@ from cnnlab.data.cache import load_arrays, store_arrays
 
 MAX_DISTANCE = 6  # bits of 64 in which two perceptual hashes may differ
 MIN_CORRELATION = 0.98  # of the two images' 32x32 grayscale thumbnails, to confirm a pair
-THUMB = 32  # imagehash.phash's own 32x32 grayscale image, kept to confirm pairs
+THUMB = 32  # imagehash.phash's own 32x32 grayscale picture, kept to confirm pairs
 PIECES = MAX_DISTANCE + 1
 # A copy cropped by up to ~10% a side matches the original's centre at one of these scales.
 SCALES = (1.0, 0.94, 0.86)
@@ -36,8 +37,8 @@ SPLITS = ("train", "val", "test")
 def fingerprints(x: np.ndarray) -> dict[str, np.ndarray]:
     """`exact` (uint64 hash of the pixels) of uint8 images (N, H, W, C), and per scale s of
     SCALES (the centre s x s of the image) `phash_s` (uint64: imagehash.phash, computed for
-    the whole batch at once) and `thumb_s` (N, 32*32 float32 grayscale, zero mean, unit norm:
-    the image the hash is made from)."""
+    the whole batch at once) and `gray_s` (N, 32*32 uint8: the grayscale picture the hash is
+    made from, 1 KB an image)."""
     import scipy.fftpack
     from PIL import Image
 
@@ -61,25 +62,36 @@ def fingerprints(x: np.ndarray) -> dict[str, np.ndarray]:
     out = {"exact": exact}
     for scale in SCALES:
         phash = np.zeros(n, np.uint64)
-        thumbs = np.zeros((n, THUMB * THUMB), np.float16)
         for start in range(0, n, 4096):  # float work a few thousand images at a time
             pixels = grays[scale][start : start + 4096].astype(np.float64)
             dct = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=1), axis=2)[:, :8, :8]
             low = dct.reshape(len(pixels), 64)
             bits = low > np.median(low, axis=1, keepdims=True)
             phash[start : start + 4096] = np.packbits(bits, axis=1).view(">u8")[:, 0]
-            thumb = pixels.reshape(len(pixels), -1)
-            thumb = thumb - thumb.mean(axis=1, keepdims=True)
-            norm = np.linalg.norm(thumb, axis=1, keepdims=True)
-            thumbs[start : start + 4096] = thumb / np.where(norm > 0, norm, 1)
-        out[f"phash_{scale}"], out[f"thumb_{scale}"] = phash, thumbs
-        del grays[scale]
+        out[f"phash_{scale}"] = phash
+        out[f"gray_{scale}"] = grays.pop(scale).reshape(n, THUMB * THUMB)
+    return out
+
+
+def correlations(a: np.ndarray, b: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """The correlation of grayscale pictures a[i] and b[j] (rows of uint8 pixels), pair by
+    pair, a few thousand pairs at a time (float32: a few MB whatever the count); a flat
+    picture correlates 0 with anything."""
+    out = np.zeros(len(i), np.float32)
+    for start in range(0, len(i), 4096):
+        rows = slice(start, start + 4096)
+        x, y = a[i[rows]].astype(np.float32), b[j[rows]].astype(np.float32)
+        x -= x.mean(axis=1, keepdims=True)
+        y -= y.mean(axis=1, keepdims=True)
+        norms = np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)
+        dot = np.einsum("nk,nk->n", x, y)
+        out[rows] = np.where(norms > 0, dot / np.where(norms > 0, norms, 1), 0)
     return out
 
 
 def cached_fingerprints(x: np.ndarray) -> dict[str, np.ndarray]:
     """fingerprints(x), from the cache when the same pixels were fingerprinted before."""
-    key = hashlib.sha256(x.tobytes()).hexdigest()[:40] + f"-{x.shape}".replace(" ", "")
+    key = hashlib.sha256(x.tobytes()).hexdigest()[:40] + f"-{x.shape}-v2".replace(" ", "")
     found = load_arrays("health", key)
     if found is None:
         found = fingerprints(x)
@@ -159,9 +171,7 @@ def close_pairs(a: dict, b: dict | None = None) -> np.ndarray:
         distance = np.bitwise_count(ha[i] ^ hb[j]).astype(np.int64)
         near = distance <= MAX_DISTANCE
         i, j, distance = i[near], j[near], distance[near]
-        correlation = np.einsum(
-            "nk,nk->n", a[f"thumb_{scale_a}"][i], other[f"thumb_{scale_b}"][j], dtype=np.float32
-        )
+        correlation = correlations(a[f"gray_{scale_a}"], other[f"gray_{scale_b}"], i, j)
         confirmed = correlation >= MIN_CORRELATION
         for ii, jj, d in zip(i[confirmed], j[confirmed], distance[confirmed], strict=True):
             if same and ii > jj:
@@ -207,10 +217,64 @@ def check_health(data) -> dict:
             pairs = close_pairs(prints[a], prints[b])
             record["leaks"][f"{a}-{b}"] = _summary(data, a, b, pairs, conflicts)
             leaked.setdefault(b, set()).update(int(j) for j in pairs[:, 1])
+    record["images"] = {split: image_sizes(data, split) for split in splits}
     record["conflicting_labels"] = conflicts[:LISTED]
     record["conflicting_label_pairs"] = len(conflicts)
     record["leaked"] = {split: sorted(found) for split, found in leaked.items() if found}
     return record
+
+
+def image_sizes(data, split: str) -> dict:
+    """The images of `split` as stored: width, height and aspect ratio (width / height) at
+    their minimum, median and maximum, the colour modes and their counts, and how many are
+    under half the size they are used at on either side (enlarged over 2x: blurred)."""
+    x = data.split(split)[0]
+    height, width, channels = x.shape[1:]
+    found = data.originals.get(split)
+    if found is not None and len(found["width"]) == len(x):
+        widths, heights, modes = found["width"], found["height"], found["mode"]
+        stored = "files"
+    else:  # arrays (MNIST, CIFAR, CSV) are stored as they are used
+        widths, heights = np.full(len(x), width), np.full(len(x), height)
+        modes = np.full(len(x), {1: "L", 3: "RGB", 4: "RGBA"}.get(channels, f"{channels}-channel"))
+        stored = "arrays"
+    aspect = widths / np.maximum(heights, 1)
+
+    def spread(values: np.ndarray, digits: int = 0) -> dict:
+        low, mid, high = np.min(values), np.median(values), np.max(values)
+        return {k: round(float(v), digits) if digits else int(round(float(v)))
+                for k, v in (("min", low), ("median", mid), ("max", high))}  # fmt: skip
+
+    names, counts = np.unique(modes, return_counts=True)
+    order = np.argsort(-counts, kind="stable")  # the commonest mode first
+    small = (widths < width / 2) | (heights < height / 2)
+    return {
+        "stored": stored, "count": len(x), "used_at": [int(width), int(height)],
+        "width": spread(widths), "height": spread(heights), "aspect": spread(aspect, 2),
+        "modes": {str(names[k]): int(counts[k]) for k in order},
+        "under_half_size": int(small.sum()),
+    }  # fmt: skip
+
+
+def describe_sizes(images: dict) -> str:
+    """One line on the images of every split as stored: sizes, aspect ratios, modes."""
+    parts = []
+    for split, found in images.items():
+        w, h, a = found["width"], found["height"], found["aspect"]
+        modes = ", ".join(f"{m} {c:,}" for m, c in found["modes"].items())
+        if w["min"] == w["max"] and h["min"] == h["max"]:
+            text = f"{split} {found['count']:,} {found['stored']} of {w['min']}x{h['min']} {modes}"
+        else:
+            text = (
+                f"{split} {found['count']:,} {found['stored']} of {w['min']}x{h['min']} to "
+                f"{w['max']}x{h['max']} (median {w['median']}x{h['median']}, aspect "
+                f"{a['min']:g} to {a['max']:g}), {modes}"
+            )
+        if found["under_half_size"]:
+            used = "x".join(map(str, found["used_at"]))
+            text += f", {found['under_half_size']:,} under half of {used}"
+        parts.append(text)
+    return "images: " + "; ".join(parts)
 
 
 def _summary(data, a: str, b: str, pairs: np.ndarray, conflicts: list) -> dict:
@@ -257,6 +321,8 @@ def describe(record: dict) -> list[str]:
         )
     if not lines:
         lines.append("no duplicates, no copies across splits, no conflicting labels")
+    if record.get("images"):  # data_health.json of older runs has no sizes
+        lines.append(describe_sizes(record["images"]))
     return lines
 
 
@@ -271,4 +337,6 @@ def drop_leaked(data, record: dict) -> int:
     data.set_split("test", x[keep], None if y is None else y[keep])
     if "test" in data.origins:
         data.origins["test"] = data.origins["test"][keep]
+    if "test" in data.originals:
+        data.originals["test"] = {k: v[keep] for k, v in data.originals["test"].items()}
     return len(leaked)

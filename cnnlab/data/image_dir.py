@@ -61,7 +61,7 @@ def image_dir(cfg: ImageDirData, seed: int) -> Dataset:
     """
     root = Path(cfg.root)
     listing = scan_folder(root)
-    decoded, bad = decode_listing(listing, root, cfg.image_format)
+    decoded, bad, stored = decode_listing(listing, root, cfg.image_format)
     problems = sorted(listing.problems + bad)
     if problems and cfg.on_bad_file == "error":
         raise BadFilesError(
@@ -80,33 +80,38 @@ def image_dir(cfg: ImageDirData, seed: int) -> Dataset:
         for split, files in listing.files.items()
     }
     x, y, _ = decoded["train"]
-    names = paths["train"]
+    rows = np.arange(len(x))  # which of train's decoded files each image of x is
     source = {split: str(folder) for split, folder in listing.folders.items()}
     x_test = y_test = None
-    origins = {}
+    origins, originals = {}, {}
+
+    def of_train(split: str, picked: np.ndarray) -> None:
+        origins[split] = paths["train"][picked]
+        originals[split] = {key: values[picked] for key, values in stored["train"].items()}
+
     if "test" in decoded:
         x_test, y_test, _ = decoded["test"]
-        origins["test"] = paths["test"]
+        origins["test"], originals["test"] = paths["test"], stored["test"]
     elif cfg.test_split:
         kept, held = split_indices(y, cfg.test_split, seed)
-        x, y, x_test, y_test, names, origins["test"] = (
-            x[kept], y[kept], x[held], y[held], names[kept], names[held]
-        )  # fmt: skip
+        x, y, x_test, y_test = x[kept], y[kept], x[held], y[held]
+        of_train("test", rows[held])
+        rows = rows[kept]
         source["test"] = f"{cfg.test_split:.0%} of train"
     if "validation" in decoded:
         x_val, y_val, _ = decoded["validation"]
-        origins["val"] = paths["validation"]
+        origins["val"], originals["val"] = paths["validation"], stored["validation"]
     else:
         kept, held = split_indices(y, cfg.validation_split, seed)
-        x, y, x_val, y_val, names, origins["val"] = (
-            x[kept], y[kept], x[held], y[held], names[kept], names[held]
-        )  # fmt: skip
+        x, y, x_val, y_val = x[kept], y[kept], x[held], y[held]
+        of_train("val", rows[held])
+        rows = rows[kept]
         source["validation"] = f"{cfg.validation_split:.0%} of train"
-    origins["train"] = names
+    of_train("train", rows)
     described = ", ".join(f"{s} <- {source[s]}" for s in SPLIT_NAMES if s in source)
     return Dataset(
         x, y, x_val, y_val, x_test, y_test, listing.classes, problems=problems,
-        source=f"image folders: {described}", origins=origins,
+        source=f"image folders: {described}", origins=origins, originals=originals,
     )  # fmt: skip
 
 
@@ -229,38 +234,44 @@ def _list_class(folder: Path, label: int, listing: Listing, split: str) -> None:
 
 def decode_listing(
     listing: Listing, root: Path, fmt: ImageFormat
-) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], list[tuple[str, str]]]:
-    """Each split's decoded images, their labels and which of its files they are (a mask), and
-    the files that failed, from the cache
-    when the same files (names, sizes, modification times) were decoded the same way before."""
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], list[tuple[str, str]], dict]:
+    """Each split's decoded images, their labels and which of its files they are (a mask), the
+    files that failed, and each split's `originals` (Dataset.originals: the decoded files'
+    sizes and modes as stored), from the cache when the same files (names, sizes,
+    modification times) were decoded the same way before."""
     key = _cache_key(listing, root, fmt)
     cached = load_arrays("images", key)
     if cached is None:
         cached = {}
         problems: list[tuple[str, str]] = []
         for split, files in listing.files.items():
-            images, ok, bad = decode_files(
+            images, ok, bad, stored = decode_files(
                 [path for path, _ in files], fmt, f"decoding {split} images"
             )
             cached[f"x_{split}"], cached[f"ok_{split}"] = images, ok
+            cached[f"size_{split}"] = np.array([o[:2] for o in stored], np.int32).reshape(-1, 2)
+            cached[f"mode_{split}"] = np.array([o.mode for o in stored], str)
             problems.extend(bad)
         cached["bad_paths"] = np.array([os.path.relpath(p, root) for p, _ in problems], str)
         cached["bad_reasons"] = np.array([reason for _, reason in problems], str)
         store_arrays("images", key, cached)
-    decoded = {}
+    decoded, originals = {}, {}
     for split, files in listing.files.items():
         labels = np.array([label for _, label in files], np.int32)
         ok = cached[f"ok_{split}"].astype(bool)
         decoded[split] = (cached[f"x_{split}"], labels[ok], ok)
+        size, mode = cached[f"size_{split}"], cached[f"mode_{split}"]
+        originals[split] = {"width": size[:, 0], "height": size[:, 1], "mode": mode}
     bad = [
         (str(root / path), str(reason))
         for path, reason in zip(cached["bad_paths"], cached["bad_reasons"], strict=True)
     ]
-    return decoded, bad
+    return decoded, bad, originals
 
 
 def _cache_key(listing: Listing, root: Path, fmt: ImageFormat) -> str:
     described = {
+        "version": 2,  # what an entry holds: 2 added the files' sizes and modes as stored
         "format": list(fmt),
         "classes": listing.classes,
         "files": {

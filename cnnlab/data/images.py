@@ -11,6 +11,7 @@ import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -24,6 +25,8 @@ EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 SYSTEM_FILES = {".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini"}
 SYSTEM_FOLDERS = {"__macosx"}  # macOS's zip resource-fork folder
 _PIL_MODES = {"grayscale": "L", "rgb": "RGB", "rgba": "RGBA"}
+_ORIENTATION = 0x0112  # the EXIF tag; values 5-8 store the photo turned by a quarter
+_TURNED = {5, 6, 7, 8}
 
 
 def is_hidden(name: str) -> bool:
@@ -44,6 +47,25 @@ class Unusable(Exception):
     """A file that cannot be used as an image; the message is '<kind> (<detail>)'."""
 
 
+class Original(NamedTuple):
+    """An image file as stored: its upright size in pixels and Pillow's colour mode ("RGB",
+    "L", "RGBA", "P", "CMYK", ...)."""
+
+    width: int
+    height: int
+    mode: str
+
+
+class Decoded(NamedTuple):
+    """decode_files' answer: the images of the usable files, which of the paths those are,
+    (path, reason) for the others, and the usable files' Original sizes and modes."""
+
+    images: np.ndarray
+    ok: np.ndarray
+    problems: list[tuple[str, str]]
+    originals: list[Original]
+
+
 def read_image(source: Path | bytes, fmt: ImageFormat) -> np.ndarray:
     """One image, a file or its bytes (an upload), as uint8 pixels of `fmt`'s shape, upright
     as its EXIF tag says.
@@ -54,6 +76,11 @@ def read_image(source: Path | bytes, fmt: ImageFormat) -> np.ndarray:
     Raises:
         Unusable: with the reason the image cannot be used.
     """
+    return _read(source, fmt)[0]
+
+
+def _read(source: Path | bytes, fmt: ImageFormat) -> tuple[np.ndarray, Original]:
+    """read_image's pixels, and the Original the file holds."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
@@ -69,6 +96,7 @@ def read_image(source: Path | bytes, fmt: ImageFormat) -> np.ndarray:
                 raise Image.DecompressionBombError(
                     f"{img.width} x {img.height}, over the limit of {Image.MAX_IMAGE_PIXELS:,}"
                 )
+            original = _original(img)
             mode = _PIL_MODES[fmt.color_mode]
             # JPEG can decode straight to a smaller scale: far faster for large photos. Ask for
             # a square so that a sideways-stored photo is still large enough once turned.
@@ -81,7 +109,7 @@ def read_image(source: Path | bytes, fmt: ImageFormat) -> np.ndarray:
             if img.size != (fmt.width, fmt.height):
                 resample = getattr(Image.Resampling, fmt.interpolation.upper())
                 img = img.resize((fmt.width, fmt.height), resample)
-            return np.asarray(img, np.uint8).reshape(fmt.shape)
+            return np.asarray(img, np.uint8).reshape(fmt.shape), original
     except UnidentifiedImageError:
         raise Unusable("not an image (Pillow cannot identify it)") from None
     except FileNotFoundError:
@@ -92,6 +120,15 @@ def read_image(source: Path | bytes, fmt: ImageFormat) -> np.ndarray:
         raise Unusable(f"damaged image ({str(e) or type(e).__name__})") from None
 
 
+def _original(img) -> Original:
+    width, height = img.size
+    try:
+        turned = img.getexif().get(_ORIENTATION, 1) in _TURNED
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError):
+        turned = False  # as _upright: a malformed EXIF block leaves the picture as stored
+    return Original(height, width, img.mode) if turned else Original(width, height, img.mode)
+
+
 def _upright(img, image_ops):
     # A malformed EXIF block is no reason to lose the picture: keep it as stored.
     try:
@@ -100,23 +137,23 @@ def _upright(img, image_ops):
         return img
 
 
-def decode_files(
-    paths: list[Path], fmt: ImageFormat, description: str | None = None
-) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+def decode_files(paths: list[Path], fmt: ImageFormat, description: str | None = None) -> Decoded:
     """Decode `paths` in parallel threads (Pillow decodes without the GIL); with a
     `description`, the progress is shown (cnnlab.utils.console).
 
     Returns:
         uint8 images (N, height, width, channels) of the files that could be read, a boolean
-        mask of which of `paths` those are, and (path, reason) for the others, sorted.
+        mask of which of `paths` those are, (path, reason) for the others, sorted, and the
+        readable files' sizes and modes as stored.
     """
     images = np.empty((len(paths), *fmt.shape), np.uint8)
     ok = np.zeros(len(paths), bool)
     problems: list[tuple[str, str]] = []
+    originals: list[Original | None] = [None] * len(paths)
 
     def work(i: int) -> None:
         try:
-            images[i] = read_image(paths[i], fmt)
+            images[i], originals[i] = _read(paths[i], fmt)
         except Unusable as e:
             problems.append((str(paths[i]), str(e)))
             return
@@ -129,4 +166,5 @@ def decode_files(
         for _ in pool.map(work, range(len(paths))):
             advance(1)
     problems.sort()
-    return (images if ok.all() else images[ok]), ok, problems
+    kept = [found for found in originals if found is not None]
+    return Decoded(images if ok.all() else images[ok], ok, problems, kept)
