@@ -132,3 +132,53 @@ def test_dirac_init_passes_the_first_channels_through():
     np.testing.assert_allclose(out[..., :4], x, atol=1e-6)  # the first 4 filters: identities
     drawn = kernel[..., 4:]
     assert np.abs(drawn).max() <= 1 / np.sqrt(3 * 3 * 4) and drawn.std() > 0.05
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_the_fused_batch_norm_and_gelu_train_as_keras_layers_do(policy):
+    """cnnlab's BatchNorm and Gelu (fused kernels while training on TensorFlow) give Keras'
+    outputs, gradients and moving statistics, in float32 and under bfloat16."""
+    import tensorflow as tf
+
+    from cnnlab.models.layers import BatchNorm, Gelu
+    from cnnlab.utils.environment import dtype_policy
+
+    x = tf.constant(np.random.default_rng(0).normal(2.0, 3.0, (16, 5, 5, 8)), "float32")
+    with dtype_policy(policy):
+        shift = {"momentum": 0.6, "scale": False}
+        pairs = [
+            (keras.layers.BatchNormalization(**shift), BatchNorm(**shift)),
+            (keras.layers.BatchNormalization(), BatchNorm()),
+            (keras.layers.Activation("gelu"), Gelu()),
+        ]
+        for theirs, ours in pairs:
+            theirs.build(x.shape)
+            ours.build(x.shape)
+            for a, b in zip(theirs.weights, ours.weights, strict=True):
+                a.assign(a.numpy() + 0.5 * (a.name in ("beta", "gamma")))  # not the defaults
+                b.assign(a.numpy())
+            # Training, they run the fused kernels.
+            graph = tf.function(lambda t, layer=ours: layer(t, training=True))
+            ops_used = {op.type for op in graph.get_concrete_function(x).graph.get_operations()}
+            if isinstance(ours, BatchNorm):
+                assert "FusedBatchNormV3" in ops_used and "Mean" not in ops_used, ops_used
+            else:  # a call of the compiled function, no erf of its own
+                assert "PartitionedCall" in ops_used and not {"Erf", "Erfc"} & ops_used
+            for training in (True, False):
+                outputs, grads = [], []
+                for layer in (theirs, ours):
+                    with tf.GradientTape() as tape:
+                        tape.watch(x)
+                        y = layer(x, training=training)
+                        loss = tf.reduce_sum(tf.cast(y, "float32") * tf.range(8.0))
+                    outputs.append(tf.cast(y, "float32").numpy())
+                    grads.append(tape.gradient(loss, x).numpy())
+                    assert y.dtype == layer.compute_dtype
+                tol = 1e-4 if policy == "float32" else 2e-2
+                np.testing.assert_allclose(outputs[1], outputs[0], rtol=tol, atol=tol)
+                np.testing.assert_allclose(grads[1], grads[0], rtol=tol, atol=10 * tol)
+            for a, b in zip(theirs.weights, ours.weights, strict=True):
+                np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6)
+    # Saved, each is still what it was.
+    assert isinstance(keras.layers.deserialize(keras.layers.serialize(Gelu())), Gelu)
+    assert Gelu.from_config(Gelu().get_config()).activation is keras.activations.gelu

@@ -15,7 +15,7 @@ from cnnlab.config.models import (
     StridedCnnModel,
 )
 from cnnlab.models.common import classifier, dense_stack, image_input
-from cnnlab.models.layers import PartialDirac, PatchWhitening
+from cnnlab.models.layers import BatchNorm, Gelu, PartialDirac, PatchWhitening
 from cnnlab.models.registry import register_builder
 
 
@@ -159,7 +159,7 @@ def airbench(cfg: AirbenchModel, input_shape: tuple[int, ...], num_classes: int)
         x = PatchWhitening(2, name="stem")(x)  # its filters: set by `adapt` before fit
     else:
         x = layers.Conv2D(cfg.stem_filters, 2, name="stem")(x)
-    x = layers.Activation("gelu")(x)
+    x = Gelu()(x)
 
     def conv(filters: int):
         init = PartialDirac() if cfg.conv_init == "dirac" else "glorot_uniform"
@@ -168,11 +168,11 @@ def airbench(cfg: AirbenchModel, input_shape: tuple[int, ...], num_classes: int)
     for filters in cfg.filters:
         x = conv(filters)(x)
         x = layers.MaxPooling2D(2)(x)
-        x = layers.BatchNormalization(momentum=cfg.bn_momentum, scale=cfg.bn_scale)(x)
-        x = layers.Activation("gelu")(x)
+        x = BatchNorm(momentum=cfg.bn_momentum, scale=cfg.bn_scale)(x)
+        x = Gelu()(x)
         x = conv(filters)(x)
-        x = layers.BatchNormalization(momentum=cfg.bn_momentum, scale=cfg.bn_scale)(x)
-        x = layers.Activation("gelu")(x)
+        x = BatchNorm(momentum=cfg.bn_momentum, scale=cfg.bn_scale)(x)
+        x = Gelu()(x)
     x = layers.GlobalMaxPooling2D()(x)
     if cfg.head_scale != 1.0:
         x = layers.Rescaling(cfg.head_scale, name="head_scale")(x)
