@@ -168,6 +168,7 @@ COLOUR_CONFIGS = [
 ]  # fmt: skip
 
 
+@pytest.mark.recipes
 @pytest.mark.parametrize("name", COLOUR_CONFIGS)
 def test_shipped_colour_config_trains_on_tiny_data(name, tmp_path, vgg_weights, mnist_arrays, cli):
     from .images import write_class_folders, write_split_folders
