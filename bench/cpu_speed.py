@@ -33,8 +33,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 DEFAULTS = [Path("configs/cifar10_airbench94.yaml"), Path("configs/catsdogs_best.yaml")]
@@ -89,20 +87,15 @@ def measure(config: Path, precision: str, steps: int, repeats: int, overrides: l
     import keras
     import tensorflow as tf
 
+    from bench.recipe_speed import random_data
     from cnnlab.commands.check import count_flops
-    from cnnlab.config import load_config
-    from cnnlab.data import count_classes
     from cnnlab.data.pipeline import batches
     from cnnlab.models import build_model
     from cnnlab.training.phases import compile_model
     from cnnlab.utils.environment import dtype_policy
 
-    cfg = load_config(config, overrides, need_data=False)
-    classes = count_classes(cfg.data) or 10
+    cfg, classes, x, y = random_data(config, overrides, steps)
     batch = cfg.train.batch_size
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (batch * steps, *cfg.data.input_shape), dtype=np.uint8)
-    y = rng.integers(0, classes, batch * steps)
     flip = cfg.model.augmentation is not None and cfg.model.augmentation.flip == "alternating"
     results: dict[str, list[tuple[float, float]]] = {}
     with dtype_policy(precision):

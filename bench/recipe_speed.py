@@ -21,23 +21,31 @@ from pathlib import Path
 import numpy as np
 
 
-def images_per_second(
-    config: Path, steps: int, repeats: int, overrides: list[str]
-) -> tuple[float, int, int]:
-    import keras
-
+def random_data(config: Path, overrides: list[str], steps: int):
+    """The config, its class count, and `steps` batches of random uint8 images and labels of
+    its input shape and batch size (10 classes when an image folder is absent)."""
     from cnnlab.config import load_config
     from cnnlab.data import count_classes
-    from cnnlab.models import build_model
-    from cnnlab.training.phases import compile_model
-    from cnnlab.utils.environment import dtype_policy, resolve_precision
 
     cfg = load_config(config, overrides, need_data=False)
     classes = count_classes(cfg.data) or 10
     batch = cfg.train.batch_size
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (batch * steps, *cfg.data.input_shape), dtype=np.uint8)
-    y = rng.integers(0, classes, batch * steps)
+    return cfg, classes, x, rng.integers(0, classes, batch * steps)
+
+
+def images_per_second(
+    config: Path, steps: int, repeats: int, overrides: list[str]
+) -> tuple[float, int, int]:
+    import keras
+
+    from cnnlab.models import build_model
+    from cnnlab.training.phases import compile_model
+    from cnnlab.utils.environment import dtype_policy, resolve_precision
+
+    cfg, classes, x, y = random_data(config, overrides, steps)
+    batch = cfg.train.batch_size
     precision, _ = resolve_precision(cfg.train.precision)
     rates = []
     with dtype_policy(precision):
