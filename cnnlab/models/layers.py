@@ -297,13 +297,6 @@ class PatchWhitening(keras.layers.Layer):
 # prediction and export see exactly what Keras computes.
 
 
-def _fused_training(layer, inputs, training) -> bool:
-    return bool(
-        training and layer.trainable and keras.backend.backend() == "tensorflow"
-        and len(inputs.shape) == 4 and layer.axis in (-1, 3)
-    )  # fmt: skip
-
-
 @keras.saving.register_keras_serializable(package="cnnlab")
 class BatchNorm(keras.layers.BatchNormalization):
     """keras.layers.BatchNormalization, trained on TensorFlow through its fused kernel
@@ -311,9 +304,12 @@ class BatchNorm(keras.layers.BatchNormalization):
     is updated with the batch's own (biased) variance, as Keras does."""
 
     def call(self, inputs, training=None, mask=None):
-        if mask is not None or self.renorm or self.synchronized:
-            return super().call(inputs, training=training, mask=mask)
-        if not _fused_training(self, inputs, training):
+        fused = (
+            training and self.trainable and keras.backend.backend() == "tensorflow"
+            and mask is None and not (self.renorm or self.synchronized)
+            and len(inputs.shape) == 4 and self.axis in (-1, 3)
+        )  # fmt: skip
+        if not fused:
             return super().call(inputs, training=training, mask=mask)
         import tensorflow as tf
 
