@@ -25,6 +25,23 @@ def test_the_perceptual_hash_is_imagehash_phash():
         assert int(str(imagehash.phash(Image.fromarray(image))), 16) == int(value)
 
 
+def test_the_centres_are_hashed_as_imagehash_hashes_pillows_crops():
+    import imagehash
+
+    from cnnlab.data.health import SCALES
+
+    rng = np.random.default_rng(2)
+    for size in (48, 120):  # the centres enlarged to 32x32, and reduced
+        pictures = [photo(rng, size) for _ in range(10)]
+        ours = fingerprints(np.stack([np.asarray(p) for p in pictures]))
+        for scale in SCALES:
+            side = round(size * (1 - scale) / 2)
+            for picture, value in zip(pictures, ours[f"phash_{scale}"], strict=True):
+                centre = picture.crop((side, side, size - side, size - side))
+                # Square: Pillow resamples horizontally first, as fingerprints does.
+                assert int(str(imagehash.phash(centre)), 16) == int(value)
+
+
 def test_handwritten_digits_alike_are_not_copies():
     with np.load(MNIST_NPZ) as z:
         x = z["x_train"][:3000, ..., None]

@@ -15,7 +15,6 @@ alike by nature, are not called copies. Fingerprints are cached like decoded ima
 from __future__ import annotations
 
 import hashlib
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -25,6 +24,7 @@ MAX_DISTANCE = 6  # bits of 64 in which two perceptual hashes may differ
 MIN_CORRELATION = 0.98  # of the two images' 32x32 grayscale thumbnails, to confirm a pair
 THUMB = 32  # imagehash.phash's own 32x32 grayscale picture, kept to confirm pairs
 PIECES = MAX_DISTANCE + 1
+PRECISION = 22  # bits of Pillow's fixed-point resampling weights (8-bit images)
 # A copy cropped by up to ~10% a side matches the original's centre at one of these scales.
 SCALES = (1.0, 0.94, 0.86)
 # A piece value shared by more images than this is skipped (found, if a copy, through another
@@ -34,31 +34,68 @@ LISTED = 50  # pairs of each kind written out in full (the counts cover all)
 SPLITS = ("train", "val", "test")
 
 
+def _lanczos(size_in: int, size_out: int) -> np.ndarray:
+    """(size_out, size_in) weights of Pillow's LANCZOS resampling of one axis, as the 22-bit
+    fixed-point integers its 8-bit path sums with (Resample.c: precompute_coeffs, a 3-lobe
+    Lanczos kernel widened by the reduction, rows summing to 1, then normalize_coeffs_8bpc),
+    held in float64, in which the sums are exact."""
+    scale = size_in / size_out
+    spread = max(scale, 1.0)
+    support = 3.0 * spread
+    weights = np.zeros((size_out, size_in))
+    for out in range(size_out):
+        centre = (out + 0.5) * scale
+        low = max(int(centre - support + 0.5), 0)
+        high = min(int(centre + support + 0.5), size_in)
+        v = (np.arange(low, high) - centre + 0.5) / spread
+        taps = np.where((v >= -3.0) & (v < 3.0), np.sinc(v) * np.sinc(v / 3), 0.0)
+        taps = taps / taps.sum() if taps.sum() != 0 else taps
+        weights[out, low:high] = np.trunc(taps * (1 << PRECISION) + np.where(taps < 0, -0.5, 0.5))
+    return weights
+
+
+def _resize(gray: np.ndarray, size: int) -> np.ndarray:
+    """uint8 pictures (N, H, W) resized to (N, size, size) as Pillow's 8-bit
+    `resize((size, size), LANCZOS)` does it when it runs the horizontal pass first: each pass
+    rounded and clipped to 8 bits. (Pillow picks the order itself, and may run the vertical pass
+    first; its pictures then differ from these by a few grey levels here and there.)"""
+
+    def rounded(sums: np.ndarray) -> np.ndarray:
+        return np.clip(np.floor((sums + (1 << (PRECISION - 1))) / (1 << PRECISION)), 0, 255)
+
+    height, width = gray.shape[1:]
+    if (height, width) == (size, size):
+        return gray
+    across = rounded(gray.astype(np.float64) @ _lanczos(width, size).T)
+    return rounded(np.matmul(_lanczos(height, size), across)).astype(np.uint8)
+
+
 def fingerprints(x: np.ndarray) -> dict[str, np.ndarray]:
     """`exact` (uint64 hash of the pixels) of uint8 images (N, H, W, C), and per scale s of
-    SCALES (the centre s x s of the image) `phash_s` (uint64: imagehash.phash, computed for
-    the whole batch at once) and `gray_s` (N, 32*32 uint8: the grayscale picture the hash is
-    made from, 1 KB an image)."""
+    SCALES (the centre s x s of the image) `phash_s` (uint64: imagehash.phash's hash, computed
+    for many images at once with the same grayscale conversion, resampling and DCT) and
+    `gray_s` (N, 32*32 uint8: the grayscale picture the hash is made from, 1 KB an image)."""
     import scipy.fftpack
-    from PIL import Image
 
-    n = len(x)
-    grays = {scale: np.zeros((n, THUMB, THUMB), np.uint8) for scale in SCALES}
+    n, height, width = x.shape[:3]
     exact = np.zeros(n, np.uint64)
-    height, width = x.shape[1:3]
-
-    def one(i: int) -> None:
-        image = x[i]
-        exact[i] = int.from_bytes(hashlib.blake2b(image.tobytes(), digest_size=8).digest(), "big")
-        picture = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image[..., :3])
-        picture = picture.convert("L")
+    for i in range(n):
+        exact[i] = int.from_bytes(hashlib.blake2b(x[i].tobytes(), digest_size=8).digest(), "big")
+    grays = {scale: np.zeros((n, THUMB, THUMB), np.uint8) for scale in SCALES}
+    step = max(1, (1 << 22) // (height * width))  # images a chunk: a few tens of MB of floats
+    for start in range(0, n, step):
+        part = x[start : start + step]
+        if part.shape[-1] == 1:
+            gray = part[..., 0]
+        else:  # Pillow's RGB to L: ITU-R 601-2 luma in 16-bit fixed point
+            rgb = part[..., :3].astype(np.uint32)
+            gray = (rgb @ np.array([19595, 38470, 7471], np.uint32) + 0x8000) >> 16
+            gray = gray.astype(np.uint8)
         for scale in SCALES:
             dx, dy = round(width * (1 - scale) / 2), round(height * (1 - scale) / 2)
-            part = picture if scale == 1.0 else picture.crop((dx, dy, width - dx, height - dy))
-            grays[scale][i] = np.asarray(part.resize((THUMB, THUMB), Image.Resampling.LANCZOS))
-
-    with ThreadPoolExecutor() as pool:
-        list(pool.map(one, range(n), chunksize=256))
+            grays[scale][start : start + step] = _resize(
+                gray[:, dy : height - dy, dx : width - dx], THUMB
+            )
     out = {"exact": exact}
     for scale in SCALES:
         phash = np.zeros(n, np.uint64)
@@ -91,7 +128,7 @@ def correlations(a: np.ndarray, b: np.ndarray, i: np.ndarray, j: np.ndarray) -> 
 
 def cached_fingerprints(x: np.ndarray) -> dict[str, np.ndarray]:
     """fingerprints(x), from the cache when the same pixels were fingerprinted before."""
-    key = hashlib.sha256(x.tobytes()).hexdigest()[:40] + f"-{x.shape}-v2".replace(" ", "")
+    key = hashlib.sha256(x.tobytes()).hexdigest()[:40] + f"-{x.shape}-v3".replace(" ", "")
     found = load_arrays("health", key)
     if found is None:
         found = fingerprints(x)
@@ -159,18 +196,17 @@ def close_pairs(a: dict, b: dict | None = None) -> np.ndarray:
         combos += [(s, 1.0) for s in SCALES[1:]] + [(1.0, s) for s in SCALES[1:]]
     for scale_a, scale_b in combos:
         ha, hb = a[f"phash_{scale_a}"], other[f"phash_{scale_b}"]
-        keys = [
-            _candidates(pa, None if same else pb)
-            for pa, pb in zip(_pieces(ha), _pieces(hb), strict=True)
-        ]
-        keys = np.unique(np.concatenate(keys))
+        near = []  # keys of the pairs that share a piece and are within MAX_DISTANCE bits
+        for pa, pb in zip(_pieces(ha), _pieces(hb), strict=True):
+            keys = _candidates(pa, None if same else pb)
+            bits = np.bitwise_count(ha[keys // width] ^ hb[keys % width])
+            near.append(keys[bits <= MAX_DISTANCE])
+        keys = np.unique(np.concatenate(near))  # a pair sharing several pieces counted once
         i, j = keys // width, keys % width
         if same:
             keep = i != j
             i, j = i[keep], j[keep]
         distance = np.bitwise_count(ha[i] ^ hb[j]).astype(np.int64)
-        near = distance <= MAX_DISTANCE
-        i, j, distance = i[near], j[near], distance[near]
         correlation = correlations(a[f"gray_{scale_a}"], other[f"gray_{scale_b}"], i, j)
         confirmed = correlation >= MIN_CORRELATION
         for ii, jj, d in zip(i[confirmed], j[confirmed], distance[confirmed], strict=True):
