@@ -13,7 +13,8 @@ halve a run, fall on all alike):
   gathers of uint8 images, alternating flips where the config has them), as `cnnlab train`;
 - fused, in memory: the same model fitted on one batch held as a tensor, repeated;
 - keras, loader / keras, in memory: cnnlab's BatchNorm and Gelu replaced by
-  keras.layers.BatchNormalization and Activation("gelu").
+  keras.layers.BatchNormalization and Activation("gelu");
+- loader alone: the loader's batches drawn with no model, its own CPU time per image.
 
 Images are random uint8 pixels (the speed does not depend on them). A training image costs 3x
 the forward FLOPs of its Conv2D and Dense layers (`cnnlab summary`; the backward pass is two
@@ -122,6 +123,14 @@ def measure(config: Path, precision: str, steps: int, repeats: int, overrides: l
                 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
                 results.setdefault(key, []).append((len(x) / wall, cpu / len(x)))
         flops = 3 * count_flops(fused)
+    # The loader alone: its batches drawn as fast as it gives them, no model.
+    feed = iter(feeds["loader"]())
+    next(feed)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(steps * repeats):
+        next(feed)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    results["loader alone"] = [(steps * repeats * batch / wall, cpu / (steps * repeats * batch))]
     return results, flops
 
 
@@ -143,6 +152,7 @@ def main() -> None:
             results, flops = measure(config, precision, args.steps, args.repeats, args.overrides)
             print(f"{config.stem}, {precision}: {flops / 1e9:.2f} GFLOP per training image")
             base = statistics.median(r for r, _ in results["keras, loader"])
+            loader = results.pop("loader alone")[0]
             for key, values in results.items():
                 rate = statistics.median(r for r, _ in values)
                 cpu = statistics.median(c for _, c in values)
@@ -154,6 +164,9 @@ def main() -> None:
                     f"{cpu * 1e3:.2f} CPU ms/image",
                     flush=True,
                 )
+            fused = statistics.median(c for _, c in results["fused, loader"])
+            print(f"  loader alone {loader[0]:,.0f} images/s, {loader[1] * 1e3:.3f} CPU ms/image "
+                  f"({loader[1] / fused:.2%} of a fused, loader training image's)")  # fmt: skip
 
 
 if __name__ == "__main__":
