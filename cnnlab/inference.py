@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 BATCH_SIZE = 512
 
 
+VIEWS = {"none": 1, "horizontal_flip": 2, "flip_and_shift": 6}  # images predicted per image
+
+
 def class_probabilities(model: keras.Model, x: np.ndarray, tta: str = "none") -> np.ndarray:
     """(N, classes) float64 probabilities; a one-unit sigmoid output becomes [P(0), P(1)].
 

@@ -14,10 +14,10 @@ import numpy as np
 
 from cnnlab import reports, runs
 from cnnlab.data import Dataset
-from cnnlab.inference import class_probabilities, scores
+from cnnlab.inference import VIEWS, class_probabilities, scores
 from cnnlab.training.resume_record import RESUME_DIR
 from cnnlab.utils.atomic import atomic_path, write_json
-from cnnlab.utils.console import say
+from cnnlab.utils.console import note, say
 
 SUBMISSION = "submission.csv"
 
@@ -54,6 +54,9 @@ def score_run(
     for split in splits:
         x, y = data.split(split)
         if x is not None and (y is not None or split == "test"):
+            views = f" x {VIEWS[tta]} views ({tta})" if VIEWS[tta] > 1 else ""
+            # After training among its lines; beside evaluate's JSON on stderr.
+            (say if complete else note)(f"scoring {split}: {len(x):,} images{views}")
             probs[split] = class_probabilities(model, x, tta)
         results[split] = None if y is None else scores(probs[split], y)
     results.update(extra or {})

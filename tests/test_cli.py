@@ -98,7 +98,8 @@ def test_evaluate_reproduces_the_training_split(mnist_run):
     # Same seed, same split, same model: the same numbers.
     assert evaluation["val"]["accuracy"] == pytest.approx(metrics["val"]["accuracy"], abs=1e-6)
     assert evaluation["test"]["accuracy"] == pytest.approx(metrics["test"]["accuracy"], abs=1e-6)
-    assert json.loads(result.output) == evaluation
+    assert json.loads(result.stdout) == evaluation
+    assert "note: scoring val: " in result.stderr  # progress beside the JSON, not in it
 
 
 def test_evaluate_on_a_labelled_csv(mnist_run, kaggle_dir):
