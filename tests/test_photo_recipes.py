@@ -55,12 +55,14 @@ def recipe_accuracy(config: str, root: Path, out: Path, split: str) -> float:
         ("cifar10_alexnet_lite.yaml", "cifar10", 0.65, "test"),
         ("cifar10_deep_cnn.yaml", "cifar10", 0.85, "test"),
         ("cifar10_best.yaml", "cifar10", 0.90, "test"),
-        # The airbench recipes hold out 10% of the training images, their only score here.
-        ("cifar10_airbench94.yaml", "cifar10", 0.935, "val"),
+        # The airbench recipes hold out 10% of the training images, their only score here. On
+        # these JPEGs airbench's own airbench94 script scores 0.903 (mean of 3 seeds, README):
+        # the target is to come within 0.5 points of it.
+        ("cifar10_airbench94.yaml", "cifar10", 0.898, "val"),
         ("cifar10_airbench93.yaml", "cifar10", 0.925, "val"),
         ("catsdogs_convnet.yaml", "cats_vs_dogs", 0.75, "test"),
         ("catsdogs_convnet_aug.yaml", "cats_vs_dogs", 0.84, "test"),
-        ("catsdogs_best.yaml", "cats_vs_dogs", 0.90, "test"),
+        ("catsdogs_best.yaml", "cats_vs_dogs", 0.91, "test"),
     ],
 )
 def test_photo_recipe_reaches_its_target(request, tmp_path, config, data, target, split):
