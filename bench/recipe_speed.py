@@ -1,6 +1,6 @@
 """Training speed of shipped recipes on this machine, and what it means for their wall time.
 
-    python bench/recipe_speed.py configs/cifar10_best.yaml [more configs] [--steps 8]
+    python bench/recipe_speed.py configs/cifar10_airbench94.yaml [more configs] [--steps 8]
         [--repeats 3] [--train-images 42750] [--set key=value ...]
 
 For each config: its model (from the config's builder, input shape and class count, with its

@@ -9,7 +9,8 @@ data is decoded cold every time. The default recipe's data are the Kaggle CSVs f
 `cnnlab data mnist-to-kaggle data/mnist.npz data/kaggle` (made if missing): training writes a
 submission for the unlabelled test.csv, which is scored against test_labels.csv, so the test
 labels play no part in training or in picking the epoch. A recipe whose test images have
-labels (cifar10_best) is scored by the run itself. Prints each run and the medians.
+labels is scored by the run itself, and one without test images (cifar10_airbench94 on the
+training JPEGs alone) on its held-out validation images. Prints each run and the medians.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ CNNLAB = [sys.executable, "-m", "cnnlab"]
 
 
 def time_runs(config: str, seeds: list[int], output_dir: str, overrides: list[str]) -> list[dict]:
-    """Train `config` once per seed; each run's wall time, test accuracy and metrics."""
+    """Train `config` once per seed; each run's wall time, accuracy (on the test set, or on the
+    validation set of a recipe without test images) and metrics."""
     os.chdir(ROOT)
     loader = yaml.safe_load(Path(config).read_text())["data"]["loader"]
     if loader == "kaggle_csv" and not (KAGGLE / "train.csv").is_file():
@@ -56,12 +58,15 @@ def time_runs(config: str, seeds: list[int], output_dir: str, overrides: list[st
         if (run / "submission.csv").is_file():
             score = [*CNNLAB, "data", "score", run / "submission.csv", KAGGLE / "test_labels.csv"]
             scored = subprocess.run(score, check=True, capture_output=True, text=True).stdout
-            accuracy = float(scored.split("accuracy")[1].split()[0])
+            accuracy, split = float(scored.split("accuracy")[1].split()[0]), "test"
         else:
-            accuracy = metrics["test"]["accuracy"]
-        results.append({"seed": seed, "wall": wall, "accuracy": accuracy, "metrics": metrics})
+            split = "test" if metrics["test"] is not None else "val"
+            accuracy = metrics[split]["accuracy"]
+        results.append(
+            {"seed": seed, "wall": wall, "accuracy": accuracy, "split": split, "metrics": metrics}
+        )
         print(
-            f"seed {seed}: test accuracy {accuracy:.4f}, cnnlab train {wall:.1f} s wall "
+            f"seed {seed}: {split} accuracy {accuracy:.4f}, cnnlab train {wall:.1f} s wall "
             f"({metrics['train_seconds']:.0f} s fitting {metrics['epochs_run']} epochs, "
             f"{metrics['precision']}, {metrics.get('backend', 'tensorflow')})  [{run}]",
             flush=True,
@@ -78,7 +83,7 @@ def main() -> None:
     args = parser.parse_args()
     results = time_runs(args.config, args.seeds, args.output_dir, args.overrides)
     print(
-        f"median of {len(results)}: test accuracy "
+        f"median of {len(results)}: {results[0]['split']} accuracy "
         f"{statistics.median(r['accuracy'] for r in results):.4f}, "
         f"wall {statistics.median(r['wall'] for r in results):.1f} s"
     )

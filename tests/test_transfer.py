@@ -159,7 +159,7 @@ def test_phases_inherit_train_keys_and_read_back_the_same(tmp_path):
 
 
 COLOUR_CONFIGS = [
-    "cifar10_alexnet_lite", "cifar10_deep_cnn", "cifar10_best", "cifar10_airbench94",
+    "cifar10_alexnet_lite", "cifar10_deep_cnn", "cifar10_airbench94",
     "cifar10_airbench93", "catsdogs_convnet",
     "catsdogs_convnet_aug", "catsdogs_best",
     # Exported and compared with its saved model below.
