@@ -210,7 +210,7 @@ def test_a_model_scores_the_same_on_either_backend(whole, tmp_path, cli, quick, 
     # Scored here on TensorFlow.
     on_tf = cli("evaluate", whole, "--backend", "tensorflow")
     assert on_tf.exit_code == 0, on_tf.output
-    scored = json.loads(on_tf.output)["test"]
+    scored = json.loads(on_tf.stdout)["test"]
     trained = json.loads((whole / "metrics.json").read_text())["test"]
     assert scored["accuracy"] == trained["accuracy"]
     assert scored["loss"] == pytest.approx(trained["loss"], abs=1e-5)
