@@ -56,9 +56,9 @@ def recipe_accuracy(config: str, root: Path, out: Path, split: str) -> float:
         ("cifar10_deep_cnn.yaml", "cifar10", 0.85, "test"),
         # The airbench recipes hold out 10% of the training images, their only score here. On
         # these JPEGs airbench's own airbench94 script scores 0.903 (mean of 3 seeds, README):
-        # the target is to come within 0.5 points of it.
+        # the target is to come within 0.5 points of it (airbench93: 0.890, one seed).
         ("cifar10_airbench94.yaml", "cifar10", 0.898, "val"),
-        ("cifar10_airbench93.yaml", "cifar10", 0.925, "val"),
+        ("cifar10_airbench93.yaml", "cifar10", 0.885, "val"),
         ("catsdogs_convnet.yaml", "cats_vs_dogs", 0.75, "test"),
         ("catsdogs_convnet_aug.yaml", "cats_vs_dogs", 0.84, "test"),
         ("catsdogs_best.yaml", "cats_vs_dogs", 0.91, "test"),
