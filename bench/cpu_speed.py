@@ -130,8 +130,8 @@ def measure(config: Path, precision: str, steps: int, repeats: int, overrides: l
     for _ in range(steps * repeats):
         next(feed)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    results["loader alone"] = [(steps * repeats * batch / wall, cpu / (steps * repeats * batch))]
-    return results, flops
+    loader = (steps * repeats * batch / wall, cpu / (steps * repeats * batch))
+    return results, flops, loader
 
 
 def main() -> None:
@@ -149,10 +149,11 @@ def main() -> None:
           f"{peaks['mixed_bfloat16'] / 1e9:,.0f} GFLOP/s; auto is {auto} ({why})")  # fmt: skip
     for config in args.configs:
         for precision in dict.fromkeys(["float32", auto]):
-            results, flops = measure(config, precision, args.steps, args.repeats, args.overrides)
+            results, flops, loader = measure(
+                config, precision, args.steps, args.repeats, args.overrides
+            )
             print(f"{config.stem}, {precision}: {flops / 1e9:.2f} GFLOP per training image")
             base = statistics.median(r for r, _ in results["keras, loader"])
-            loader = results.pop("loader alone")[0]
             for key, values in results.items():
                 rate = statistics.median(r for r, _ in values)
                 cpu = statistics.median(c for _, c in values)
