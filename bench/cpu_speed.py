@@ -14,7 +14,9 @@ halve a run, fall on all alike):
 - fused, in memory: the same model fitted on one batch held as a tensor, repeated;
 - keras, loader / keras, in memory: cnnlab's BatchNorm and Gelu replaced by
   keras.layers.BatchNormalization and Activation("gelu");
-- loader alone: the loader's batches drawn with no model, its own CPU time per image.
+- loader alone: the loader's batches drawn with no model, its own CPU time per image;
+- predict: each model's predictions (cnnlab.inference.class_probabilities, one view) of the
+  same images, as a run's scoring and `cnnlab predict` make them.
 
 Images are random uint8 pixels (the speed does not depend on them). A training image costs 3x
 the forward FLOPs of its Conv2D and Dense layers (`cnnlab summary`; the backward pass is two
@@ -91,6 +93,7 @@ def measure(config: Path, precision: str, steps: int, repeats: int, overrides: l
     from bench.recipe_speed import random_data
     from cnnlab.commands.check import count_flops
     from cnnlab.data.pipeline import batches
+    from cnnlab.inference import class_probabilities
     from cnnlab.models import build_model
     from cnnlab.training.phases import compile_model
     from cnnlab.utils.environment import dtype_policy
@@ -99,6 +102,7 @@ def measure(config: Path, precision: str, steps: int, repeats: int, overrides: l
     batch = cfg.train.batch_size
     flip = cfg.model.augmentation is not None and cfg.model.augmentation.flip == "alternating"
     results: dict[str, list[tuple[float, float]]] = {}
+    predict: dict[str, list[tuple[float, float]]] = {}
     with dtype_policy(precision):
         keras.utils.set_random_seed(0)
         fused = build_model(cfg.model, cfg.data.input_shape, classes)
@@ -122,6 +126,14 @@ def measure(config: Path, precision: str, steps: int, repeats: int, overrides: l
                 model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
                 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
                 results.setdefault(key, []).append((len(x) / wall, cpu / len(x)))
+        for model in models.values():
+            class_probabilities(model, x)  # trace
+        for _ in range(repeats):
+            for name, model in models.items():
+                wall, cpu = time.perf_counter(), time.process_time()
+                class_probabilities(model, x)
+                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                predict.setdefault(name, []).append((len(x) / wall, cpu / len(x)))
         flops = 3 * count_flops(fused)
     # The loader alone: its batches drawn as fast as it gives them, no model.
     feed = iter(feeds["loader"]())
@@ -131,7 +143,7 @@ def measure(config: Path, precision: str, steps: int, repeats: int, overrides: l
         next(feed)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     loader = (steps * repeats * batch / wall, cpu / (steps * repeats * batch))
-    return results, flops, loader
+    return results, predict, flops, loader
 
 
 def main() -> None:
@@ -149,7 +161,7 @@ def main() -> None:
           f"{peaks['mixed_bfloat16'] / 1e9:,.0f} GFLOP/s; auto is {auto} ({why})")  # fmt: skip
     for config in args.configs:
         for precision in dict.fromkeys(["float32", auto]):
-            results, flops, loader = measure(
+            results, predict, flops, loader = measure(
                 config, precision, args.steps, args.repeats, args.overrides
             )
             print(f"{config.stem}, {precision}: {flops / 1e9:.2f} GFLOP per training image")
@@ -163,6 +175,14 @@ def main() -> None:
                     f"{max(r for r, _ in values):.0f}), {rate / base:4.2f}x keras+loader, "
                     f"{rate * flops / 1e9:6.1f} GFLOP/s = {share:5.1%} of peak, "
                     f"{cpu * 1e3:.2f} CPU ms/image",
+                    flush=True,
+                )
+            base = statistics.median(c for _, c in predict["keras"])
+            for key, values in predict.items():
+                cpu = statistics.median(c for _, c in values)
+                print(
+                    f"  predict, {key:9s} {statistics.median(r for r, _ in values):7.1f} images/s, "
+                    f"{cpu * 1e3:.3f} CPU ms/image, {base / cpu:4.2f}x less CPU than keras",
                     flush=True,
                 )
             fused = statistics.median(c for _, c in results["fused, loader"])

@@ -136,8 +136,8 @@ def test_dirac_init_passes_the_first_channels_through():
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
 def test_the_fused_batch_norm_and_gelu_train_as_keras_layers_do(policy):
-    """cnnlab's BatchNorm and Gelu (fused kernels while training on TensorFlow) give Keras'
-    outputs, gradients and moving statistics, in float32 and under bfloat16."""
+    """cnnlab's BatchNorm and Gelu (fused kernels on TensorFlow: BatchNorm's in training, Gelu's
+    always) give Keras' outputs, gradients and moving statistics, in float32 and under bfloat16."""
     import tensorflow as tf
 
     from cnnlab.models.layers import BatchNorm, Gelu
@@ -162,7 +162,15 @@ def test_the_fused_batch_norm_and_gelu_train_as_keras_layers_do(policy):
             ops_used = {op.type for op in graph.get_concrete_function(x).graph.get_operations()}
             if isinstance(ours, BatchNorm):
                 assert "FusedBatchNormV3" in ops_used and "Mean" not in ops_used, ops_used
-            else:  # a call of the compiled function, no erf of its own
+                (kernel,) = [
+                    op for op in graph.get_concrete_function(x).graph.get_operations()
+                    if op.type == "FusedBatchNormV3"
+                ]  # fmt: skip
+                assert kernel.get_attr("T") == ours.compute_dtype  # bfloat16 fed uncast
+            else:  # a call of the compiled function, no erf of its own, predicting too
+                predicting = tf.function(lambda t, layer=ours: layer(t, training=False))
+                graph = predicting.get_concrete_function(x).graph
+                ops_used |= {op.type for op in graph.get_operations()}
                 assert "PartitionedCall" in ops_used and not {"Erf", "Erfc"} & ops_used
             for training in (True, False):
                 outputs, grads = [], []

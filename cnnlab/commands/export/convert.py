@@ -169,21 +169,21 @@ def portable_model(model: keras.Model, tta: str = "none", gelu_as_erf: bool = Fa
     Its layers are copies in float32 (a mixed-precision run's bfloat16 ops do not all convert,
     and its weights are float32 anyway), augmentation layers become identities, a one-unit
     sigmoid head gives [P(0), P(1)], and the run's test-time augmentation is part of the graph.
-    With `gelu_as_erf` (ONNX), GELU activations are written with erf (see ErfGelu).
+    GELU activations are Keras' own (cnnlab's Gelu runs a compiled kernel), with `gelu_as_erf`
+    (ONNX) written with erf (see ErfGelu).
     """
 
     def copy(layer: keras.Layer) -> keras.Layer:
         if isinstance(layer, AUGMENTATION_LAYERS):
             return keras.layers.Identity(name=layer.name)
         config = layer.get_config()
-        if (
-            gelu_as_erf
-            and isinstance(layer, keras.layers.Activation)
-            and config["activation"] == "gelu"
-        ):
-            return ErfGelu(name=layer.name)
         if layer.dtype_policy.name.startswith("mixed_"):
             config["dtype"] = "float32"
+        if isinstance(layer, keras.layers.Activation) and config["activation"] == "gelu":
+            if gelu_as_erf:
+                return ErfGelu(name=layer.name)
+            # cnnlab's Gelu runs a compiled kernel, which the converters do not take.
+            return keras.layers.Activation.from_config(config)
         return layer.__class__.from_config(config)
 
     inner = keras.models.clone_model(model, clone_function=copy, recursive=True)
