@@ -4,6 +4,7 @@ read, a summary without data, a quiet stderr."""
 from __future__ import annotations
 
 import os
+import platform
 import re
 import stat
 import subprocess
@@ -45,6 +46,26 @@ def test_a_run_from_another_folder_logged_to_files(tmp_path):
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in run_dir.iterdir() if p.is_file()}
     assert {"report.html", "model.keras", "metrics.json", "config.yaml"} <= set(modes)
     assert set(modes.values()) == {0o644}, modes
+
+
+@pytest.mark.subprocess
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="oneDNN is chosen on x86-64 only")
+@pytest.mark.parametrize("value, kernels", [(None, "oneDNN"), ("0", "Eigen")])
+def test_tensorflow_runs_onednn_kernels_unless_told_not_to(value, kernels):
+    # TensorFlow's own default is Eigen on x86-64 CPUs without VNNI, bfloat16 or AMX; cnnlab
+    # asks for oneDNN unless TF_ENABLE_ONEDNN_OPTS is set, and says which ran.
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if value is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = value
+    code = (
+        "import os; from cnnlab.utils import environment as e; "
+        "e.start_backend_quietly('tensorflow'); "
+        "print(os.environ['TF_ENABLE_ONEDNN_OPTS'], e.describe_device())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"{value or 1} CPU ({os.cpu_count()} threads, {kernels} kernels)"
 
 
 def test_the_bundled_mnist_is_found_from_any_folder(tmp_path, monkeypatch):

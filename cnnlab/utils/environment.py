@@ -131,7 +131,17 @@ def describe_device() -> str:
 
         if jax.local_device_count() > 1:
             described += f", {jax.local_device_count()} devices"
+    else:
+        described += f", {tensorflow_cpu_kernels()} kernels"
     return described + ")"
+
+
+def tensorflow_cpu_kernels() -> str:
+    """'oneDNN' or 'Eigen': the library TensorFlow's CPU kernels run on in this process
+    (cnnlab sets TF_ENABLE_ONEDNN_OPTS=1 on x86-64 unless it is set; see cnnlab/__init__.py)."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    return "oneDNN" if _pywrap_util_port.IsMklEnabled() else "Eigen"
 
 
 CPUINFO = "/proc/cpuinfo"
