@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+import cnnlab  # noqa: F401  (before Keras: its TensorFlow settings, oneDNN's kernels among them)
+
 
 def random_data(config: Path, overrides: list[str], steps: int):
     """The config, its class count, and `steps` batches of random uint8 images and labels of
