@@ -48,10 +48,12 @@ def _mirrored(model: keras.Model, x: np.ndarray) -> np.ndarray:
 
 
 def _predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    from cnnlab.data.pipeline import predict
+
     if len(x) <= BATCH_SIZE:  # one batch: without predict's per-call data pipeline (serve)
         probs = np.asarray(model.predict_on_batch(x), np.float64)
     else:
-        probs = model.predict(x, batch_size=BATCH_SIZE, verbose=0).astype(np.float64)
+        probs = predict(model, x, BATCH_SIZE).astype(np.float64)
     if probs.shape[-1] == 1:
         return np.concatenate([1 - probs, probs], axis=1)
     # A float32 softmax sums to 1 only within rounding; make each row a distribution.

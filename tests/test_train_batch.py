@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 from cnnlab.config import AugmentationConfig
-from cnnlab.data.pipeline import batches, first_batch
+from cnnlab.data.pipeline import batches, first_batch, image_batches, predict
 from cnnlab.models.common import augment, has_augmentation, image_input
 
 from .helpers import invoke, invoke_ok, only_run
@@ -21,6 +21,23 @@ def test_the_first_batch_is_the_one_fit_gets():
     fed = next(iter(batches(x, y, 8, 5, epochs=1, alternate_flip=True)))
     np.testing.assert_array_equal(images, np.asarray(fed[0]))
     np.testing.assert_array_equal(labels, np.asarray(fed[1]))
+
+
+def test_pipelines_run_without_autotuning_and_predict_as_keras_does():
+    # With tf.data's autotuning, deleting an iterator can wait up to a minute for its next
+    # round (see cnnlab.data.pipeline), so no pipeline here may have it on.
+    import keras
+
+    x = np.random.default_rng(1).integers(0, 255, (20, 6, 6, 1), dtype=np.uint8)
+    y = np.arange(20) % 3
+    for data in (batches(x, y, 8, 5, epochs=2), batches(x, y, 8), image_batches(x, 8)):
+        assert data.options().autotune.enabled is False
+    inputs = keras.Input((6, 6, 1))
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)))
+    mirrored = x[:, :, ::-1]  # a view, as test-time augmentation passes them
+    np.testing.assert_allclose(
+        predict(model, mirrored, 8), model.predict(mirrored, batch_size=8, verbose=0), rtol=1e-6
+    )
 
 
 def test_augment_runs_the_models_augmentation_layers():

@@ -1,7 +1,14 @@
-"""In-memory arrays as training batches for fit: shuffled by index, gathered a batch at a time.
+"""In-memory arrays as training batches for fit: shuffled by index, gathered a batch at a time;
+and the one way a model predicts on an array of images (`predict`).
 
 On TensorFlow the batches are a tf.data pipeline; on JAX a Keras PyDataset over the NumPy
 arrays, so that TensorFlow is not needed (nor imported) there.
+
+Every tf.data pipeline here runs without tf.data's autotuning (`without_autotune`). With it,
+deleting an iterator waits for the autotuner's next round, and the rounds come at doubling
+intervals from 10 ms up to a minute: fit or predict then returns only at the next round, idle,
+so a 3 s predict took 5.1 s and a 48 s fit 83 s (`python bench/data_autotune.py`). The
+pipelines are a gather and a prefetch of in-memory arrays, with nothing worth tuning.
 """
 
 from __future__ import annotations
@@ -150,9 +157,33 @@ def _tf_batches(
             return images, tf.gather(y_all, index)
         return images, tf.gather(y_all, index), tf.gather(w_all, index)
 
-    return order.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
-        tf.data.AUTOTUNE
-    )
+    gathered = order.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return without_autotune(gathered.prefetch(tf.data.AUTOTUNE))
+
+
+def without_autotune(dataset):
+    """`dataset` (tf.data) with autotuning off; its AUTOTUNE sizes take TensorFlow's defaults
+    (parallel calls: the CPU cores; prefetch: a buffer that grows while the consumer waits)."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
+
+
+def image_batches(x: np.ndarray, batch_size: int):
+    """`x` in order, `batch_size` images a batch, as a tf.data pipeline without autotuning."""
+    import tensorflow as tf
+
+    return without_autotune(tf.data.Dataset.from_tensor_slices(x).batch(batch_size))
+
+
+def predict(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """`model.predict` of `x`, `batch_size` images a pass: on TensorFlow fed by `image_batches`
+    (Keras' own pipeline for an array is autotuned), on JAX by Keras from the array."""
+    if keras.backend.backend() == "tensorflow":
+        return model.predict(image_batches(x, batch_size), verbose=0)
+    return model.predict(x, batch_size=batch_size, verbose=0)
 
 
 class ArrayBatches(keras.utils.PyDataset):

@@ -37,13 +37,14 @@ def adapt_model(model, x_train) -> list[str]:
     Called on a new model before fit, with the training split only."""
     import keras
 
+    from cnnlab.data.pipeline import predict
     from cnnlab.models.layers import PatchWhitening
 
     adapted = []
     for layer in model.layers:
         if isinstance(layer, PatchWhitening):
             reaches = keras.Model(model.input, layer.input)  # augmentation off: training=False
-            layer.adapt(reaches.predict(x_train[:ADAPT_IMAGES], batch_size=500, verbose=0))
+            layer.adapt(predict(reaches, x_train[:ADAPT_IMAGES], 500))
             adapted.append(layer.name)
     return adapted
 

@@ -9,7 +9,7 @@ import numpy as np
 from cnnlab.config import Config, PhaseConfig, TrainConfig
 from cnnlab.data import Dataset
 from cnnlab.data.dataset import imbalance
-from cnnlab.data.pipeline import steps
+from cnnlab.data.pipeline import predict, steps
 from cnnlab.inference import BATCH_SIZE
 from cnnlab.models.common import trainable_parameters
 from cnnlab.models.layers import SparseSmoothedCrossentropy
@@ -275,8 +275,7 @@ def _cached_head(model: keras.Model, train_cfg: TrainConfig, data: Dataset):
     extractor, head = split_at_features(model)
     say("computing the frozen base's features once ...")
     x_train, x_val = (
-        extractor.predict(x, batch_size=BATCH_SIZE, verbose=0).astype("float32")
-        for x in (data.x_train, data.x_val)
+        predict(extractor, x, BATCH_SIZE).astype("float32") for x in (data.x_train, data.x_val)
     )
     # The saved model (image in, probabilities out) is scored and reloaded: compile it too,
     # with its optimizer built so that it saves and loads whole.

@@ -20,6 +20,7 @@ from keras import ops
 from cnnlab.commands.export import RECORD, TOLERANCE, check_request
 from cnnlab.commands.export.runtimes import Runtime, latency_ms, load_runtime
 from cnnlab.data import load_dataset
+from cnnlab.data.pipeline import predict
 from cnnlab.inference import class_probabilities, load_members, scores
 from cnnlab.models.common import AUGMENTATION_LAYERS
 from cnnlab.utils.atomic import write_json
@@ -126,7 +127,7 @@ def _compare(run, portable: keras.Model, runtime: Runtime, x, y, split: str) -> 
     which computes in the run's precision: for a mixed-precision run that difference is the
     rounding of its half-precision layers. The accuracy drop is against the saved model.
     """
-    reference = np.asarray(portable.predict(x, batch_size=256, verbose=0), np.float64)
+    reference = np.asarray(predict(portable, x, 256), np.float64)
     got = runtime.predict(x)
     saved = class_probabilities(run.model, x, run.cfg.model.tta)
     keras_accuracy = scores(saved, y)["accuracy"]
