@@ -40,6 +40,7 @@ def child(config: Path, steps: int, overrides: list[str]) -> dict:
     import keras
 
     from bench.recipe_speed import random_data
+    from cnnlab.data.pipeline import batches
     from cnnlab.inference import class_probabilities
     from cnnlab.models import build_model
     from cnnlab.training.phases import compile_model
@@ -65,8 +66,9 @@ def child(config: Path, steps: int, overrides: list[str]) -> dict:
         model = build_model(cfg.model, cfg.data.input_shape, classes)
         compile_model(model, cfg.train, train_size=len(x))
 
-        def fit():
-            model.fit(x, y, batch_size=cfg.train.batch_size, epochs=1, verbose=0)
+        def fit():  # fed as `cnnlab train` feeds it
+            data = batches(x, y, cfg.train.batch_size, 0)
+            model.fit(data, steps_per_epoch=steps, verbose=0)
 
         fit()  # build and trace
         train = timed(fit)

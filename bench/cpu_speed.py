@@ -92,7 +92,7 @@ def measure(config: Path, precision: str, steps: int, repeats: int, overrides: l
 
     from bench.recipe_speed import random_data
     from cnnlab.commands.check import count_flops
-    from cnnlab.data.pipeline import batches
+    from cnnlab.data.pipeline import batches, without_autotune
     from cnnlab.inference import class_probabilities
     from cnnlab.models import build_model
     from cnnlab.training.phases import compile_model
@@ -109,9 +109,11 @@ def measure(config: Path, precision: str, steps: int, repeats: int, overrides: l
         models = {"fused": fused, "keras": keras_layers(fused)}
         feeds = {
             "loader": lambda: batches(x, y, batch, 0, epochs=repeats + 1, alternate_flip=flip),
-            "in memory": lambda: tf.data.Dataset.from_tensors(
-                (tf.constant(x[:batch]), tf.constant(y[:batch]))
-            ).repeat(),
+            "in memory": lambda: without_autotune(
+                tf.data.Dataset.from_tensors(
+                    (tf.constant(x[:batch]), tf.constant(y[:batch]))
+                ).repeat()
+            ),
         }
         runs = {}
         for name, model in models.items():

@@ -42,6 +42,7 @@ def images_per_second(
 ) -> tuple[float, int, int]:
     import keras
 
+    from cnnlab.data.pipeline import batches
     from cnnlab.models import build_model
     from cnnlab.training.phases import compile_model
     from cnnlab.utils.environment import dtype_policy, resolve_precision
@@ -54,10 +55,11 @@ def images_per_second(
         keras.utils.set_random_seed(0)
         model = build_model(cfg.model, cfg.data.input_shape, classes)
         compile_model(model, cfg.train, train_size=len(x))
-        model.fit(x, y, batch_size=batch, epochs=1, verbose=0)  # build and trace
+        fit = lambda: model.fit(batches(x, y, batch, 0), steps_per_epoch=steps, verbose=0)  # noqa: E731
+        fit()  # build and trace
         for _ in range(repeats):
             start = time.perf_counter()
-            model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
+            fit()
             rates.append(len(x) / (time.perf_counter() - start))
     return statistics.median(rates), cfg.train.total_epochs, model.count_params()
 
