@@ -55,7 +55,10 @@ def images_per_second(
         keras.utils.set_random_seed(0)
         model = build_model(cfg.model, cfg.data.input_shape, classes)
         compile_model(model, cfg.train, train_size=len(x))
-        fit = lambda: model.fit(batches(x, y, batch, 0), steps_per_epoch=steps, verbose=0)  # noqa: E731
+
+        def fit():  # fed as `cnnlab train` feeds it
+            model.fit(batches(x, y, batch, 0), steps_per_epoch=steps, verbose=0)
+
         fit()  # build and trace
         for _ in range(repeats):
             start = time.perf_counter()
