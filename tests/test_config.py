@@ -120,7 +120,7 @@ def test_out_of_range_value(tmp_path):
 def test_bad_choice_suggests(tmp_path):
     path = write(tmp_path, GOOD + "  optimizer: adma\n")
     assert error_of(path) == (
-        f"{path}:8: train.optimizer: 'adma' is not one of 'adam', 'rmsprop' or 'sgd'; "
+        f"{path}:8: train.optimizer: 'adma' is not one of 'adam', 'rmsprop', 'sgd' or 'muon'; "
         "did you mean 'adam'?"
     )
 
@@ -183,7 +183,7 @@ def test_missing_data_file_is_named(tmp_path):
 
 def test_momentum_with_adam_is_refused(tmp_path):
     path = write(tmp_path, GOOD + "  momentum: 0.9\n")
-    assert "momentum applies to sgd and rmsprop only" in error_of(path)
+    assert "momentum applies to sgd, muon and rmsprop only" in error_of(path)
 
 
 def test_overrides_are_parsed_as_yaml_and_validated(tmp_path):
@@ -375,7 +375,7 @@ def test_xla_with_an_affine_augmentation_on_tensorflow_is_one_line(tmp_path):
 @pytest.mark.parametrize(
     ("keys", "message"),
     [
-        ("  nesterov: true\n", "nesterov needs optimizer: sgd with a momentum above 0"),
+        ("  nesterov: true\n", "nesterov needs optimizer: sgd or muon with a momentum above 0"),
         ("  warmup: 0.2\n", "warmup needs lr_schedule: cosine or linear"),
         ("  lr_schedule: cosine\n  lr_end: 1.5\n", "train.lr_end: Input should be less than"),
         ("  lr_multipliers: {beta: -1}\n", "train.lr_multipliers.beta: Input should be greater"),

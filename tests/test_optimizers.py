@@ -151,3 +151,94 @@ def test_without_cnnlab_keys_the_model_loads_in_plain_keras(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def conv_model() -> keras.Model:
+    inputs = keras.Input((6, 6, 3))
+    x = keras.layers.Conv2D(4, 3, use_bias=False)(inputs)
+    x = keras.layers.BatchNormalization(scale=False)(x)
+    x = keras.layers.GlobalMaxPooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(2)(x))
+
+
+def newton_schulz(matrix: np.ndarray, steps: int) -> np.ndarray:
+    """airbench94_muon's zeropower_via_newtonschulz5, in float64 NumPy."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = matrix / np.linalg.norm(matrix)
+    wide = x.shape[0] <= x.shape[1]
+    x = x if wide else x.T
+    for _ in range(steps):
+        square = x @ x.T
+        x = a * x + (b * square + c * square @ square) @ x
+    return x if wide else x.T
+
+
+def test_muon_orthogonalises_the_kernels_steps_and_leaves_the_rest_to_sgd():
+    cfg = TrainConfig(
+        optimizer="muon", learning_rate=0.1, momentum=0.85, nesterov=True, weight_decay=0.5,
+        muon={"learning_rate": 0.3, "momentum": 0.6, "ns_steps": 3},
+        lr_multipliers={"beta": 64.0}, lr_schedule="linear", warmup=0.5, warmup_from=0.5,
+    )  # fmt: skip
+    keras.utils.set_random_seed(0)
+    model = conv_model()
+    optimizer = make_optimizer(cfg, steps_per_epoch=10, model=model)
+    variables = model.trainable_variables
+    assert [v.name for v in variables] == ["kernel", "beta", "kernel", "bias"]
+    before = [v.numpy().astype("float64") for v in variables]
+    grads = [np.random.default_rng(i).normal(size=v.shape) for i, v in enumerate(variables)]
+    optimizer.apply([keras.ops.convert_to_tensor(g, "float32") for g in grads], variables)
+    rate = 0.5  # the first step of a warmup from half the rate
+    # The conv kernel: rescaled to norm sqrt(4 filters), then moved by its Nesterov update
+    # (g + 0.6 x g on the first step) orthogonalised as a (3 x 3 x 3, 4) matrix, at the muon
+    # rate on the schedule; no weight decay and no multiplier.
+    kernel, grad = before[0], grads[0]
+    rescaled = kernel * 2.0 / np.linalg.norm(kernel)
+    step = newton_schulz((1.6 * grad).reshape(-1, 4), 3).reshape(kernel.shape)
+    np.testing.assert_allclose(variables[0].numpy(), rescaled - 0.3 * rate * step, atol=2e-5)
+    # The others: Nesterov SGD (g + 0.85 x g) at the base rate on the schedule, beta's
+    # multiplied, every one decayed by rate x 0.1 x 0.5 of itself.
+    for variable, old, grad, factor in zip(
+        variables[1:], before[1:], grads[1:], (64, 1, 1), strict=True
+    ):
+        expected = old - 0.1 * rate * 0.5 * old - 0.1 * rate * factor * 1.85 * grad
+        np.testing.assert_allclose(variable.numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_muon_steps_along_the_nesterov_momentum_of_each_kernel():
+    cfg = TrainConfig(optimizer="muon", learning_rate=0.1, muon={"momentum": 0.5, "ns_steps": 5})
+    model = conv_model()
+    optimizer = make_optimizer(cfg, steps_per_epoch=10, model=model)
+    kernel, *others = model.trainable_variables
+    first, second = (np.random.default_rng(i).normal(size=kernel.shape) for i in (1, 2))
+    for grad in (first, second):
+        before = kernel.numpy().astype("float64")
+        grads = [keras.ops.convert_to_tensor(grad, "float32")]
+        optimizer.apply(grads + [keras.ops.zeros(v.shape) for v in others], [kernel, *others])
+    # The buffer is 0.5 x first + second; the step follows second + 0.5 x that buffer.
+    (momentum,) = [m for m in optimizer.muon_momentums if m is not None]
+    np.testing.assert_allclose(momentum.numpy(), 0.5 * first + second, rtol=1e-5, atol=1e-6)
+    update = newton_schulz((1.5 * second + 0.25 * first).reshape(-1, 4), 5).reshape(kernel.shape)
+    expected = before * 2.0 / np.linalg.norm(before) - 0.02 * update
+    np.testing.assert_allclose(kernel.numpy(), expected, atol=2e-5)
+
+
+def test_muon_keys_need_optimizer_muon():
+    with pytest.raises(ValueError, match="muon needs optimizer: muon"):
+        TrainConfig(optimizer="sgd", muon={"learning_rate": 0.2})
+    assert TrainConfig(optimizer="muon", momentum=0.9, nesterov=True).muon is None
+
+
+def test_a_model_trained_by_muon_saves_and_loads_with_its_state(tmp_path):
+    model = conv_model()
+    cfg = TrainConfig(optimizer="muon", learning_rate=0.5, muon={"learning_rate": 0.2})
+    model.compile(make_optimizer(cfg, 10, model), "mse")
+    model.fit(np.ones((8, 6, 6, 3)), np.zeros((8, 2)), epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    from cnnlab.runs import load_model_file
+
+    loaded = load_model_file(tmp_path / "m.keras").optimizer
+    assert type(loaded).__name__ == "Muon"
+    assert (loaded.muon_scale, loaded.muon_momentum, loaded.ns_steps) == (0.4, 0.95, 5)
+    saved = [m for m in model.optimizer.muon_momentums if m is not None]
+    restored = [m for m in loaded.muon_momentums if m is not None]
+    np.testing.assert_allclose(restored[0].numpy(), saved[0].numpy())

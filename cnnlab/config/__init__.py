@@ -13,11 +13,12 @@ from cnnlab.config.experiment import BACKENDS, Config
 from cnnlab.config.loading import dump_config, flat_config, load_config, read_yaml_mapping
 from cnnlab.config.models import MODEL_SCHEMAS, AugmentationConfig
 from cnnlab.config.tracking import MlflowConfig, TrackingConfig
-from cnnlab.config.training import PHASE_KEYS, PhaseConfig, TrainConfig
+from cnnlab.config.training import PHASE_KEYS, MuonConfig, PhaseConfig, TrainConfig
 from cnnlab.utils.errors import ConfigError
 
 __all__ = [
     "BACKENDS", "DATA_SCHEMAS", "MODEL_SCHEMAS", "PHASE_KEYS", "AugmentationConfig", "Config",
-    "ConfigError", "ImageFormat", "InputNeeds", "MlflowConfig", "PhaseConfig", "TrackingConfig",
-    "TrainConfig", "dump_config", "flat_config", "load_config", "read_yaml_mapping",
+    "ConfigError", "ImageFormat", "InputNeeds", "MlflowConfig", "MuonConfig", "PhaseConfig",
+    "TrackingConfig", "TrainConfig", "dump_config", "flat_config", "load_config",
+    "read_yaml_mapping",
 ]  # fmt: skip

@@ -177,6 +177,7 @@ class AirbenchModel(ModelSchema):
     # The pooled features are multiplied by this before the classifier (airbench: 1/9), which
     # scales the logits and so how fast the classifier's weights move them.
     head_scale: Annotated[float, Field(gt=0)] = 1.0
+    head_bias: bool = True  # false: the classifier has weights only (airbench94_muon's head)
     # How the 3x3 convolutions start. glorot: Keras' default. dirac: airbench's (PyTorch's
     # uniform init, the first in-channels filters set to pass their channel through), so each
     # block starts near the identity.

@@ -68,14 +68,28 @@ class EmaConfig(Schema):
     rise: bool = False
 
 
+class MuonConfig(Schema):
+    """Muon's keys (optimizer: muon): the convolution kernels' updates are the Nesterov momentum
+    of their gradients, each orthogonalised by `ns_steps` Newton-Schulz iterations, and each
+    kernel is rescaled to the norm sqrt(filters) before its step (airbench94_muon's rule)."""
+
+    # The kernels' rate; it follows train's schedule (the same warmup, decay and time budget).
+    learning_rate: Annotated[float, Field(gt=0)] = 0.02
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.95
+    ns_steps: Annotated[int, Field(ge=1, le=10)] = 5
+
+
 class _Optimization(Schema):
     """The keys a training phase may set for itself."""
 
     epochs: Count = 10
-    optimizer: Literal["adam", "rmsprop", "sgd"] = "adam"
+    # muon: the convolution kernels by Muon (`muon` keys), every other variable by SGD with
+    # `learning_rate`, `momentum`, `nesterov`, `weight_decay` and `lr_multipliers`.
+    optimizer: Literal["adam", "rmsprop", "sgd", "muon"] = "adam"
     learning_rate: Annotated[float, Field(gt=0)] = 1e-3
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0  # sgd and rmsprop only
-    nesterov: bool = False  # sgd with momentum only
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0  # sgd, muon and rmsprop only
+    nesterov: bool = False  # sgd or muon with momentum only
+    muon: MuonConfig | None = None  # optimizer: muon only; null: MuonConfig's defaults
     # Decoupled weight decay (Keras' `weight_decay`): each step every weight shrinks by
     # learning_rate x weight_decay of itself, apart from the gradient step.
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
@@ -99,10 +113,12 @@ class _Optimization(Schema):
     def _consistent(self):
         if self.momentum and self.optimizer == "adam":
             raise ValueError(
-                "momentum applies to sgd and rmsprop only; remove it or change optimizer"
+                "momentum applies to sgd, muon and rmsprop only; remove it or change optimizer"
             )
-        if self.nesterov and not (self.optimizer == "sgd" and self.momentum):
-            raise ValueError("nesterov needs optimizer: sgd with a momentum above 0")
+        if self.nesterov and not (self.optimizer in ("sgd", "muon") and self.momentum):
+            raise ValueError("nesterov needs optimizer: sgd or muon with a momentum above 0")
+        if self.muon is not None and self.optimizer != "muon":
+            raise ValueError("muon needs optimizer: muon; remove it or change optimizer")
         scheduled = {"warmup": self.warmup, "warmup_from": self.warmup_from, "lr_end": self.lr_end}
         if self.lr_schedule == "constant" and any(scheduled.values()):
             key = next(k for k, v in scheduled.items() if v)

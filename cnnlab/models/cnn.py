@@ -176,4 +176,5 @@ def airbench(cfg: AirbenchModel, input_shape: tuple[int, ...], num_classes: int)
     x = layers.GlobalMaxPooling2D()(x)
     if cfg.head_scale != 1.0:
         x = layers.Rescaling(cfg.head_scale, name="head_scale")(x)
-    return keras.Model(inputs, classifier(x, num_classes), name="airbench")
+    outputs = classifier(x, num_classes, use_bias=cfg.head_bias)
+    return keras.Model(inputs, outputs, name="airbench")

@@ -86,15 +86,17 @@ def dense_stack(
     return x
 
 
-def classifier(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
+def classifier(x: keras.KerasTensor, num_classes: int, use_bias: bool = True) -> keras.KerasTensor:
     """Class probabilities, kept float32 so a mixed-precision model still gives exact softmax.
 
     Two classes get one sigmoid unit (the probability of class 1) and are trained with binary
     cross-entropy; more get a softmax over `num_classes` units.
     """
-    if num_classes == 2:
-        return layers.Dense(1, activation="sigmoid", dtype="float32", name="predictions")(x)
-    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    units, activation = (1, "sigmoid") if num_classes == 2 else (num_classes, "softmax")
+    dense = layers.Dense(
+        units, activation=activation, use_bias=use_bias, dtype="float32", name="predictions"
+    )
+    return dense(x)
 
 
 def output_classes(model: keras.Model) -> int:

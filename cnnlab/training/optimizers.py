@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from cnnlab.config import PhaseConfig, TrainConfig
+from cnnlab.config import MuonConfig, PhaseConfig, TrainConfig
 from cnnlab.utils.errors import CnnlabError
 
 
@@ -159,7 +159,71 @@ class RMSprop(_ScaledRates, keras.optimizers.RMSprop):
     """Keras' RMSprop with per-variable learning-rate multipliers."""
 
 
-OPTIMIZERS = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop}
+@keras.saving.register_keras_serializable(package="cnnlab")
+class Muon(SGD):
+    """Muon for the convolution kernels (4-D variables), cnnlab's SGD for every other one: the
+    split airbench94_muon trains CIFAR-10 with (github KellerJordan/cifar10-airbench).
+
+    A kernel's step: its momentum m <- muon_momentum x m + g; the Nesterov update g +
+    muon_momentum x m, as a (k x k x in, filters) matrix, orthogonalised by `ns_steps` of
+    Keras Muon's Newton-Schulz iterations; before the step the kernel is rescaled to the norm
+    sqrt(filters). The kernels' rate is the optimizer's rate (its schedule included) times
+    `muon_scale`, so one schedule, warmup and time budget drive both; kernels take no weight
+    decay and no lr_multipliers. Keras' own Muon updates 2-D variables only and trains the
+    others with AdamW, hence this class.
+    """
+
+    # Keras Muon's Newton-Schulz iteration and its coefficients, used as they are.
+    zeropower_via_newtonschulz5 = keras.optimizers.Muon.zeropower_via_newtonschulz5
+    transpose_last_axis = keras.optimizers.Muon.transpose_last_axis
+    muon_a, muon_b, muon_c = 3.4445, -4.7750, 2.0315
+
+    def __init__(self, *args, muon_scale=1.0, muon_momentum=0.95, ns_steps=5, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.muon_scale, self.muon_momentum, self.ns_steps = muon_scale, muon_momentum, ns_steps
+
+    @staticmethod
+    def orthogonalised(variable) -> bool:
+        return len(variable.shape) == 4
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        self.muon_momentums = [
+            self.add_variable_from_reference(v, name="muon_momentum")
+            if self.orthogonalised(v) else None
+            for v in variables
+        ]  # fmt: skip
+
+    def _use_weight_decay(self, variable):
+        return not self.orthogonalised(variable) and super()._use_weight_decay(variable)
+
+    def update_step(self, gradient, variable, learning_rate):
+        if not self.orthogonalised(variable):
+            return super().update_step(gradient, variable, learning_rate)
+        m = self.muon_momentums[self._get_variable_index(variable)]
+        gradient = ops.cast(gradient, variable.dtype)
+        self.assign(m, ops.add(ops.multiply(m, self.muon_momentum), gradient))
+        nesterov = ops.add(gradient, ops.multiply(m, self.muon_momentum))
+        shape = variable.shape
+        update = self.zeropower_via_newtonschulz5(
+            ops.reshape(nesterov, (-1, shape[-1])), self.ns_steps
+        )
+        norm = ops.sqrt(ops.sum(ops.square(variable)))
+        self.assign(variable, ops.multiply(variable, float(shape[-1]) ** 0.5 / (norm + 1e-12)))
+        rate = ops.cast(learning_rate, variable.dtype) * self.muon_scale
+        self.assign_sub(variable, ops.multiply(ops.reshape(update, shape), rate))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "muon_scale": self.muon_scale, "muon_momentum": self.muon_momentum,
+            "ns_steps": self.ns_steps,
+        }  # fmt: skip
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop, "muon": Muon}
 # Without multipliers or a rising average, Keras' own class: a run's model.keras then loads in
 # plain Keras (`keras.models.load_model`), with no cnnlab installed.
 KERAS_OPTIMIZERS = {
@@ -221,8 +285,14 @@ def make_optimizer(
         )
     if rises:
         options["ema_rise_steps"] = cfg.epochs * steps_per_epoch
-    if cfg.optimizer == "sgd":
+    if cfg.optimizer in ("sgd", "muon"):
         options.update(momentum=cfg.momentum, nesterov=cfg.nesterov)
+    if cfg.optimizer == "muon":
+        muon = cfg.muon or MuonConfig()
+        options.update(
+            lr_multipliers=cfg.lr_multipliers, muon_scale=muon.learning_rate / cfg.learning_rate,
+            muon_momentum=muon.momentum, ns_steps=muon.ns_steps,
+        )  # fmt: skip
     elif cfg.optimizer == "rmsprop":
         options["momentum"] = cfg.momentum
     if model is not None and cfg.lr_multipliers:
