@@ -236,6 +236,29 @@ def test_a_model_scores_the_same_on_either_backend(whole, tmp_path, cli, quick, 
     assert np.allclose(a[classes], b[classes], atol=probability_atol(tf_run))
 
 
+@pytest.mark.subprocess
+def test_a_second_run_loads_its_compiled_steps_from_the_cache(tmp_path, monkeypatch):
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")  # cnnlab's own cache folder, as by default
+    cache = tmp_path / "cache" / "jax"
+    # Every step kept, however quick its compile (on GPUs compiling takes tens of seconds).
+    env = {
+        "CNNLAB_CACHE_DIR": str(tmp_path / "cache"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    }
+    run_jax(*train_args(tmp_path / "one", "--set", "train.epochs=1"), env=env)
+    compiled = sorted(p.name for p in cache.iterdir())
+    assert any(name.startswith("jit_train_step-") for name in compiled), compiled
+    # The same model and data again: every step comes from the cache, nothing new is compiled.
+    run_jax(*train_args(tmp_path / "two", "--set", "train.epochs=1"), env=env)
+    assert sorted(p.name for p in cache.iterdir()) == compiled
+    # CNNLAB_CACHE_DIR set empty turns it off with the other caches.
+    run_jax(
+        *train_args(tmp_path / "three", "--set", "train.epochs=1"),
+        env={**env, "CNNLAB_CACHE_DIR": ""},
+    )
+    assert sorted(p.name for p in cache.iterdir()) == compiled and not (ROOT / "jax").exists()
+
+
 def test_a_process_that_cannot_reach_the_coordinator_fails_in_bounded_time():
     port = free_port()  # nobody listens there
     with pytest.raises(CnnlabError, match=rf"process 1: could not reach the coordinator "

@@ -9,23 +9,15 @@ moves that root, and an empty value turns the cache off.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from cnnlab.utils.atomic import atomic_path
+from cnnlab.utils.environment import cache_root
 
 # Bump when the stored layout of any kind changes: older entries are then never read.
 VERSION = "2"
-
-
-def cache_root() -> Path | None:
-    """The cache folder, or None when CNNLAB_CACHE_DIR is set empty (no caching)."""
-    value = os.environ.get("CNNLAB_CACHE_DIR")
-    if value == "":
-        return None
-    return Path(value) if value else Path.home() / ".cache" / "cnnlab"
 
 
 def _entry(kind: str, key: str) -> Path | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import platform
 import re
@@ -11,6 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 
 from cnnlab import __version__
 from cnnlab.utils.console import echo
@@ -27,6 +29,18 @@ STARTUP_NOISE = re.compile(
     r"TF-TRT Warning: Could not find TensorRT"
 )
 _started = False
+# JAX's compiled steps are kept under the cache folder, at most this many bytes (least recently
+# used entries go first): a repeated run loads them instead of compiling again.
+JAX_CACHE_BYTES = 2 * 2**30
+
+
+def cache_root() -> Path | None:
+    """cnnlab's cache folder (decoded data, JAX's compiled steps): `~/.cache/cnnlab`, or
+    CNNLAB_CACHE_DIR; None when CNNLAB_CACHE_DIR is set empty (no caching)."""
+    value = os.environ.get("CNNLAB_CACHE_DIR")
+    if value == "":
+        return None
+    return Path(value) if value else Path.home() / ".cache" / "cnnlab"
 
 
 @contextmanager
@@ -57,7 +71,8 @@ def start_backend_quietly(backend: str, deterministic: bool = False, quiet: bool
 
     Keras picks its backend when first imported, so this must run first; a process that
     already runs Keras on another backend cannot switch. `deterministic` on JAX asks XLA for
-    deterministic GPU kernels, which must be set before JAX starts.
+    deterministic GPU kernels, which must be set before JAX starts. On JAX, compiled steps are
+    kept in `cache_root()/jax` (unless JAX_COMPILATION_CACHE_DIR names another folder).
     """
     global _started
     running = sys.modules.get("keras")
@@ -69,6 +84,11 @@ def start_backend_quietly(backend: str, deterministic: bool = False, quiet: bool
     if _started:
         return
     os.environ["KERAS_BACKEND"] = backend
+    cache = cache_root()
+    if backend == "jax" and cache is not None and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = str(cache / "jax")
+        if importlib.util.find_spec("filelock") is not None:  # JAX bounds the cache with it
+            os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(JAX_CACHE_BYTES))
     if backend == "jax" and deterministic:
         flag = "--xla_gpu_deterministic_ops=true"
         if flag not in os.environ.get("XLA_FLAGS", ""):
