@@ -160,7 +160,7 @@ def test_phases_inherit_train_keys_and_read_back_the_same(tmp_path):
 
 COLOUR_CONFIGS = [
     "cifar10_alexnet_lite", "cifar10_deep_cnn", "cifar10_airbench94",
-    "cifar10_airbench93", "catsdogs_convnet",
+    "cifar10_airbench93", "cifar10_airbench94_muon", "catsdogs_convnet",
     "catsdogs_convnet_aug", "catsdogs_best",
     # Exported and compared with its saved model below.
     pytest.param("catsdogs_vgg16_features", marks=pytest.mark.precision),
@@ -203,6 +203,8 @@ def test_shipped_colour_config_trains_on_tiny_data(name, tmp_path, vgg_weights, 
     if name.startswith("cifar10"):
         assert f"test <- {root / 'TEST'}" in result.output
         assert f"validation <- {cfg.data.validation_split:.0%} of train" in result.output
+    if name == "cifar10_airbench94_muon":  # the kernels' rate, then the SGD part's
+        assert "muon 0.24, other weights sgd 106, " in result.output
     if name == "catsdogs_vgg16_finetune":
         check_only_block5_trained(run_dir, vgg_weights, head=256, outputs=1)
     if name == "catsdogs_vgg16_features":

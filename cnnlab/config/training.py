@@ -109,6 +109,11 @@ class _Optimization(Schema):
     early_stopping: EarlyStoppingConfig | None = EarlyStoppingConfig()  # null: run every epoch
     reduce_lr_on_plateau: ReduceLrConfig | None = None
 
+    @property
+    def muon_keys(self) -> MuonConfig:
+        """The `muon` keys in force: as given, or MuonConfig's defaults."""
+        return self.muon or MuonConfig()
+
     @model_validator(mode="after")
     def _consistent(self):
         if self.momentum and self.optimizer == "adam":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from cnnlab.config import MuonConfig, PhaseConfig, TrainConfig
+from cnnlab.config import PhaseConfig, TrainConfig
 from cnnlab.utils.errors import CnnlabError
 
 
@@ -288,7 +288,7 @@ def make_optimizer(
     if cfg.optimizer in ("sgd", "muon"):
         options.update(momentum=cfg.momentum, nesterov=cfg.nesterov)
     if cfg.optimizer == "muon":
-        muon = cfg.muon or MuonConfig()
+        muon = cfg.muon_keys
         options.update(
             lr_multipliers=cfg.lr_multipliers, muon_scale=muon.learning_rate / cfg.learning_rate,
             muon_momentum=muon.momentum, ns_steps=muon.ns_steps,

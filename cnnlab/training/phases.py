@@ -182,9 +182,14 @@ def fit_phases(
             train_cfg, phase, checkpoint, inside, best_weights, per_epoch, start
         )
         checkpoint.begin_phase(index, phase, start, stateful, target=model)
+        rate = f"{phase.optimizer} {phase.learning_rate:g}"
+        if phase.optimizer == "muon":  # the kernels' own rate, then the others' (SGD)
+            rate = (
+                f"muon {phase.muon_keys.learning_rate:g}, other weights sgd {phase.learning_rate:g}"
+            )
         say(
-            f"{phase.name}: epochs {start + 1}-{start + phase.epochs}, {phase.optimizer} "
-            f"{phase.learning_rate:g}, {trainable_parameters(fit_model):,} trainable parameters"
+            f"{phase.name}: epochs {start + 1}-{start + phase.epochs}, {rate}, "
+            f"{trainable_parameters(fit_model):,} trainable parameters"
         )
         build_step_state(fit_model, x_train[:1], data.y_train[:1])
         fit_model.fit(
