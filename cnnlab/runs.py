@@ -7,6 +7,7 @@ Layout (all written by `cnnlab train`):
     classes.json      the class names, in the order of the model's outputs
     .resume/          the last complete epoch, for `cnnlab train --resume`
                       (cnnlab.training.resume_record)
+    .tmp/             temporary files of the libraries while training runs (deleted after)
     model.keras       the best model by the monitored metric
     last.keras        the model after the last epoch
     history.csv       per-epoch metrics and epoch_seconds (see cnnlab.training.callbacks)
@@ -40,6 +41,7 @@ ENVIRONMENT_FILE = "environment.json"
 STATE_FILE = "state.json"
 BAD_FILES = "bad_files.csv"
 CLASSES_FILE = "classes.json"
+TEMP_DIR = ".tmp"
 
 
 def new_run_dir(cfg: Config, now: datetime | None = None) -> Path:

@@ -122,8 +122,12 @@ def finish(procs) -> list[str]:
     finally:
         for proc in procs:
             proc.kill()
-    for proc, (stdout, stderr) in zip(procs, logs, strict=True):
-        assert proc.returncode == 0, stdout[-2000:] + stderr[-3000:]
+    failed = [
+        f"process {i} exit {proc.returncode}:\n{stdout[-2000:]}{stderr[-3000:]}"
+        for i, (proc, (stdout, stderr)) in enumerate(zip(procs, logs, strict=True))
+        if proc.returncode != 0
+    ]
+    assert not failed, "\n".join(failed)
     return [stdout for stdout, _ in logs]
 
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -183,6 +184,33 @@ def test_a_resumed_run_repeats_the_whole_run(tmp_path):
     weights = [load_model_file(d / LAST_MODEL).get_weights() for d in (resumed, whole)]
     for x, y in zip(*weights, strict=True):
         np.testing.assert_array_equal(x, y)
+
+
+def test_temporary_files_of_libraries_stay_in_the_run_directory(tmp_path):
+    """Keras saves each checkpoint through a `tmpXXXXXXXX` folder from `tempfile`: while a run
+    trains, such folders are made in its run directory's .tmp/, which a resume empties and
+    the end of the run deletes, so a run killed mid-save leaves nothing in the system's."""
+    import tempfile
+
+    import keras
+
+    from cnnlab.config import load_config
+    from cnnlab.training.trainer import train
+
+    made = []
+
+    class MakeTemporaryFolder(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            made.append(Path(tempfile.mkdtemp()))  # as keras.saving does
+
+    before = tempfile.gettempdir()
+    overrides = ["data.max_samples=200", "train.epochs=1", "train.verbose=0",
+                 f"output_dir={tmp_path}"]  # fmt: skip
+    run_dir = train(
+        load_config(CONFIGS / "mnist_mlp.yaml", overrides), callbacks=[MakeTemporaryFolder()]
+    )
+    assert [p.parent for p in made] == [run_dir / ".tmp"]
+    assert not (run_dir / ".tmp").exists() and tempfile.gettempdir() == before
 
 
 def test_rerunning_an_interrupted_config_offers_to_resume(tmp_path):

@@ -74,7 +74,7 @@ def train(
 ) -> None:
     """Train a model as CONFIG describes into a new run directory, or continue one (--resume)."""
     from cnnlab.config import load_config
-    from cnnlab.training.cluster import check_backend, cluster_from, join
+    from cnnlab.training.cluster import check_backend, cluster_from, join, leave
 
     if config is None and resume is None:
         raise CnnlabError("give a CONFIG file, or --resume RUN_DIR")
@@ -103,10 +103,11 @@ def train(
     join(cluster, connect_timeout)
     if configs:
         train_seeds(configs, cluster)
-        return
-    ask = (lambda q: typer.confirm(q, default=True)) if sys.stdin.isatty() else None
-    cfg, resume = start_or_resume(cfg, resume, ask, cluster)
-    run_training(cfg, resume, cluster=cluster)
+    else:
+        ask = (lambda q: typer.confirm(q, default=True)) if sys.stdin.isatty() else None
+        cfg, resume = start_or_resume(cfg, resume, ask, cluster)
+        run_training(cfg, resume, cluster=cluster)
+    leave(cluster)
 
 
 @app.command()

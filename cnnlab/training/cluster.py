@@ -20,6 +20,9 @@ ENV_ADDRESS = "KERAS_DISTRIBUTION_JOB_ADDRESSES"
 ENV_PROCESSES = "KERAS_DISTRIBUTION_NUM_PROCESSES"
 ENV_PROCESS_ID = "KERAS_DISTRIBUTION_PROCESS_ID"
 HELLO = b"cnnlab-process"
+# The connections of the meeting before JAX connects, kept open until the processes leave:
+# process 0 holds one per other process, the others one each (see `leave`).
+_met: list[socket.socket] = []
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,43 @@ def join(cluster: Cluster, timeout_s: float) -> None:
     )
 
 
+def leave(cluster: Cluster, timeout_s: float = 60) -> None:
+    """Disconnect from JAX's distributed runtime, every process in turn, after training.
+
+    Left to JAX's exit handler, process 0 could shut its coordination service down while
+    another process's client was still leaving, and abort (`Check failed: queue.Pop() ==
+    nullptr` in DistributedRuntimeService::Shutdown). Here every client leaves first (JAX's
+    shutdown barrier), each other process then closes its meeting connection, and process 0
+    shuts the service down once all of them are closed (or `timeout_s` has passed).
+    """
+    if cluster.processes == 1:
+        return
+    import jax
+    from jax._src import distributed
+
+    state = distributed.global_state
+    if not cluster.is_chief or state.service is None:
+        jax.distributed.shutdown()  # the client alone: the service is process 0's
+    else:
+        service, state.service = state.service, None
+        jax.distributed.shutdown()
+        _wait_closed(_met, time.monotonic() + timeout_s)
+        service.shutdown()
+    while _met:
+        _met.pop().close()
+
+
+def _wait_closed(peers: list[socket.socket], deadline: float) -> None:
+    """Until each peer has closed its end (read gives b""), or the deadline."""
+    for peer in peers:
+        try:
+            peer.settimeout(max(deadline - time.monotonic(), 0.01))
+            while peer.recv(64):
+                pass
+        except OSError:
+            pass
+
+
 def _gather(cluster: Cluster, deadline: float, timeout_s: float) -> None:
     """Process 0: wait at the coordinator port until every other process has said hello."""
     _, port = cluster.host_port
@@ -148,8 +188,8 @@ def _gather(cluster: Cluster, deadline: float, timeout_s: float) -> None:
             else:
                 peer.close()  # not one of this run's processes
     for peer in waiting.values():
-        with peer:
-            peer.sendall(b"go")
+        peer.sendall(b"go")
+        _met.append(peer)
 
 
 def _report(cluster: Cluster, deadline: float, timeout_s: float) -> None:
@@ -157,11 +197,13 @@ def _report(cluster: Cluster, deadline: float, timeout_s: float) -> None:
     hello = b"%s %d %d" % (HELLO, cluster.process_id, cluster.processes)
     while True:
         try:
-            with socket.create_connection(cluster.host_port, timeout=2) as conn:
-                conn.sendall(hello)
-                conn.settimeout(max(deadline - time.monotonic(), 1))
-                if conn.recv(8) == b"go":
-                    return
+            conn = socket.create_connection(cluster.host_port, timeout=2)
+            conn.sendall(hello)
+            conn.settimeout(max(deadline - time.monotonic(), 1))
+            if conn.recv(8) == b"go":
+                _met.append(conn)
+                return
+            conn.close()
         except OSError:
             pass
         if time.monotonic() >= deadline:

@@ -35,6 +35,7 @@ from cnnlab.utils.environment import (
     resolve_precision,
 )
 from cnnlab.utils.errors import CnnlabError, DataError
+from cnnlab.utils.scratch import temporary_files_in
 
 
 def train(
@@ -94,7 +95,11 @@ def _train_alongside(cfg: Config, resume: Path | None, cluster: Cluster) -> Path
     scratch = Path(tempfile.mkdtemp(prefix=f"cnnlab-process{cluster.process_id}-"))
     try:
         if resume is not None:
-            shutil.copytree(resume, scratch, dirs_exist_ok=True)
+            # Process 0 writes in its run directory meanwhile: not its temporary files.
+            shutil.copytree(
+                resume, scratch, dirs_exist_ok=True,
+                ignore=shutil.ignore_patterns(runs.TEMP_DIR, ".*.tmp*"),
+            )  # fmt: skip
         record = ResumeRecord.load(scratch) if resume is not None else None
         with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
             _run(cfg, scratch, record, (), cluster)
@@ -152,6 +157,13 @@ def start_or_resume(
 
 
 def _run(
+    cfg: Config, run_dir: Path, record: ResumeRecord | None, callbacks: tuple, cluster: Cluster
+) -> None:
+    with temporary_files_in(run_dir / runs.TEMP_DIR):
+        _run_in(cfg, run_dir, record, callbacks, cluster)
+
+
+def _run_in(
     cfg: Config, run_dir: Path, record: ResumeRecord | None, callbacks: tuple, cluster: Cluster
 ) -> None:
     keras.utils.set_random_seed(cfg.seed)
