@@ -1,7 +1,13 @@
-"""cnnlab: image-classification experiments with Keras, from one YAML file to a trained run."""
+"""cnnlab: image-classification experiments with Keras, from one YAML file to a trained run.
+
+The Python API (`cnnlab.train`, `cnnlab.Run`, `cnnlab.evaluate`, `cnnlab.predict`, ...) is
+loaded on first use: `import cnnlab` imports neither TensorFlow nor Keras.
+"""
 
 import os
 import platform
+
+from cnnlab.utils.errors import CnnlabError, ConfigError, DataError, RunDirError
 
 __version__ = "0.1.0"
 
@@ -12,7 +18,25 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # TensorFlow runs its CPU kernels through oneDNN by default on Linux only where the CPU has
 # AVX512-VNNI, AVX-VNNI, AVX512_BF16 or AMX; elsewhere (AVX2-only x86-64 CPUs) it uses Eigen's,
-# with which airbench94 trained at 0.6x the speed on a 2-core AVX2 EPYC (README, Speed).
+# with which airbench94 trained at 0.6x the speed on a 2-core AVX2 EPYC (bench/README.md).
 # TF_ENABLE_ONEDNN_OPTS=0 keeps Eigen's.
 if platform.machine().lower() in ("x86_64", "amd64"):
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+_API = ("Run", "load_run", "train", "evaluate", "predict", "compare", "check", "summary", "tune",
+        "lr_find", "explain", "export", "predict_csv", "serve")  # fmt: skip
+
+__all__ = ["CnnlabError", "ConfigError", "DataError", "RunDirError", "__version__", *_API]
+
+
+def __getattr__(name: str):
+    # The API on first use: its modules are light, but keep `import cnnlab` to the minimum.
+    if name in _API:
+        from cnnlab import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'cnnlab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -295,6 +295,18 @@ def _health_section(run_dir: Path, health: dict) -> str:
     return f"<ul>{lines}</ul>{_table(counts)}{picture}"
 
 
+def notebook_html(run_dir: Path) -> str:
+    """A run as a notebook shows it: its state, metrics, timings and learning curves."""
+    state = runs.read_state(run_dir)
+    metrics = json.loads(_read(run_dir / runs.METRICS_FILE) or "null")
+    sections = _metrics_sections(metrics)
+    if (run_dir / CURVES).is_file():
+        sections.append(("Learning curves", _image(run_dir / CURVES, "learning curves")))
+    reason = html.escape(": " + state["reason"]) if state.get("reason") else ""
+    body = "".join(f"<h5>{title}</h5>{content}" for title, content in sections)
+    return f"<p>{html.escape(str(run_dir))}: <b>{html.escape(state['state'])}</b>{reason}</p>{body}"
+
+
 def write_html_report(run_dir: Path) -> Path:
     """report.html: config, environment, model summary, metrics, timings and every plot."""
     import pandas as pd

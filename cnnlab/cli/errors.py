@@ -7,20 +7,8 @@ from collections.abc import Callable
 
 import typer
 
-from cnnlab.utils.console import echo
+from cnnlab.utils.console import debugging, echo
 from cnnlab.utils.errors import CnnlabError
-
-_debug = False  # --debug: tracebacks and TensorFlow's start-up notices are shown
-
-
-def set_debug(on: bool) -> None:
-    global _debug
-    _debug = on
-
-
-def debugging() -> bool:
-    """Whether --debug was given."""
-    return _debug
 
 
 def fail(message: str, code: int) -> None:
@@ -40,11 +28,11 @@ def user_errors(command: Callable) -> Callable:
         except KeyboardInterrupt:
             fail("interrupted", 130)
         except CnnlabError as e:
-            if _debug:
+            if debugging():
                 raise
             fail(str(e), e.exit_code)
         except Exception as e:
-            if _debug:
+            if debugging():
                 raise
             fail(f"{type(e).__name__}: {e} (run with --debug for the traceback)", 1)
 

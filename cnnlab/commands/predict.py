@@ -71,31 +71,34 @@ def check_output(out: Path, overwrite: bool) -> None:
 
 
 class Predictions(NamedTuple):
-    """What `cnnlab predict` made: the table written, where, and what was left out."""
+    """What `cnnlab predict` made: the table, where it was written, and what was left out."""
 
     frame: object  # pandas DataFrame: path, predicted, probability, one column per class
-    out: Path
+    out: Path | None
     skipped: list[tuple[str, str]]  # (path, reason) of files that could not be read
     ignored: int  # files in the folders given that are not images by their extension
 
 
 def predict_images(
-    run_dirs: list[str | Path], inputs: list[str], out: Path, overwrite: bool = False
+    run_dirs: list[str | Path],
+    inputs: list[str],
+    out: Path | None = None,
+    overwrite: bool = False,
 ) -> Predictions:
     """Classify image files with a run's best model, or the average of several runs'.
 
     Args:
         run_dirs: directories made by `cnnlab train`.
         inputs: image files, folders (searched recursively) and glob patterns.
-        out: the CSV to write: path, predicted class, its probability, one column per class.
+        out: the CSV to write (path, predicted class, its probability, one column per
+            class); None writes nothing.
         overwrite: replace an existing `out`.
 
     Each image is decoded as the run's training images were (size, colour mode, resampling,
     EXIF orientation) and predicted with the run's test-time augmentation.
     """
-    import pandas as pd
-
-    check_output(out, overwrite)
+    if out is not None:
+        check_output(out, overwrite)
     members = load_members(run_dirs)
     paths, ignored = collect_image_files(inputs)
     means, read, skipped = [], [], []
@@ -114,16 +117,60 @@ def predict_images(
         raise DataError(
             f"none of the {len(paths):,} image files could be read (first: {path}: {reason})"
         )
-    mean = np.concatenate(means)
-    names = members[0].class_names
-    frame = pd.DataFrame({"path": read, "predicted": [names[i] for i in mean.argmax(axis=1)]})
+    frame = prediction_frame(read, np.concatenate(means), members[0].class_names)
+    if out is not None:
+        with atomic_path(out) as tmp:
+            frame.to_csv(tmp, index=False)
+    return Predictions(frame, out, sorted(skipped), ignored)
+
+
+def predict_pictures(run_dirs: list[str | Path], pictures: list, names: list[str]):
+    """Class probabilities of images held in memory (PIL images or uint8 arrays), decoded as
+    `predict_images` decodes files: the table it makes, with `names` as the paths."""
+    import io
+
+    from PIL import Image
+
+    from cnnlab.data.images import Unusable, read_image
+
+    members = load_members(run_dirs)
+    encoded = []
+    for name, picture in zip(names, pictures, strict=True):
+        if isinstance(picture, np.ndarray):
+            if picture.dtype != np.uint8 or picture.ndim not in (2, 3):
+                raise DataError(
+                    f"{name}: an image array must be uint8 pixels of shape (height, width) or "
+                    f"(height, width, channels), not {picture.dtype} {picture.shape}"
+                )
+            squeezed = picture[..., 0] if picture.ndim == 3 and picture.shape[-1] == 1 else picture
+            picture = Image.fromarray(squeezed)
+        buffer = io.BytesIO()
+        picture.save(buffer, "PNG")  # lossless: decoded below as an uploaded file is
+        encoded.append(buffer.getvalue())
+    decoded = {}
+    for member in members:
+        key = decoding(member)
+        if key not in decoded:
+            try:
+                x = np.stack([read_image(data, key[0]) for data in encoded])
+            except Unusable as e:
+                raise DataError(f"an image cannot be used: {e}") from None
+            decoded[key] = adapt_images(x, member.cfg.data)
+    mean = np.mean(ensemble_probabilities(members, decoded), axis=0)
+    return prediction_frame(names, mean, members[0].class_names)
+
+
+def prediction_frame(paths: list[str], mean: np.ndarray, names: list[str]):
+    """The predictions table: path, predicted class, its probability, one column per class
+    (p_<name> where a class is named like one of the first three columns)."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"path": paths, "predicted": [names[i] for i in mean.argmax(axis=1)]})
     frame["probability"] = mean.max(axis=1).round(6)
     taken = set(frame.columns)
     for i, name in enumerate(names):
         frame[f"p_{name}" if name in taken else name] = mean[:, i].round(6)
-    with atomic_path(out) as tmp:
-        frame.to_csv(tmp, index=False)
-    return Predictions(frame, out, sorted(skipped), ignored)
+    return frame
 
 
 def _member_probabilities(

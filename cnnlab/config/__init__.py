@@ -10,7 +10,13 @@ config.models); DATA_SCHEMAS and MODEL_SCHEMAS list them by name.
 
 from cnnlab.config.data import DATA_SCHEMAS, ImageFormat, InputNeeds
 from cnnlab.config.experiment import BACKENDS, Config
-from cnnlab.config.loading import dump_config, flat_config, load_config, read_yaml_mapping
+from cnnlab.config.loading import (
+    dump_config,
+    flat_config,
+    load_config,
+    override_items,
+    read_yaml_mapping,
+)
 from cnnlab.config.models import MODEL_SCHEMAS, AugmentationConfig
 from cnnlab.config.tracking import MlflowConfig, TrackingConfig
 from cnnlab.config.training import PHASE_KEYS, MuonConfig, PhaseConfig, TrainConfig
@@ -20,5 +26,5 @@ __all__ = [
     "BACKENDS", "DATA_SCHEMAS", "MODEL_SCHEMAS", "PHASE_KEYS", "AugmentationConfig", "Config",
     "ConfigError", "ImageFormat", "InputNeeds", "MlflowConfig", "MuonConfig", "PhaseConfig",
     "TrackingConfig", "TrainConfig", "dump_config", "flat_config", "load_config",
-    "read_yaml_mapping",
+    "override_items", "read_yaml_mapping",
 ]  # fmt: skip

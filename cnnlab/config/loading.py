@@ -3,7 +3,10 @@ overrides, and validation whose errors name the file, line and key."""
 
 from __future__ import annotations
 
+import copy
+import json
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +97,18 @@ def _apply_override(data: dict, item: str, lines: dict[Key, str]) -> None:
     lines[tuple(parts)] = source
 
 
+def override_items(overrides: Mapping[str, Any] | Sequence[str] | None) -> list[str]:
+    """`key.path=value` strings, as `--set` takes them, from a mapping of keys to values (each
+    value written as JSON, which YAML reads back as the same value) or from such strings."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, str):
+        return [overrides]
+    if isinstance(overrides, Mapping):
+        return [f"{key}={json.dumps(value, default=str)}" for key, value in overrides.items()]
+    return [str(item) for item in overrides]
+
+
 def read_yaml_mapping(path: Path, what: str, example: str) -> tuple[dict, dict[Key, str]]:
     """A YAML file whose top level is a mapping, and where each key is defined ("file:line").
 
@@ -118,12 +133,15 @@ def read_yaml_mapping(path: Path, what: str, example: str) -> tuple[dict, dict[K
 
 
 def load_config(
-    path: str | Path, overrides: list[str] | tuple[str, ...] = (), need_data: bool = True
+    path: str | Path | Mapping[str, Any],
+    overrides: list[str] | tuple[str, ...] = (),
+    need_data: bool = True,
 ) -> Config:
     """Read, override and validate an experiment config.
 
     Args:
-        path: the YAML file.
+        path: the YAML file, or the config itself as a mapping (as the YAML would read; its
+            name defaults to "experiment").
         overrides: `key.path=value` strings; values are parsed as YAML.
         need_data: whether the data files it names must exist (False: only the shapes and
             classes the config states are used, as by `cnnlab summary`).
@@ -134,12 +152,18 @@ def load_config(
     Raises:
         ConfigError: one line per problem, each naming the file and line (or --set) and the key.
     """
-    path = Path(path)
-    source = str(path)
-    data, lines = read_yaml_mapping(path, "config", "data:, model:, train:")
+    lines: dict[Key, str]
+    if isinstance(path, Mapping):
+        source, lines = "config", {}
+        data = copy.deepcopy(dict(path))
+        data.setdefault("name", "experiment")
+    else:
+        path = Path(path)
+        source = str(path)
+        data, lines = read_yaml_mapping(path, "config", "data:, model:, train:")
+        data.setdefault("name", path.stem)
     for item in overrides:
         _apply_override(data, item, lines)
-    data.setdefault("name", path.stem)
     try:
         return Config.model_validate(data, context={"skip_file_checks": not need_data})
     except ValidationError as e:

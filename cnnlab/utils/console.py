@@ -15,6 +15,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 PREFIX = "cnnlab: "
+_debug = False  # --debug: tracebacks and TensorFlow's start-up notices are shown
+
+
+def set_debug(on: bool) -> None:
+    """Show tracebacks and the libraries' start-up notices (the CLI's --debug)."""
+    global _debug
+    _debug = on
+
+
+def debugging() -> bool:
+    """Whether set_debug(True) was called."""
+    return _debug
 
 
 def echo(text: str = "", err: bool = False) -> None:

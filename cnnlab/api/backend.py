@@ -1,23 +1,23 @@
-"""Starting the Keras backend for a command, and opening the finished runs a command reads
+"""Starting the Keras backend for the work at hand, and opening the finished runs it reads
 (their configs say which backend loads their models)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from cnnlab.cli.errors import debugging
-from cnnlab.utils.console import note
+from cnnlab.utils.console import debugging, note
 from cnnlab.utils.errors import CnnlabError
 
 
 def start_backend(backend: str, deterministic: bool = False) -> None:
-    """Load Keras on `backend` before a command's work; start-up notices only with --debug."""
+    """Load Keras on `backend` before the work that needs it; TensorFlow's start-up notices
+    only when debugging (--debug)."""
     from cnnlab.utils.environment import start_backend_quietly
 
     start_backend_quietly(backend, deterministic, quiet=not debugging())
 
 
-def open_runs(run_dirs: list[Path], backend: str | None = None) -> list:
+def open_runs(run_dirs: list[str | Path], backend: str | None = None) -> list:
     """The runs' configs, each checked before Keras loads (a wrong path fails at once, a run
     that did not complete is noted); then the backend that loads their models is started:
     `backend` (--backend), else the first run's.
@@ -34,7 +34,7 @@ def open_runs(run_dirs: list[Path], backend: str | None = None) -> list:
     return configs
 
 
-def open_finished_run(run_dir: Path):
+def open_finished_run(run_dir: str | Path):
     """The run's config; fail before Keras loads on a wrong path, say so when the run did not
     complete."""
     from cnnlab.runs import open_run, read_state
