@@ -149,7 +149,7 @@ def yaml_value(value: Any) -> str:
 
 
 def constraint_text(metadata: list[Any]) -> str:
-    """`in [0, 1)`, `≥ 1`, `non-empty` from annotated-types bounds."""
+    """`in [0, 1)`, `≥ 1`, `of at least 2`, `matching ...` from a type's constraints."""
     flat = []
     for m in metadata:
         flat += m.metadata if isinstance(m, FieldInfo) else [m]
@@ -259,20 +259,27 @@ def default_text(section: Section, name: str, field) -> str:
     return f"`{yaml_value(value)}`"
 
 
+def shown(text: str) -> str:
+    """`<` outside code spans escaped, so that `<name>` shows rather than passing for HTML."""
+    parts = text.split("`")
+    return "`".join(p if i % 2 else p.replace("<", "&lt;") for i, p in enumerate(parts))
+
+
 def cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|")
+    """Text for one table cell: one line, pipes escaped."""
+    return shown(" ".join(text.split()).replace("|", "\\|"))
 
 
-def first_paragraphs(schema: type[BaseModel]) -> str:
+def schema_doc(schema: type[BaseModel]) -> str:
     doc = schema.__doc__
     if not doc or schema.__doc__ == BaseModel.__doc__:
         return ""
-    return inspect.cleandoc(doc)
+    return shown(inspect.cleandoc(doc))
 
 
 def section_markdown(section: Section, anchors: dict[str, str]) -> list[str]:
     lines = [f"#### {section.heading} {{#{section.anchor}}}", ""]
-    doc = first_paragraphs(section.schema)
+    doc = schema_doc(section.schema)
     if doc:
         lines += [doc, ""]
     lines += ["| key | type | default | description |", "| --- | --- | --- | --- |"]
@@ -311,7 +318,7 @@ def config_reference() -> str:
             lines += [f"`{members[0].tag[0]}` picks one:", ""]
             lines += [f"| `{members[0].tag[0]}` | what it is |", "| --- | --- |"]
             for s in members:
-                summary = first_paragraphs(s.schema).split("\n\n")[0]
+                summary = schema_doc(s.schema).split("\n\n")[0]
                 lines.append(f"| [`{s.tag[1]}`](#{s.anchor}) | {cell(summary)} |")
             lines.append("")
         for s in sections:
@@ -322,10 +329,10 @@ def config_reference() -> str:
 # --- the command reference ----------------------------------------------------------------------
 
 
-def commands(group, context, path: str):
-    """(path, command, its context) for every command under `group`, depth first."""
-    for name in group.list_commands(context):
-        command = group.get_command(context, name)
+def commands(parent, context, path: str):
+    """(path, command, its context) for every command under `parent`, depth first."""
+    for name in parent.list_commands(context):
+        command = parent.get_command(context, name)
         if command is None or getattr(command, "hidden", False):
             continue
         sub = command.make_context(name, [], parent=context, resilient_parsing=True)
@@ -340,7 +347,7 @@ def options_table(command, context) -> list[str]:
         if getattr(param, "hidden", False):
             continue
         record = param.get_help_record(context) or (param.human_readable_name, "")
-        rows.append(f"| `{cell(record[0])}` | {cell(record[1])} |")
+        rows.append(f"| {cell(f'`{record[0]}`')} | {cell(record[1])} |")
     if not rows:
         return []
     return ["| argument or option | what it does |", "| --- | --- |", *rows, ""]
@@ -355,14 +362,14 @@ def command_reference() -> str:
 
     root = typer.main.get_command(app)
     context = root.make_context("cnnlab", [], resilient_parsing=True)
-    lines = ["## `cnnlab`", "", inspect.cleandoc(root.help or ""), ""]
+    lines = ["## `cnnlab`", "", shown(inspect.cleandoc(root.help or "")), ""]
     lines += ["```text", root.get_usage(context).removeprefix("Usage: "), "```", ""]
     lines += options_table(root, context)
     for path, command, sub in commands(root, context, "cnnlab"):
         anchor = path.replace(" ", "-")
         lines += [f"## `{path}` {{#{anchor}}}", ""]
         lines += ["```text", command.get_usage(sub).removeprefix("Usage: "), "```", ""]
-        lines += [inspect.cleandoc(command.help or ""), ""]
+        lines += [shown(inspect.cleandoc(command.help or "")), ""]
         lines += options_table(command, sub)
     return "\n".join(lines)
 
