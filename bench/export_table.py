@@ -1,6 +1,6 @@
-"""The README's export table from a run's export/export.json (written by `cnnlab export`).
+"""The export table of docs/inference.md from a run's export/export.json (`cnnlab export`).
 
-The README's figures came from: `cnnlab train configs/mnist_small_cnn.yaml --set
+Its figures came from: `cnnlab train configs/mnist_small_cnn.yaml --set
 train.epochs=3`, then `cnnlab export RUN_DIR --format F` for F in savedmodel, tflite, onnx,
 `tflite --quantize float16` and `tflite --quantize int8`, one after another on an otherwise idle
 machine, then `python bench/export_table.py RUN_DIR`.

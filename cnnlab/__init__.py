@@ -18,7 +18,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # TensorFlow runs its CPU kernels through oneDNN by default on Linux only where the CPU has
 # AVX512-VNNI, AVX-VNNI, AVX512_BF16 or AMX; elsewhere (AVX2-only x86-64 CPUs) it uses Eigen's,
-# with which airbench94 trained at 0.6x the speed on a 2-core AVX2 EPYC (bench/README.md).
+# which train these convnets slower (bench/cpu_kernels.py; its figures in docs/performance.md).
 # TF_ENABLE_ONEDNN_OPTS=0 keeps Eigen's.
 if platform.machine().lower() in ("x86_64", "amd64"):
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")

@@ -55,11 +55,11 @@ def recipe_accuracy(config: str, root: Path, out: Path, split: str) -> float:
         ("cifar10_alexnet_lite.yaml", "cifar10", 0.65, "test"),
         ("cifar10_deep_cnn.yaml", "cifar10", 0.85, "test"),
         # The airbench recipes hold out 10% of the training images, their only score here. On
-        # these JPEGs airbench's own airbench94 script scores 0.903 (mean of 3 seeds, README):
+        # these JPEGs airbench's own airbench94 script scores 0.903 (3 seeds, docs/index.md):
         # the target is to come within 0.5 points of it (airbench93: 0.890, one seed).
         ("cifar10_airbench94.yaml", "cifar10", 0.898, "val"),
         ("cifar10_airbench93.yaml", "cifar10", 0.885, "val"),
-        # airbench94_muon's method: 0.9056 here (seed 42, README), at least airbench94's.
+        # airbench94_muon's method: 0.9056 here (seed 42, docs/index.md), at least airbench94's.
         ("cifar10_airbench94_muon.yaml", "cifar10", 0.900, "val"),
         ("catsdogs_convnet.yaml", "cats_vs_dogs", 0.75, "test"),
         ("catsdogs_convnet_aug.yaml", "cats_vs_dogs", 0.84, "test"),

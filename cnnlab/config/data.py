@@ -53,12 +53,19 @@ DATA_SCHEMAS: dict[str, type[DataSchema]] = {}
 class DataSchema(Schema):
     """What every loader's schema answers: the images' shape and, when fixed, the classes."""
 
-    # shuffle: every training image once an epoch; balanced: an epoch of as many images drawn
-    # (with repeats) so that every class is equally likely, for imbalanced classes.
-    sampling: Literal["shuffle", "balanced"] = "shuffle"
-    # Images of one split that copy images of another (data health, at the start of train and
-    # in check): warn; error (stop before training); drop_from_test (train without them).
-    on_leak: Literal["warn", "error", "drop_from_test"] = "warn"
+    sampling: Literal["shuffle", "balanced"] = Field(
+        "shuffle",
+        description="How each epoch's training images are drawn. `shuffle`: every image once. "
+        "`balanced`: as many images, drawn with repeats so that every class is equally likely "
+        "(for imbalanced classes).",
+    )
+    on_leak: Literal["warn", "error", "drop_from_test"] = Field(
+        "warn",
+        description="What to do when data health (at the start of `train`, and in `check`) "
+        "finds images of one split that copy images of another: `warn`; `error` (stop before "
+        "training); `drop_from_test` (train and score without the test images that copy train "
+        "or validation ones).",
+    )
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs):
@@ -110,10 +117,24 @@ class ArrayData(DataSchema):
     evaluate and predict-csv.
     """
 
-    validation_split: Fraction = 0.1  # stratified, seeded by `seed`
-    max_samples: Count | None = None  # first N of train and test: quick runs
-    resize: Size | None = None  # [height, width], bilinear
-    to_rgb: bool = False  # repeat a single channel three times
+    validation_split: Fraction = Field(
+        0.1,
+        description="The fraction of the training images held out for validation: stratified, "
+        "seeded by `seed`.",
+    )
+    max_samples: Count | None = Field(
+        None, description="The first N training and test images only, for quick runs."
+    )
+    resize: Size | None = Field(
+        None,
+        description="`[height, width]`: every image resized to it (bilinear), e.g. for a model "
+        "that needs larger images than the data has (VGG16: at least 32x32).",
+    )
+    to_rgb: bool = Field(
+        False,
+        description="true: a single channel repeated three times, for models that need colour "
+        "images (VGG16).",
+    )
 
     @property
     def raw_shape(self) -> tuple[int, int, int]:
@@ -155,8 +176,13 @@ class MnistData(DefaultPath, ArrayData):
 
     DEFAULT_PATHS = (Path("data/mnist.npz"), BUNDLED_MNIST)
 
-    loader: Literal["mnist"]
-    path: FilePath | None = None
+    loader: Literal["mnist"] = Field(description="`mnist`: this loader.")
+    path: FilePath | None = Field(
+        None,
+        description="The .npz file; a path you give must exist. Default: `data/mnist.npz` in "
+        "the current folder, else the copy bundled with cnnlab (so the shipped configs run "
+        "from any folder), else downloaded by Keras.",
+    )
 
     @property
     def raw_shape(self) -> tuple[int, int, int]:
@@ -170,13 +196,26 @@ class MnistData(DefaultPath, ArrayData):
 class KaggleCsvData(ArrayData):
     """Kaggle Digit Recognizer CSVs: `label` plus one column per pixel, one image per row."""
 
-    loader: Literal["kaggle_csv"]
-    train: FilePath
-    validation: FilePath | None = None  # labelled; replaces validation_split when given
-    test: FilePath | None = None  # labelled → test metrics; unlabelled → a submission.csv
-    # (height, width, channels) of the images in the file: height*width*channels pixel columns
-    image_shape: Annotated[tuple[Count, Count, Literal[1, 3]], Field(strict=False)] = (28, 28, 1)
-    num_classes: Annotated[int, Field(ge=2)] = 10
+    loader: Literal["kaggle_csv"] = Field(description="`kaggle_csv`: this loader.")
+    train: FilePath = Field(
+        description="The training CSV: a `label` column and one column per pixel."
+    )
+    validation: FilePath | None = Field(
+        None, description="A labelled CSV as the validation set, instead of `validation_split`."
+    )
+    test: FilePath | None = Field(
+        None,
+        description="A test CSV. Labelled: test metrics. Unlabelled: `submission.csv` in the run "
+        "directory.",
+    )
+    image_shape: Annotated[tuple[Count, Count, Literal[1, 3]], Field(strict=False)] = Field(
+        (28, 28, 1),
+        description="`[height, width, channels]` of the images in the file, which has height x "
+        "width x channels pixel columns.",
+    )
+    num_classes: Annotated[int, Field(ge=2)] = Field(
+        10, description="How many classes: labels lie in 0 to num_classes - 1."
+    )
 
     @property
     def raw_shape(self) -> tuple[int, int, int]:
@@ -194,7 +233,14 @@ class _CifarData(DefaultPath, ArrayData):
     the data is downloaded with keras.datasets when neither is there.
     """
 
-    path: ExistingPath | None = None
+    path: ExistingPath | None = Field(
+        None,
+        description="The official python version's archive (`cifar-10-python.tar.gz`, "
+        "`cifar-100-python.tar.gz`) or its extracted folder (`cifar-10-batches-py/`, "
+        "`cifar-100-python/`). Default: that name under `data/`, else downloaded by Keras. "
+        "Nothing but the arrays those files hold is unpickled: any other object in a pickle "
+        "is refused before it is built.",
+    )
 
     @property
     def raw_shape(self) -> tuple[int, int, int]:
@@ -206,7 +252,7 @@ class Cifar10Data(_CifarData):
 
     DEFAULT_PATHS = (Path("data/cifar-10-python.tar.gz"), Path("data/cifar-10-batches-py"))
 
-    loader: Literal["cifar10"]
+    loader: Literal["cifar10"] = Field(description="`cifar10`: this loader.")
 
     @property
     def fixed_classes(self) -> int:
@@ -218,8 +264,10 @@ class Cifar100Data(_CifarData):
 
     DEFAULT_PATHS = (Path("data/cifar-100-python.tar.gz"), Path("data/cifar-100-python"))
 
-    loader: Literal["cifar100"]
-    label_mode: Literal["fine", "coarse"] = "fine"
+    loader: Literal["cifar100"] = Field(description="`cifar100`: this loader.")
+    label_mode: Literal["fine", "coarse"] = Field(
+        "fine", description="`fine`: the 100 classes; `coarse`: the 20 groups of them."
+    )
 
     @property
     def fixed_classes(self) -> int:
@@ -236,22 +284,40 @@ class ImageDirData(DataSchema):
     before training (and cached); see `on_bad_file`.
     """
 
-    loader: Literal["image_dir"]
-    root: ExistingDir
-    image_size: Size = (180, 180)  # [height, width] every image is resized to
-    color_mode: Literal["grayscale", "rgb", "rgba"] = "rgb"  # files are converted to it
-    interpolation: Literal["bilinear", "nearest", "bicubic", "lanczos", "box", "hamming"] = (
-        "bilinear"
+    loader: Literal["image_dir"] = Field(description="`image_dir`: this loader.")
+    root: ExistingDir = Field(
+        description="The folder of class folders, or of split folders holding class folders."
     )
-    # Split off train when there is no validation (or test) folder; seeded by `seed`. A test
-    # folder, when there is one, is the test set whatever test_split says.
-    validation_split: Fraction = 0.2
-    test_split: Annotated[float, Field(ge=0, lt=1)] = 0.0
-    # Files that cannot be used (empty, truncated, not an image, other extensions, files
-    # outside a class folder): `error` stops and lists them, `skip` trains without them. Both
-    # write the list to bad_files.csv in the run directory. Hidden and system files
-    # (.DS_Store, Thumbs.db, names starting with '.') are ignored.
-    on_bad_file: Literal["error", "skip"] = "error"
+    image_size: Size = Field(
+        (180, 180), description="`[height, width]` that every image is resized to."
+    )
+    color_mode: Literal["grayscale", "rgb", "rgba"] = Field(
+        "rgb",
+        description="The colour mode every file is converted to (grayscale, RGBA, CMYK and "
+        "palette files alike).",
+    )
+    interpolation: Literal["bilinear", "nearest", "bicubic", "lanczos", "box", "hamming"] = Field(
+        "bilinear", description="The resampling filter that resizes the images."
+    )
+    validation_split: Fraction = Field(
+        0.2,
+        description="The fraction of train held out for validation when there is no "
+        "validation folder; seeded by `seed`.",
+    )
+    test_split: Annotated[float, Field(ge=0, lt=1)] = Field(
+        0.0,
+        description="The fraction of train held out as the test set when there is no test "
+        "folder; seeded by `seed`. A test folder, when there is one, is the test set whatever "
+        "this says.",
+    )
+    on_bad_file: Literal["error", "skip"] = Field(
+        "error",
+        description="Files that cannot be used (empty, truncated, not an image, other "
+        "extensions, files outside a class folder): `error` stops with a one-line summary, "
+        "`skip` trains without them. Both write the list to `bad_files.csv` in the run "
+        "directory. Hidden and system files (.DS_Store, Thumbs.db, names starting with '.') "
+        "are ignored without a word.",
+    )
 
     @property
     def image_format(self) -> ImageFormat:

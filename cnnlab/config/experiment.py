@@ -33,18 +33,48 @@ def default_backend() -> str:
 
 
 class Config(Schema):
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] | None = None
-    seed: int = 42
-    deterministic: bool = False  # identical results for the same seed (slower on some ops)
-    # The Keras engine: tensorflow (the fastest on CPU for these models) or jax (GPUs, and
-    # training across processes and hosts with train.distribute: data_parallel). A saved
-    # .keras model is backend-neutral: a run scores the same under either.
-    backend: Annotated[Backend, Field(default_factory=default_backend, validate_default=True)]
-    output_dir: DirPath = Path("outputs")
-    data: DataConfig
-    model: ModelConfig
-    train: TrainConfig = TrainConfig()
-    tracking: TrackingConfig = TrackingConfig()
+    """The whole experiment: a few keys of its own, and the `data`, `model`, `train` and
+    `tracking` sections. Only `data.loader` and `model.builder` must be given."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] | None = Field(
+        None,
+        description="The run's name: its run directory is `<name>-<timestamp>` under "
+        "`output_dir`. Default: the config file's name.",
+    )
+    seed: int = Field(42, description="Seeds the weights, the shuffling and the validation split.")
+    deterministic: bool = Field(
+        False,
+        description="true: deterministic ops (TensorFlow's; on JAX GPUs XLA's deterministic "
+        "kernels), so the same seed repeats exactly; slower on some ops.",
+    )
+    backend: Annotated[
+        Backend,
+        Field(
+            default_factory=default_backend,
+            validate_default=True,
+            description="The Keras engine: `tensorflow` (the fastest on CPU for these models, "
+            "and the engine of `export`) or `jax` (GPUs, and training across processes and "
+            "hosts with `train.distribute: data_parallel`). Default: `$KERAS_BACKEND` if set, "
+            "else `tensorflow`. A saved `.keras` model is backend-neutral: a run scores the "
+            "same under either. `torch` is refused, with the reason.",
+        ),
+    ]
+    output_dir: DirPath = Field(
+        Path("outputs"),
+        description="The folder that run directories are made in (relative: from the "
+        "current folder).",
+    )
+    data: DataConfig = Field(description="The data loader and its keys: `data.loader` picks one.")
+    model: ModelConfig = Field(
+        description="The model builder and its keys: `model.builder` picks one."
+    )
+    train: TrainConfig = Field(
+        TrainConfig(), description="How the model is trained: optimizer, schedule, devices."
+    )
+    tracking: TrackingConfig = Field(
+        TrackingConfig(),
+        description="Where the run is logged besides its run directory (MLflow).",
+    )
 
     @field_validator("backend", mode="before")
     @classmethod

@@ -26,20 +26,37 @@ class AugmentationConfig(Schema):
     are. Each transform left at its default is not added.
     """
 
-    # alternating: airbench's horizontal flips, each image mirrored at random in the first
-    # epoch and then every other epoch relative to that (done by the training batches).
     flip: Literal["none", "horizontal", "vertical", "horizontal_and_vertical", "alternating"] = (
-        "none"
+        Field(
+            "none",
+            description="Random mirroring, as Keras' RandomFlip. `alternating`: airbench's "
+            "horizontal flips, each image mirrored at random (seeded) in the first epoch and "
+            "then mirrored or not in turn, so that every image is seen both ways every two "
+            "epochs (done by the training batches; nothing is added to the model).",
+        )
     )
-    rotation: Annotated[float, Field(ge=0, le=180)] = 0.0  # up to ± this many degrees
-    zoom: Dropout = 0.0  # up to ± this fraction of the size
-    translation: Dropout = 0.0  # up to ± this fraction of the height and width
-    # Whole-pixel shifts of up to ± this many pixels (airbench: 2), without resampling.
-    shift: Annotated[int, Field(ge=0, le=64)] = 0
-    contrast: Dropout = 0.0  # contrast scaled by a random factor in [1 - c, 1 + c]
-    # How pixels moved in from outside the image are filled: `constant` (black) suits digits on
-    # a black background, `reflect` photos.
-    fill_mode: Literal["reflect", "constant", "nearest", "wrap"] = "reflect"
+    rotation: Annotated[float, Field(ge=0, le=180)] = Field(
+        0.0, description="A random rotation of up to ± this many degrees."
+    )
+    zoom: Dropout = Field(0.0, description="A random zoom of up to ± this fraction of the size.")
+    translation: Dropout = Field(
+        0.0,
+        description="A random shift of up to ± this fraction of the height and width "
+        "(bilinear, by fractions of a pixel).",
+    )
+    shift: Annotated[int, Field(ge=0, le=64)] = Field(
+        0,
+        description="A random shift by whole pixels, up to ± this many down and across, "
+        "without resampling (airbench's random crops of a padded image; airbench: 2).",
+    )
+    contrast: Dropout = Field(
+        0.0, description="Contrast scaled by a random factor in [1 - c, 1 + c]."
+    )
+    fill_mode: Literal["reflect", "constant", "nearest", "wrap"] = Field(
+        "reflect",
+        description="How pixels moved in from outside the image are filled: `constant` "
+        "(black) suits digits on a black background, `reflect` photos.",
+    )
 
 
 # Each builder's schema by its `builder` name, filed as the class is defined (cnnlab.models
@@ -60,13 +77,20 @@ class ModelSchema(Schema):
     # Whether the model has pretrained layers that train.phases[*].unfreeze can unfreeze.
     PRETRAINED_BASE: ClassVar[bool] = False
 
-    augmentation: AugmentationConfig | None = None
-    # Test-time augmentation: horizontal_flip averages the class probabilities of each image
-    # and its mirror image wherever a run predicts (training's scores, evaluate, predict,
-    # predict-csv). Suits photos; not digits or text, which a mirror changes.
-    # flip_and_shift: airbench's six views, the mirror average of the image (weight 1/2) and
-    # of it shifted one pixel up-left and down-right (1/4 each, edges reflected).
-    tta: Literal["none", "horizontal_flip", "flip_and_shift"] = "none"
+    augmentation: AugmentationConfig | None = Field(
+        None,
+        description="Random transforms of the training images, inside the model; e.g. "
+        "`{rotation: 10, zoom: 0.1, translation: 0.1}`. null: none.",
+    )
+    tta: Literal["none", "horizontal_flip", "flip_and_shift"] = Field(
+        "none",
+        description="Test-time augmentation wherever the run predicts (the scores `train` "
+        "writes, `evaluate`, `predict`, `predict-csv`, `serve` and exported files). "
+        "`horizontal_flip`: the mean of the class probabilities of each image and its mirror "
+        "image. `flip_and_shift`: airbench's six views, that mirror average weighing 1/2 and "
+        "the same for the image shifted one pixel down-right and one up-left (edges "
+        "reflected) 1/4 each. Both suit photos, not digits or text (a mirrored 2 is no 2).",
+    )
 
     def check_training(self, train: TrainConfig) -> None:
         """Raise ValueError (naming the key) when `train` asks what this model cannot do."""
@@ -80,37 +104,55 @@ class ModelSchema(Schema):
 
 
 class MlpModel(ModelSchema):
-    """Fully connected layers on the flattened image (784-512-512-10 on MNIST)."""
+    """Fully connected layers on the flattened image (784-512-512-10 on MNIST).
 
-    builder: Literal["mlp"]
-    units: PositiveInts = [512, 512]
-    activation: Activation = "relu"
-    dropout: Dropout = 0.0  # after each hidden layer
+    Parameters: 669,706 on MNIST.
+    """
+
+    builder: Literal["mlp"] = Field(description="`mlp`: this builder.")
+    units: PositiveInts = Field([512, 512], description="The hidden layers' widths.")
+    activation: Activation = Field("relu", description="The hidden layers' activation.")
+    dropout: Dropout = Field(0.0, description="Dropout after each hidden layer.")
 
 
 class SmallCnnModel(ModelSchema):
-    """Chollet's MNIST convnet: 3x3 convs with 2x2 max pooling between them, one dense layer."""
+    """Chollet's MNIST convnet: 3x3 convs with 2x2 max pooling between them, one dense layer.
 
-    builder: Literal["small_cnn"]
-    filters: PositiveInts = [32, 64, 128]
-    dropout: Dropout = 0.0  # before the output layer
+    conv32-pool-conv64-pool-conv128-flatten-dense. Parameters: 104,202 on MNIST.
+    """
+
+    builder: Literal["small_cnn"] = Field(description="`small_cnn`: this builder.")
+    filters: PositiveInts = Field(
+        [32, 64, 128], description="One 3x3 convolution per entry, with its filter count."
+    )
+    dropout: Dropout = Field(0.0, description="Dropout before the output layer.")
 
 
 class DeepCnnModel(ModelSchema):
-    """The Kaggle deep CNN: blocks of two 3x3 'same' convs and max pooling, then dense layers."""
+    """The Kaggle deep CNN: blocks of two 3x3 'same' convs and max pooling, then dense layers.
 
-    builder: Literal["deep_cnn"]
-    filters: PositiveInts = [32, 64]  # one block per entry
-    dense_units: PositiveInts = [256, 256]
-    conv_dropout: Dropout = 0.25  # after every block but the last
-    dropout: Dropout = 0.5  # before the output layer
+    Parameters: 936,426 on MNIST.
+    """
+
+    builder: Literal["deep_cnn"] = Field(description="`deep_cnn`: this builder.")
+    filters: PositiveInts = Field(
+        [32, 64], description="One block per entry, with its convolutions' filter count."
+    )
+    dense_units: PositiveInts = Field(
+        [256, 256], description="The dense layers' widths, after the blocks."
+    )
+    conv_dropout: Dropout = Field(0.25, description="Dropout after every block but the last.")
+    dropout: Dropout = Field(0.5, description="Dropout before the output layer.")
 
 
 class Lenet5Model(ModelSchema):
-    """LeCun's LeNet-5: conv6-avgpool-conv16-avgpool-120-84 with tanh."""
+    """LeCun's LeNet-5: conv6-avgpool-conv16-avgpool-120-84 with tanh.
 
-    builder: Literal["lenet5"]
-    activation: Activation = "tanh"
+    Parameters: 61,706 on MNIST.
+    """
+
+    builder: Literal["lenet5"] = Field(description="`lenet5`: this builder.")
+    activation: Activation = Field("tanh", description="Every hidden layer's activation.")
 
 
 class StridedCnnModel(ModelSchema):
@@ -118,27 +160,37 @@ class StridedCnnModel(ModelSchema):
 
     Downsampling is a stride-2 5x5 convolution instead of pooling; dropout after each block; a
     4x4-kernel convolution to `head_filters` features before the classifier (flattened).
+    Parameters: 327,242 on MNIST.
     """
 
-    builder: Literal["strided_cnn"]
-    filters: PositiveInts = [32, 64]  # one block per entry
-    head_filters: Count = 128
-    dropout: Dropout = 0.4  # after each block and before the classifier
+    builder: Literal["strided_cnn"] = Field(description="`strided_cnn`: this builder.")
+    filters: PositiveInts = Field(
+        [32, 64], description="One block per entry, with its convolutions' filter count."
+    )
+    head_filters: Count = Field(
+        128, description="The filters of the 4x4 convolution before the classifier."
+    )
+    dropout: Dropout = Field(0.4, description="Dropout after each block and before the classifier.")
 
 
 class AlexnetLiteModel(ModelSchema):
     """A small AlexNet for 32x32 colour images: 3 conv + 2 dense layers, max pooling.
 
     Per block: a conv (5x5, 5x5, 3x3 by default) with 'same' padding, ReLU and overlapping 3x3
-    max pooling of stride 2; then dense layers with dropout.
+    max pooling of stride 2; then dense layers with dropout. Parameters: 1,465,930 on
+    CIFAR-10.
     """
 
-    builder: Literal["alexnet_lite"]
-    filters: PositiveInts = [64, 128, 256]
-    kernel_sizes: PositiveInts = [5, 5, 3]  # one per entry of filters
-    dense_units: PositiveInts = [384, 192]
-    dropout: Dropout = 0.5  # after each dense layer
-    batch_norm: bool = False  # BatchNormalization after each conv
+    builder: Literal["alexnet_lite"] = Field(description="`alexnet_lite`: this builder.")
+    filters: PositiveInts = Field(
+        [64, 128, 256], description="One block per entry, with its convolution's filter count."
+    )
+    kernel_sizes: PositiveInts = Field(
+        [5, 5, 3], description="Each block's convolution kernel size: one per entry of filters."
+    )
+    dense_units: PositiveInts = Field([384, 192], description="The dense layers' widths.")
+    dropout: Dropout = Field(0.5, description="Dropout after each dense layer.")
+    batch_norm: bool = Field(False, description="true: BatchNormalization after each conv.")
 
     @model_validator(mode="after")
     def _kernel_per_filter(self) -> AlexnetLiteModel:
@@ -151,37 +203,68 @@ class AlexnetLiteModel(ModelSchema):
 
 
 class ConvnetModel(ModelSchema):
-    """Chollet's cats-vs-dogs convnet: 3x3 conv + 2x2 max pooling per entry of `filters`."""
+    """Chollet's cats-vs-dogs convnet: 3x3 conv + 2x2 max pooling per entry of `filters`.
 
-    builder: Literal["convnet"]
-    filters: PositiveInts = [32, 64, 128, 256, 256]  # the last conv has no pooling after it
-    dense_units: list[Count] = []  # hidden dense layers before the output
-    dropout: Dropout = 0.0  # before the dense layers (0.5 in the augmented recipe)
+    Needs images of at least 78x78. Parameters: 991,041 on 180x180x3 with 2 classes.
+    """
+
+    builder: Literal["convnet"] = Field(description="`convnet`: this builder.")
+    filters: PositiveInts = Field(
+        [32, 64, 128, 256, 256],
+        description="One 3x3 convolution per entry, with 2x2 max pooling between them (none "
+        "after the last).",
+    )
+    dense_units: list[Count] = Field(
+        [], description="Hidden dense layers' widths, before the output."
+    )
+    dropout: Dropout = Field(
+        0.0, description="Dropout before the dense layers (0.5 in the augmented recipe)."
+    )
 
 
 class AirbenchModel(ModelSchema):
     """Keller Jordan's airbench CIFAR-10 net: a 2x2 conv, then per block conv3x3, max pooling,
-    BatchNorm and GELU, conv3x3, BatchNorm and GELU; global max pooling and the classifier."""
+    BatchNorm and GELU, conv3x3, BatchNorm and GELU; global max pooling and the classifier.
 
-    builder: Literal["airbench"]
-    # The first layer, a 2x2 convolution on the pixels. conv: trained, `stem_filters` of them;
-    # whitening: airbench's frozen patch-whitening filters (2 x 2 x 2 x channels of them),
-    # computed from the training images before fit, with a trained bias.
-    stem: Literal["conv", "whitening"] = "conv"
-    stem_filters: Count = 24  # stem: conv only
-    filters: PositiveInts = [64, 256, 256]  # one block per entry
-    # BatchNorm's moving-average momentum: lower than Keras' 0.99 so that the statistics used
-    # for validation keep up with weights that change fast in short schedules.
-    bn_momentum: Annotated[float, Field(gt=0, lt=1)] = 0.9
-    bn_scale: bool = True  # false: BatchNorm learns a shift only (airbench)
-    # The pooled features are multiplied by this before the classifier (airbench: 1/9), which
-    # scales the logits and so how fast the classifier's weights move them.
-    head_scale: Annotated[float, Field(gt=0)] = 1.0
-    head_bias: bool = True  # false: the classifier has weights only (airbench94_muon's head)
-    # How the 3x3 convolutions start. glorot: Keras' default. dirac: airbench's (PyTorch's
-    # uniform init, the first in-channels filters set to pass their channel through), so each
-    # block starts near the identity.
-    conv_init: Literal["glorot", "dirac"] = "glorot"
+    Its BatchNorm and GELU train through fused kernels on TensorFlow (cnnlab's own layers), so
+    its saved model loads where cnnlab is installed. Parameters: 1,975,106 on CIFAR-10
+    (1,973,954 with `stem: whitening` and `bn_scale: false`).
+    """
+
+    builder: Literal["airbench"] = Field(description="`airbench`: this builder.")
+    stem: Literal["conv", "whitening"] = Field(
+        "conv",
+        description="The first layer, a 2x2 convolution on the pixels. `conv`: trained, "
+        "`stem_filters` of them. `whitening`: airbench's frozen patch-whitening filters "
+        "(2 x 2 x 2 x channels of them), set from 5,000 training images before fit, with a "
+        "trained bias.",
+    )
+    stem_filters: Count = Field(24, description="The stem's filters (`stem: conv` only).")
+    filters: PositiveInts = Field(
+        [64, 256, 256], description="One block per entry, with its convolutions' filter count."
+    )
+    bn_momentum: Annotated[float, Field(gt=0, lt=1)] = Field(
+        0.9,
+        description="BatchNorm's moving-average momentum: lower than Keras' 0.99 so that the "
+        "statistics used for validation keep up with weights that change fast in short "
+        "schedules.",
+    )
+    bn_scale: bool = Field(True, description="false: BatchNorm learns a shift only (airbench).")
+    head_scale: Annotated[float, Field(gt=0)] = Field(
+        1.0,
+        description="The pooled features are multiplied by this before the classifier "
+        "(airbench: 1/9), which scales the logits and so how fast the classifier's weights "
+        "move them.",
+    )
+    head_bias: bool = Field(
+        True, description="false: the classifier has weights only (airbench94_muon's head)."
+    )
+    conv_init: Literal["glorot", "dirac"] = Field(
+        "glorot",
+        description="How the 3x3 convolutions start. `glorot`: Keras' default. `dirac`: "
+        "airbench's (PyTorch's uniform init, the first in-channels filters set to pass their "
+        "channel through), so that each block starts near the identity.",
+    )
 
 
 class Vgg16Model(ModelSchema):
@@ -189,22 +272,32 @@ class Vgg16Model(ModelSchema):
 
     The base computes with VGG16's own preprocessing, inside the model, and in inference mode.
     It starts frozen; `train.phases[*].unfreeze` makes its top layers trainable for fine-tuning.
+    Parameters: 16,812,353 on 150x150x3 with 2 classes.
     """
 
     # The smallest image an ImageNet base takes (five 2x2 poolings), and its channels.
     INPUT_NEEDS = InputNeeds(min_size=32, channels=3)
     PRETRAINED_BASE = True
 
-    builder: Literal["vgg16"]
-    # imagenet: Keras downloads them once (~58 MB) into ~/.keras/models; none: random; or the
-    # path of a weights file (vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5).
-    weights: Literal["imagenet", "none"] | FilePath = "imagenet"
-    pooling: Literal["flatten", "avg", "max"] = "flatten"  # base output to a vector
-    dense_units: list[Count] = [256]
-    dropout: Dropout = 0.5  # before the output layer
-    # Run the frozen base once over the data and train the head on the stored features: far
-    # faster on a CPU. Needs a base frozen in every phase and no augmentation.
-    cache_features: bool = False
+    builder: Literal["vgg16"] = Field(description="`vgg16`: this builder.")
+    weights: Literal["imagenet", "none"] | FilePath = Field(
+        "imagenet",
+        description="The base's weights. `imagenet`: Keras downloads them once (~58 MB) into "
+        "`~/.keras/models`. `none`: random. Or the path of a weights file "
+        "(`vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5`).",
+    )
+    pooling: Literal["flatten", "avg", "max"] = Field(
+        "flatten", description="How the base's output becomes a vector."
+    )
+    dense_units: list[Count] = Field([256], description="The head's hidden dense layers.")
+    dropout: Dropout = Field(0.5, description="Dropout before the output layer.")
+    cache_features: bool = Field(
+        False,
+        description="true: run the frozen base once over the training and validation images "
+        "and fit only the head on the stored features: many times faster on a CPU. Needs a "
+        "base frozen in every phase and no augmentation. The saved model still takes raw "
+        "images.",
+    )
 
     def check_training(self, train: TrainConfig) -> None:
         super().check_training(train)

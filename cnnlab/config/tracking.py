@@ -7,7 +7,7 @@ import importlib.util
 import re
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from cnnlab.config.base import Schema
 
@@ -17,10 +17,16 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(//|$)|^databricks")
 
 
 class MlflowConfig(Schema):
-    # A tracking server (http://host:5000), a database URL, or a local folder: cnnlab keeps a
-    # SQLite store (mlflow.db) and the logged files (artifacts/) in it.
-    uri: str
-    experiment: str | None = None  # default: the config's name
+    """Log the run to MLflow: parameters, per-epoch metrics, scores, tags and files."""
+
+    uri: str = Field(
+        description="A tracking server (`http://host:5000`), a database URL, or a local "
+        "folder: cnnlab keeps a SQLite store (`mlflow.db`) and the logged files "
+        "(`artifacts/`) in it."
+    )
+    experiment: str | None = Field(
+        None, description="The MLflow experiment. Default: the config's name."
+    )
 
     @field_validator("uri")
     @classmethod
@@ -35,7 +41,11 @@ class MlflowConfig(Schema):
 
 
 class TrackingConfig(Schema):
-    mlflow: MlflowConfig | None = None
+    """Where a run is logged besides its run directory."""
+
+    mlflow: MlflowConfig | None = Field(
+        None, description="MLflow tracking (`pip install 'cnnlab[mlflow]'`); null: none."
+    )
 
 
 def is_folder(uri: str) -> bool:

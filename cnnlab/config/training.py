@@ -18,16 +18,22 @@ def maximizes(monitor: str) -> bool:
 
 
 class EarlyStoppingConfig(Schema):
-    patience: Count = 5
-    min_delta: Annotated[float, Field(ge=0)] = 0.0
+    """Stop when the monitored value (`monitor`) has not improved for `patience` epochs."""
+
+    patience: Count = Field(5, description="Epochs without improvement before training stops.")
+    min_delta: Annotated[float, Field(ge=0)] = Field(
+        0.0, description="The smallest change of the monitored value that counts as improvement."
+    )
 
 
 class ReduceLrConfig(Schema):
     """Keras ReduceLROnPlateau on the monitored metric."""
 
-    factor: Fraction = 0.5
-    patience: Count = 2
-    min_lr: Annotated[float, Field(ge=0)] = 1e-6
+    factor: Fraction = Field(0.5, description="The learning rate is multiplied by this.")
+    patience: Count = Field(2, description="Epochs without improvement before it is.")
+    min_lr: Annotated[float, Field(ge=0)] = Field(
+        1e-6, description="The rate is never reduced below this."
+    )
 
 
 VariableName = Annotated[str, Field(pattern=r"^\w+$")]
@@ -60,12 +66,18 @@ class EmaConfig(Schema):
     every `overwrite_every` steps: with a few steps between copies it works as Lookahead does,
     pulling the weights back towards their recent average."""
 
-    momentum: Annotated[float, Field(gt=0, lt=1)] = 0.9
-    overwrite_every: Count = 5
-    # true: airbench's Lookahead schedule, the momentum rising from 0 at the phase's first step
-    # to `momentum` at its last, so that the weight kept of the average per copy grows as the
-    # cube of the progress (little averaging early, a lot at the end).
-    rise: bool = False
+    momentum: Annotated[float, Field(gt=0, lt=1)] = Field(
+        0.9, description="The average's momentum (its final momentum with `rise`)."
+    )
+    overwrite_every: Count = Field(
+        5, description="The average is copied into the model every this many steps."
+    )
+    rise: bool = Field(
+        False,
+        description="true: airbench's Lookahead schedule, the momentum rising from 0 at the "
+        "phase's first step to `momentum` at its last, so that the weight kept of the average "
+        "per copy grows as the cube of the progress (little averaging early, a lot at the end).",
+    )
 
 
 class MuonConfig(Schema):
@@ -73,41 +85,89 @@ class MuonConfig(Schema):
     of their gradients, each orthogonalised by `ns_steps` Newton-Schulz iterations, and each
     kernel is rescaled to the norm sqrt(filters) before its step (airbench94_muon's rule)."""
 
-    # The kernels' rate; it follows train's schedule (the same warmup, decay and time budget).
-    learning_rate: Annotated[float, Field(gt=0)] = 0.02
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.95
-    ns_steps: Annotated[int, Field(ge=1, le=10)] = 5
+    learning_rate: Annotated[float, Field(gt=0)] = Field(
+        0.02,
+        description="The kernels' learning rate, times the schedule's factor: the same warmup, "
+        "decay and time budget as the rest.",
+    )
+    momentum: Annotated[float, Field(ge=0, lt=1)] = Field(
+        0.95, description="The Nesterov momentum of the kernels' gradients."
+    )
+    ns_steps: Annotated[int, Field(ge=1, le=10)] = Field(
+        5, description="Newton-Schulz iterations that orthogonalise each kernel's step."
+    )
 
 
 class _Optimization(Schema):
     """The keys a training phase may set for itself."""
 
-    epochs: Count = 10
-    # muon: the convolution kernels by Muon (`muon` keys), every other variable by SGD with
-    # `learning_rate`, `momentum`, `nesterov`, `weight_decay` and `lr_multipliers`.
-    optimizer: Literal["adam", "rmsprop", "sgd", "muon"] = "adam"
-    learning_rate: Annotated[float, Field(gt=0)] = 1e-3
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0  # sgd, muon and rmsprop only
-    nesterov: bool = False  # sgd or muon with momentum only
-    muon: MuonConfig | None = None  # optimizer: muon only; null: MuonConfig's defaults
-    # Decoupled weight decay (Keras' `weight_decay`): each step every weight shrinks by
-    # learning_rate x weight_decay of itself, apart from the gradient step.
-    weight_decay: Annotated[float, Field(ge=0)] = 0.0
-    # The learning rate of the variables of a name, multiplied: e.g. {beta: 64} trains
-    # BatchNorm's shifts 64 times as fast (their weight decay is not multiplied). Names are
-    # Keras' variable names: kernel, bias, beta, gamma, ...
-    lr_multipliers: dict[
-        Annotated[str, Field(pattern=r"^\w+$")], Annotated[float, Field(gt=0)]
-    ] = {}
-    # cosine: decay to lr_end x learning_rate over the phase's steps along a half cosine;
-    # linear: in a straight line (airbench's schedule). Either may start with a warmup.
-    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
-    warmup: Annotated[float, Field(ge=0, lt=1)] = 0.0  # the fraction of the steps spent rising
-    warmup_from: Annotated[float, Field(ge=0, le=1)] = 0.0  # x learning_rate at the first step
-    lr_end: Annotated[float, Field(ge=0, le=1)] = 0.0  # x learning_rate at the last step
-    ema: EmaConfig | None = None
-    early_stopping: EarlyStoppingConfig | None = EarlyStoppingConfig()  # null: run every epoch
-    reduce_lr_on_plateau: ReduceLrConfig | None = None
+    epochs: Count = Field(
+        10, description="Epochs to train (the most, with early stopping or `time_budget`)."
+    )
+    optimizer: Literal["adam", "rmsprop", "sgd", "muon"] = Field(
+        "adam",
+        description="`muon`: the convolution kernels by Muon (the `muon` keys), every other "
+        "variable by SGD with `learning_rate`, `momentum`, `nesterov`, `weight_decay` and "
+        "`lr_multipliers`.",
+    )
+    learning_rate: Annotated[float, Field(gt=0)] = Field(
+        1e-3, description="The learning rate (the peak of a schedule)."
+    )
+    momentum: Annotated[float, Field(ge=0, lt=1)] = Field(
+        0.0, description="Momentum: `sgd`, `muon` (its SGD part) and `rmsprop` only."
+    )
+    nesterov: bool = Field(
+        False, description="true: Nesterov momentum (`sgd` or `muon` with momentum only)."
+    )
+    muon: MuonConfig | None = Field(
+        None,
+        description="Muon's keys (`optimizer: muon` only), e.g. `{learning_rate: 0.02, "
+        "momentum: 0.95, ns_steps: 5}`; null: their defaults.",
+    )
+    weight_decay: Annotated[float, Field(ge=0)] = Field(
+        0.0,
+        description="Decoupled weight decay (Keras' `weight_decay`): each step every weight "
+        "shrinks by learning_rate x weight_decay of itself, apart from the gradient step.",
+    )
+    lr_multipliers: dict[Annotated[str, Field(pattern=r"^\w+$")], Annotated[float, Field(gt=0)]] = (
+        Field(
+            {},
+            description="The learning rate of the variables of a name, multiplied: e.g. "
+            "`{beta: 64}` trains BatchNorm's shifts 64 times as fast (their weight decay is not "
+            "multiplied). Names are Keras' variable names: kernel, bias, beta, gamma, ...",
+        )
+    )
+    lr_schedule: Literal["constant", "cosine", "linear"] = Field(
+        "constant",
+        description="`cosine`: decay from `learning_rate` to `lr_end` x `learning_rate` over "
+        "the phase's steps along a half cosine; `linear`: in a straight line (airbench's "
+        "schedule). Either may start with a warmup.",
+    )
+    warmup: Annotated[float, Field(ge=0, lt=1)] = Field(
+        0.0,
+        description="With a schedule: the fraction of the steps spent rising from "
+        "`warmup_from` x `learning_rate`.",
+    )
+    warmup_from: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.0, description="With a schedule: the rate at the first step, times `learning_rate`."
+    )
+    lr_end: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.0, description="With a schedule: the rate at the last step, times `learning_rate`."
+    )
+    ema: EmaConfig | None = Field(
+        None,
+        description="A moving average of the weights copied into the model every few steps, "
+        "e.g. `{momentum: 0.9, overwrite_every: 5, rise: false}`; null: none.",
+    )
+    early_stopping: EarlyStoppingConfig | None = Field(
+        EarlyStoppingConfig(),
+        description="Stop when the monitored value stops improving; null: train every epoch.",
+    )
+    reduce_lr_on_plateau: ReduceLrConfig | None = Field(
+        None,
+        description="Lower the rate when the monitored value stops improving, e.g. "
+        "`{factor: 0.5, patience: 2, min_lr: 1e-6}`; `lr_schedule: constant` only.",
+    )
 
     @property
     def muon_keys(self) -> MuonConfig:
@@ -147,52 +207,98 @@ class PhaseConfig(_Optimization):
     checkpoints span all phases.
     """
 
-    name: str | None = None  # default phase<N>
-    # Layers of a pretrained base (vgg16) that train in this phase, counted from its top: 0
-    # keeps it frozen, 4 is Chollet's block5 fine-tuning, all unfreezes every layer.
-    unfreeze: Annotated[int, Field(ge=0)] | Literal["all"] = 0
+    name: str | None = Field(
+        None, description="The phase's name in the history and metrics. Default: `phase<N>`."
+    )
+    unfreeze: Annotated[int, Field(ge=0)] | Literal["all"] = Field(
+        0,
+        description="Layers of a pretrained base (`vgg16`) that train in this phase, counted "
+        "from its top: 0 keeps it frozen, 4 is VGG16's block5 (Chollet's fine-tuning), `all` "
+        "unfreezes every layer.",
+    )
 
 
 class TrainConfig(_Optimization):
-    batch_size: Count = 128
-    monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
-    # Train against targets of 1 - s + s/K for the true class and s/K for the others (K
-    # classes): a less confident, often better calibrated and more accurate model. 0: off.
-    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
-    # Training in stages, e.g. a frozen base then fine-tuning; without it, one phase made of
-    # the keys above.
-    phases: Annotated[list[PhaseConfig], Field(min_length=1)] | None = None
-    # Keras dtype policy. auto: mixed_bfloat16 on GPUs of compute capability 8.0 or more and
-    # (on TensorFlow) on CPUs with AVX512_BF16 or AMX, mixed_float16 on older GPUs (7.x),
-    # float32 otherwise. The output layer always computes in float32.
-    precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = "auto"
-    # XLA compilation of the training step. auto: Keras' choice, on for GPUs, off on CPU-only
-    # machines (where it is several times slower).
-    jit_compile: Literal["auto"] | bool = "auto"
-    # Several devices. mirrored: TensorFlow's MirroredStrategy over all GPUs (or logical CPU
-    # devices). data_parallel: keras.distribution.DataParallel on JAX over all local devices,
-    # and over all processes when cnnlab runs as several (--num-processes). auto: data_parallel
-    # on JAX with several devices or processes, mirrored on TensorFlow with two GPUs or more,
-    # else one device. The batch_size is global (split across replicas and processes); the
-    # learning rate is not rescaled.
-    distribute: Literal["auto", "none", "mirrored", "data_parallel"] = "auto"
-    # Batches run per call into the compiled step; more cuts per-step Python overhead.
-    steps_per_execution: Count = 1
-    # Keras' fit output: 1 the progress bar, 2 one line per epoch, 0 nothing; auto: the bar in
-    # a terminal, one line per epoch when output goes to a file (CI, nohup, Slurm).
-    verbose: Literal["auto", 0, 1, 2] = "auto"
-    tensorboard: bool = False  # write TensorBoard logs to <run dir>/tensorboard
-    # The time fitting may take, validation and checkpoints included (20m, 1h30m, or seconds):
-    # after each epoch the run plans how many epochs fit (at most `epochs`) from the measured
-    # speed, and the learning-rate schedule and the rising average are fitted to those steps.
-    time_budget: Annotated[float, BeforeValidator(duration_seconds), Field(gt=0)] | None = None
-    # Weigh each training image's loss by its class: balanced (n / (classes x n_class), as
-    # scikit-learn's) or {class name: weight} (classes left out weigh 1). null: all alike.
+    """How the model is trained. The keys a phase may set for itself (see `train.phases`) are
+    the defaults of every phase."""
+
+    batch_size: Count = Field(
+        128,
+        description="Images a step: the global batch, split across replicas and processes "
+        "when several devices train.",
+    )
+    monitor: Literal["val_loss", "val_accuracy"] = Field(
+        "val_loss",
+        description="The value that picks the best epoch (`model.keras`) and drives early "
+        "stopping, the plateau and tuning.",
+    )
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = Field(
+        0.0,
+        description="Train against targets of 1 - s + s/K for the true class and s/K for each "
+        "of the K - 1 others (for one sigmoid unit, Keras' binary smoothing): a less "
+        "confident, often better calibrated and more accurate model. 0: off.",
+    )
+    phases: Annotated[list[PhaseConfig], Field(min_length=1)] | None = Field(
+        None,
+        description="Training in stages, e.g. a frozen base then fine-tuning; without it, one "
+        "phase made of train's own keys.",
+    )
+    precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = Field(
+        "auto",
+        description="The Keras dtype policy. `auto`: mixed_bfloat16 on GPUs of compute "
+        "capability 8.0 or more and (on TensorFlow) on CPUs with AVX512_BF16 or AMX, "
+        "mixed_float16 on older GPUs (7.x), float32 otherwise. Weights and the output layer "
+        "stay float32.",
+    )
+    jit_compile: Literal["auto"] | bool = Field(
+        "auto",
+        description="XLA compilation of the training step. `auto`: Keras' choice, on for GPUs, "
+        "off on CPU-only machines (where it is several times slower), and off on TensorFlow "
+        "for a model with rotation, zoom, translation or shift augmentation, which XLA cannot "
+        "compile there.",
+    )
+    distribute: Literal["auto", "none", "mirrored", "data_parallel"] = Field(
+        "auto",
+        description="Several devices. `mirrored`: TensorFlow's MirroredStrategy over all GPUs "
+        "(or logical CPU devices). `data_parallel`: keras.distribution.DataParallel on JAX over "
+        "all local devices, and over all processes when cnnlab runs as several "
+        "(`--num-processes`). `auto`: data_parallel on JAX with several devices or processes, "
+        "mirrored on TensorFlow with two GPUs or more, else one device. The learning rate is "
+        "not rescaled.",
+    )
+    steps_per_execution: Count = Field(
+        1,
+        description="Batches run per call into the compiled step; more cuts per-step Python "
+        "overhead.",
+    )
+    verbose: Literal["auto", 0, 1, 2] = Field(
+        "auto",
+        description="Keras' fit output: 1 the progress bar, 2 one line per epoch, 0 nothing. "
+        "`auto`: the bar in a terminal, one line per epoch when output goes to a file (CI, "
+        "nohup, Slurm).",
+    )
+    tensorboard: bool = Field(
+        False,
+        description="true: TensorBoard logs in `<run dir>/tensorboard` "
+        "(`pip install 'cnnlab[tensorboard]'`).",
+    )
+    time_budget: Annotated[float, BeforeValidator(duration_seconds), Field(gt=0)] | None = Field(
+        None,
+        description="The time fitting may take, validation and checkpoints included (`20m`, "
+        "`1h30m`, or seconds): after each epoch the run plans how many epochs fit (at most "
+        "`epochs`) from the measured speed, and the learning-rate schedule and a rising "
+        "average are fitted to those steps. One phase only.",
+    )
     class_weight: (
         Literal["balanced"]
         | dict[Annotated[str, Field(min_length=1)], Annotated[float, Field(gt=0)]]
         | None
-    ) = None
+    ) = Field(
+        None,
+        description="Weigh each training image's loss by its class: `balanced` (n / (classes "
+        "x n_class), scikit-learn's rule) or `{class name: weight}` (classes left out weigh "
+        "1). null: all alike.",
+    )
 
     @field_validator("tensorboard")
     @classmethod

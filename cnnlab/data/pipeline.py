@@ -6,9 +6,9 @@ arrays, so that TensorFlow is not needed (nor imported) there.
 
 Every tf.data pipeline here runs without tf.data's autotuning (`without_autotune`). With it,
 deleting an iterator waits for the autotuner's next round, and the rounds come at doubling
-intervals from 10 ms up to a minute: fit or predict then returns only at the next round, idle,
-so a 2.7 s predict or a 3.6 s fit took 5.1 s (`python bench/data_autotune.py`). The pipelines
-are a gather and a prefetch of in-memory arrays, with nothing worth tuning.
+intervals from 10 ms up to a minute: fit or predict then returns only at the next round, idle
+(`python bench/data_autotune.py` measures it; its figures are in docs/performance.md). The
+pipelines are a gather and a prefetch of in-memory arrays, with nothing worth tuning.
 """
 
 from __future__ import annotations
