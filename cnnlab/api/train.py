@@ -65,8 +65,11 @@ def train(
             too must be the one it started with.
         ask: a yes/no question to the user; when given and an interrupted run of the same
             config exists, its answer decides whether to continue that run.
-        coordinator, num_processes, process_id, connect_timeout: several processes training
-            one model (data_parallel on JAX); each process calls train with its own id.
+        coordinator: several processes training one model (data_parallel on JAX): process
+            0's HOST:PORT, the same for every process.
+        num_processes: how many processes train the model.
+        process_id: this process, 0 to num_processes - 1; process 0 writes the run.
+        connect_timeout: seconds to wait for every process to reach the coordinator.
 
     Returns:
         The run, a list of runs with `seeds`, or None in processes other than process 0

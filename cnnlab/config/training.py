@@ -274,8 +274,8 @@ class TrainConfig(_Optimization):
     verbose: Literal["auto", 0, 1, 2] = Field(
         "auto",
         description="Keras' fit output: 1 the progress bar, 2 one line per epoch, 0 nothing. "
-        "`auto`: the bar in a terminal, one line per epoch when output goes to a file (CI, "
-        "nohup, Slurm).",
+        "`auto`: the bar in a terminal or a notebook, one line per epoch when output goes to a "
+        "file (CI, nohup, Slurm).",
     )
     tensorboard: bool = Field(
         False,
@@ -350,10 +350,11 @@ class TrainConfig(_Optimization):
         return [PhaseConfig(name="phase1", **{k: getattr(self, k) for k in PHASE_KEYS})]
 
     def fit_verbose(self) -> int:
-        """Keras' fit verbosity: `auto` is the bar in a terminal, one line per epoch otherwise."""
+        """Keras' fit verbosity: `auto` is the bar in a terminal or a notebook (where it
+        redraws in place), one line per epoch otherwise (a file)."""
         if self.verbose != "auto":
             return self.verbose
-        return 1 if sys.stdout.isatty() else 2
+        return 1 if sys.stdout.isatty() or "ipykernel" in sys.modules else 2
 
     @property
     def total_epochs(self) -> int:
