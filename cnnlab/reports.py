@@ -26,20 +26,17 @@ REPORT = "report.html"
 PER_CLASS_COLUMNS = ["class", "precision", "recall", "f1", "support"]
 
 
-def _pyplot():
-    import matplotlib
+def figure(**kwargs):
+    """A matplotlib Figure drawn to files alone: no pyplot, so neither its global state nor
+    its backend (a notebook's inline plots, a desktop's windows) is touched."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # files only, on machines with and without a display
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**kwargs)
 
 
 def _save(fig, path: Path) -> None:
-    plt = _pyplot()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
 
 
 def plot_curves(history_csv: Path, out: Path, best_epoch: int | None = None) -> None:
@@ -55,8 +52,8 @@ def plot_curves(history_csv: Path, out: Path, best_epoch: int | None = None) -> 
     if "phase" in history and len(history):
         changed = history["phase"].ne(history["phase"].shift()).to_numpy()
         phase_starts = [int(e) for e in epochs[changed].iloc[1:]]
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig = figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
         ax.plot(epochs, history[metric], "o-", label="train")
         if f"val_{metric}" in history:
@@ -110,9 +107,9 @@ def write_class_report(
         run_dir / PER_CLASS, pd.DataFrame(rows, columns=PER_CLASS_COLUMNS).to_csv(index=False)
     )
 
-    plt = _pyplot()
     size = max(6.0, 0.5 * len(class_names))
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = figure(figsize=(size, size))
+    ax = fig.subplots()
     # Names longer than a digit or two ("automobile", "airplane") would run into each other.
     rotation = 45 if max(len(name) for name in class_names) > 4 else "horizontal"
     ConfusionMatrixDisplay.from_predictions(
@@ -197,8 +194,7 @@ def tile_images(
     cell_w, cell_h = w + gap_x, h + gap_y
     canvas = np.full((rows * cell_h, cols * cell_w, channels), 255, dtype=np.uint8)
     tiles_in, title_in = rows * cell_h / px, 0.3
-    plt = _pyplot()
-    fig = plt.figure(figsize=(cols * column_in, tiles_in + title_in))
+    fig = figure(figsize=(cols * column_in, tiles_in + title_in))
     ax = fig.add_axes((0, 0, 1, tiles_in / (tiles_in + title_in)))
     ax.axis("off")
     for n, (image, label) in enumerate(zip(images, labels, strict=True)):

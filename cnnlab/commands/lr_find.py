@@ -163,12 +163,10 @@ def _write_curve(folder: Path, probe: RateRange) -> None:
 
 
 def _plot(path: Path, probe: RateRange, rate: float | None, name: str) -> None:
-    import matplotlib
+    from cnnlab.reports import figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig = figure(figsize=(7, 4.2))
+    ax = fig.subplots()
     ax.plot(probe.rates, probe.losses, color="0.75", linewidth=0.8, label="loss of each batch")
     ax.plot(probe.rates, probe.smoothed, color="C0", linewidth=2, label="smoothed")
     finite = [v for v in probe.smoothed if math.isfinite(v)]
@@ -189,4 +187,3 @@ def _plot(path: Path, probe: RateRange, rate: float | None, name: str) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
