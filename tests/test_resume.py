@@ -186,6 +186,35 @@ def test_a_resumed_run_repeats_the_whole_run(tmp_path):
         np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.subprocess
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_run_says_how_to_resume_it(tmp_path, signum):
+    """Ctrl+C, or a scheduler's SIGTERM, in the second epoch: exit 130 and the command that
+    continues the run, which then completes it."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "cnnlab", "train", str(CONFIGS / "mnist_mlp.yaml"),
+           "--set", f"output_dir={out}", "--set", "data.max_samples=3000",
+           "--set", "train.epochs=40", "--set", "train.verbose=0"]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list(out.glob("*/.resume/progress.json")):
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    (run_dir,) = out.iterdir()
+    assert proc.returncode == 130, stderr
+    command = f"cnnlab train --resume {run_dir}"
+    assert stderr.strip().splitlines()[-1] == (
+        f"error: interrupted; the run continues from its last complete epoch with: {command}"
+    )
+    assert json.loads((run_dir / "state.json").read_text())["state"] == "interrupted"
+
+
 def test_temporary_files_of_libraries_stay_in_the_run_directory(tmp_path):
     """Keras saves each checkpoint through a `tmpXXXXXXXX` folder from `tempfile`: while a run
     trains, such folders are made in its run directory's .tmp/, which a resume empties and

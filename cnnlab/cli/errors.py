@@ -25,8 +25,8 @@ def user_errors(command: Callable) -> Callable:
             return command(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
-        except KeyboardInterrupt:
-            fail("interrupted", 130)
+        except KeyboardInterrupt as e:
+            fail(str(e) or "interrupted", 130)  # RunInterrupted: with the resume command
         except CnnlabError as e:
             if debugging():
                 raise

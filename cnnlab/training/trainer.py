@@ -34,7 +34,7 @@ from cnnlab.utils.environment import (
     op_determinism,
     resolve_precision,
 )
-from cnnlab.utils.errors import CnnlabError, DataError
+from cnnlab.utils.errors import CnnlabError, DataError, RunInterrupted
 from cnnlab.utils.scratch import temporary_files_in
 
 
@@ -70,12 +70,13 @@ def train(
     tracker = Tracker.open(cfg, run_dir, parent_tracking_run)
     callbacks = [*(callbacks or ()), *([tracker.callback()] if tracker else [])]
     try:
-        _run(cfg, run_dir, record, tuple(callbacks), cluster)
+        with sigterm_interrupts():
+            _run(cfg, run_dir, record, tuple(callbacks), cluster)
     except KeyboardInterrupt:
-        runs.write_state(run_dir, "interrupted", "stopped from the keyboard")
+        runs.write_state(run_dir, "interrupted", "stopped by Ctrl+C or SIGTERM")
         if tracker:
             tracker.finish(None, "KILLED")
-        raise
+        raise RunInterrupted(run_dir) from None
     except Exception as e:
         reason = str(e) if isinstance(e, CnnlabError) else f"{type(e).__name__}: {e}"
         runs.write_state(run_dir, "failed", reason)
@@ -86,6 +87,27 @@ def train(
         tracker.finish(run_dir)
     say(f"report {run_dir / 'report.html'}")
     return run_dir
+
+
+@contextlib.contextmanager
+def sigterm_interrupts():
+    """Within the block, SIGTERM (a scheduler's or `kill`'s stop) interrupts as Ctrl+C does,
+    so the run is marked interrupted and its resume command said. Main thread only."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _train_alongside(cfg: Config, resume: Path | None, cluster: Cluster) -> Path:

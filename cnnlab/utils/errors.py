@@ -25,3 +25,20 @@ class DataError(CnnlabError):
 
 class RunDirError(CnnlabError):
     """A run directory is missing, incomplete or would be overwritten."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Training stopped from the keyboard (Ctrl+C) or by SIGTERM; the run can be resumed.
+
+    A KeyboardInterrupt still, so a notebook's interrupt behaves as one; its message names the
+    command that continues the run.
+    """
+
+    exit_code = 130
+
+    def __init__(self, run_dir):
+        super().__init__(
+            f"interrupted; the run continues from its last complete epoch with: "
+            f"cnnlab train --resume {run_dir}"
+        )
+        self.run_dir = run_dir
