@@ -19,6 +19,7 @@ from cnnlab.cli.options import (
     Backend,
     ConnectTimeout,
     Coordinator,
+    DataOverrides,
     Mlflow,
     NumProcesses,
     Overrides,
@@ -94,7 +95,8 @@ def train(
     else:
         from cnnlab.runs import open_run
 
-        first = open_run(resume)[1]  # a resumed run keeps its config, backend included
+        # A resumed run keeps its config, backend included.
+        first = open_run(resume, need_data=True)[1]
     start_backend(first.backend, first.deterministic)
     check_backend(cluster, first.backend)
     from cnnlab.training.trainer import start_or_resume, train_seeds
@@ -121,23 +123,29 @@ def evaluate(
         Path | None,
         typer.Option("--output", "-o", help="Several runs: also write the result as JSON here."),
     ] = None,
+    overrides: DataOverrides = None,
     backend: Backend = None,
 ) -> None:
     """Score a run's best model and write evaluation.json into the run directory.
 
     Several runs: their averaged probabilities (an ensemble) are scored instead, on the test set.
     """
+    if csv is None:
+        from cnnlab.runs import locate_data
+
+        for run_dir in run_dirs:  # the data is there, before Keras loads
+            locate_data(run_dir, overrides or [])
     open_runs(run_dirs, backend)
     if len(run_dirs) == 1:
         if output is not None:
             raise CnnlabError("--output is for several runs; one run writes evaluation.json")
         from cnnlab.commands.evaluate import evaluate as run_evaluation
 
-        results = run_evaluation(run_dirs[0], csv)
+        results = run_evaluation(run_dirs[0], csv, overrides or [])
     else:
         from cnnlab.commands.evaluate import evaluate_ensemble
 
-        results = evaluate_ensemble(run_dirs, csv, output)
+        results = evaluate_ensemble(run_dirs, csv, output, overrides or [])
     echo(json.dumps(results, indent=2))
 
 

@@ -10,39 +10,48 @@ import numpy as np
 from cnnlab.data import load_dataset, read_csv_for
 from cnnlab.inference import load_members, member_probabilities, scores
 from cnnlab.models.common import output_classes
+from cnnlab.runs import locate_data
 from cnnlab.scoring import score_run
 from cnnlab.utils.atomic import write_json
-from cnnlab.utils.errors import RunDirError
+from cnnlab.utils.errors import CnnlabError, RunDirError
 
 EVALUATION = "evaluation.json"
 
 
-def evaluate(run_dir: str | Path, csv: Path | None = None) -> dict:
+def evaluate(
+    run_dir: str | Path, csv: Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> dict:
     """Score a run's best model and write the result into the run directory.
 
     Args:
         run_dir: a directory made by `cnnlab train`.
         csv: a labelled Kaggle-format CSV; by default the data in the run's config (the same
             seeded validation split as in training, and the test set when it has labels).
+        overrides: `data.KEY=VALUE` items that point the run at its data where it now is.
 
     Returns:
         {"val": {...}, "test": {...} or None} or, with `csv`, {"csv": path, "test": {...}};
         the same dict is written to evaluation.json (evaluation-<csv stem>.json with `csv`).
         Without `csv`, the run's plots and report.html are drawn again as well.
     """
+    if csv is not None and overrides:
+        raise CnnlabError("--set points a run at its data, --csv scores a file instead: not both")
+    cfg = locate_data(run_dir, overrides) if csv is None else None  # before Keras loads a model
     (run,) = load_members([run_dir])
-    data_cfg = run.cfg.data
-    if csv is None:
-        data = load_dataset(data_cfg, run.cfg.seed)
+    if cfg is not None:
+        data = load_dataset(cfg.data, cfg.seed)
         return score_run(run.run_dir, run.model, data, EVALUATION, tta=run.cfg.model.tta)
-    x, y = read_csv_for(data_cfg, csv, output_classes(run.model), require_label=True)
+    x, y = read_csv_for(run.cfg.data, csv, output_classes(run.model), require_label=True)
     results = {"csv": str(Path(csv).resolve()), "test": scores(run.probabilities(x), y)}
     write_json(run.run_dir / f"evaluation-{Path(csv).stem}.json", results)
     return results
 
 
 def evaluate_ensemble(
-    run_dirs: list[str | Path], csv: Path | None = None, output: Path | None = None
+    run_dirs: list[str | Path],
+    csv: Path | None = None,
+    output: Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
 ) -> dict:
     """Score the average of several runs' class probabilities on a labelled test set.
 
@@ -53,24 +62,28 @@ def evaluate_ensemble(
             which must then be the same for every run and have labels. (Validation sets are not
             scored: with different seeds each member trained on others' validation images.)
         output: also write the result here as JSON; nothing is written into the runs.
+        overrides: `data.KEY=VALUE` items that point every run at its data where it now is.
 
     Returns:
         {"runs": [...], "members": [{"run", "loss", "accuracy"}, ...], "test": {...}} with
         "csv" when `csv` was given.
     """
+    if csv is not None and overrides:
+        raise CnnlabError("--set points runs at their data, --csv scores a file instead: not both")
+    configs = [locate_data(run_dir, overrides) for run_dir in run_dirs] if csv is None else []
     members = load_members(run_dirs)
     dirs = [member.run_dir for member in members]
     first = members[0]
     if csv is not None:
         x, y = read_csv_for(first.cfg.data, csv, output_classes(first.model), require_label=True)
     else:
-        for member in members[1:]:
-            if member.cfg.data != first.cfg.data:
+        for member, cfg in zip(members[1:], configs[1:], strict=True):
+            if cfg.data != configs[0].data:
                 raise RunDirError(
                     f"{member.run_dir}: its data config differs from {first.run_dir}'s, so they "
                     "have no common test set; pass --csv with a labelled test file"
                 )
-        data = load_dataset(first.cfg.data, first.cfg.seed)
+        data = load_dataset(configs[0].data, configs[0].seed)
         if data.y_test is None:
             raise RunDirError(
                 f"{first.run_dir}: its data config has no labelled test set; pass --csv with one"
