@@ -1,5 +1,7 @@
 """A run read against data other than its own: moved or deleted (the run directory alone
-predicts, explains and exports; evaluate names the missing data and how to point at it)."""
+predicts, explains and exports; evaluate names the missing data and how to point at it), or
+data with other classes (scored by class name; a class the run never saw is refused before
+anything is written)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import shlex
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from .helpers import invoke, invoke_ok, only_run
@@ -39,6 +42,49 @@ def copied_run(run: Path, to: Path, data_root: Path, old_root: Path) -> Path:
     config = to / "config.yaml"
     config.write_text(config.read_text().replace(str(old_root), str(data_root)))
     return to
+
+
+def files(folder: Path) -> dict[Path, bytes]:
+    return {path: path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_a_class_the_run_never_saw_is_refused_before_anything_is_written(
+    photo_run, tmp_path, mnist_arrays
+):
+    run, root = photo_run
+    other = write_split_folders(
+        tmp_path / "other", mnist_arrays, (4, 2, 2), classes=("cats", "fish")
+    )
+    copy = copied_run(run, tmp_path / "run", root, root)
+    invoke_ok("evaluate", copy)  # evaluation.json of its own data: a failure must keep it
+    config = copy / "config.yaml"
+    config.write_text(config.read_text().replace(str(root), str(other)))
+    before = files(copy)
+    result = invoke("evaluate", copy)
+    assert result.exit_code == 1
+    assert result.output == (
+        f"error: {other}: class 'fish' is not one that {copy} was trained on "
+        f"({', '.join(CLASSES)}); nothing was scored\n"
+    )
+    assert files(copy) == before
+
+
+def test_a_folder_of_some_of_the_classes_is_scored_by_class_name(photo_run, tmp_path):
+    run, root = photo_run
+    subset = tmp_path / "subset"
+    for split in ("train", "validation", "test"):
+        for name in ("cats", "mice"):  # the folder's classes 0 and 1; the run's 1 and 4
+            shutil.copytree(root / split / name, subset / split / name)
+    copy = copied_run(run, tmp_path / "run", subset, root)
+    invoke_ok("evaluate", copy)
+    evaluation = json.loads((copy / "evaluation.json").read_text())
+    per_class = pd.read_csv(copy / "per_class.csv").set_index("class")["support"]
+    assert per_class.to_dict() == {"birds": 0, "cats": 4, "dogs": 0, "frogs": 0, "mice": 4}
+    # The accuracy is that of the run's own predictions against the folder names.
+    invoke_ok("predict", copy, subset / "test", "-o", tmp_path / "predictions.csv")
+    predicted = pd.read_csv(tmp_path / "predictions.csv")
+    truth = predicted["path"].map(lambda path: Path(path).parent.name)
+    assert evaluation["test"]["accuracy"] == pytest.approx((predicted["predicted"] == truth).mean())
 
 
 def test_a_moved_run_whose_data_is_gone_predicts_explains_and_exports(photo_run, tmp_path):

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.data import load_dataset, read_csv_for
-from cnnlab.inference import load_members, member_probabilities, scores
+from cnnlab.config import Config
+from cnnlab.data import Dataset, load_dataset, read_csv_for
+from cnnlab.inference import Member, load_members, member_probabilities, scores
 from cnnlab.models.common import output_classes
-from cnnlab.runs import locate_data
+from cnnlab.runs import CLASSES_FILE, locate_data
 from cnnlab.scoring import score_run
 from cnnlab.utils.atomic import write_json
-from cnnlab.utils.errors import CnnlabError, RunDirError
+from cnnlab.utils.errors import CnnlabError, DataError, RunDirError
 
 EVALUATION = "evaluation.json"
 
@@ -40,11 +41,40 @@ def evaluate(
     (run,) = load_members([run_dir])
     if cfg is not None:
         data = load_dataset(cfg.data, cfg.seed)
+        as_run_classes(data, run, cfg)
         return score_run(run.run_dir, run.model, data, EVALUATION, tta=run.cfg.model.tta)
     x, y = read_csv_for(run.cfg.data, csv, output_classes(run.model), require_label=True)
     results = {"csv": str(Path(csv).resolve()), "test": scores(run.probabilities(x), y)}
     write_json(run.run_dir / f"evaluation-{Path(csv).stem}.json", results)
     return results
+
+
+def as_run_classes(data: Dataset, run: Member, cfg: Config) -> None:
+    """Label `data` with the run's classes, by class name: the data may hold some of them, in
+    any order (a folder of two of the five classes a run knows), never a class it does not.
+
+    Raises:
+        DataError: a class of the data that the run was not trained on, named.
+    """
+    known = run.class_names
+    if not (run.run_dir / CLASSES_FILE).is_file() and len(data.class_names) == len(known):
+        known = data.class_names  # a run from before class names were recorded: as it trained
+    unknown = [name for name in data.class_names if name not in known]
+    if unknown:
+        where = next((str(path) for _, path in cfg.data if isinstance(path, Path)), "the data")
+        listed = ", ".join(known[:10]) + (
+            f" and {len(known) - 10:,} more" if len(known) > 10 else ""
+        )
+        raise DataError(
+            f"{where}: class '{unknown[0]}' is not one that {run.run_dir} was trained on "
+            f"({listed}); nothing was scored"
+        )
+    position = np.array([known.index(name) for name in data.class_names])
+    for split in ("train", "val", "test"):
+        x, y = data.split(split)
+        if y is not None:
+            data.set_split(split, x, position[y])
+    data.class_names = list(known)
 
 
 def evaluate_ensemble(
@@ -88,6 +118,7 @@ def evaluate_ensemble(
             raise RunDirError(
                 f"{first.run_dir}: its data config has no labelled test set; pass --csv with one"
             )
+        as_run_classes(data, first, configs[0])
         x, y = data.x_test, data.y_test
     probs = member_probabilities(members, x)
     results = {
