@@ -76,7 +76,10 @@ def open_run(run_dir: str | Path, need_data: bool = False) -> tuple[Path, Config
         raise RunDirError(f"{run_dir}: no such run directory")
     if not (run_dir / CONFIG_FILE).is_file():
         raise RunDirError(f"{run_dir}: not a cnnlab run directory (no {CONFIG_FILE})")
-    return run_dir, load_config(run_dir / CONFIG_FILE, need_data=need_data)
+    cfg = load_config(run_dir / CONFIG_FILE, need_data=need_data)
+    if (run_dir / CLASSES_FILE).is_file():
+        _class_names_in(run_dir / CLASSES_FILE)
+    return run_dir, cfg
 
 
 def locate_data(
@@ -186,13 +189,28 @@ def read_class_names(run_dir: Path, count: int) -> list[str]:
     path = run_dir / CLASSES_FILE
     if not path.is_file():
         return [str(i) for i in range(count)]
+    names = _class_names_in(path)
+    if len(names) != count:
+        raise RunDirError(
+            f"{path}: {len(names)} class names; the model has {count} outputs, one per class"
+        )
+    return names
+
+
+def _class_names_in(path: Path) -> list[str]:
+    """A CLASSES_FILE's names, checked: a list of different, non-empty strings."""
     try:
         names = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise RunDirError(f"{path}: cannot read the class names: {e}") from None
-    if not isinstance(names, list) or len(names) != count:
-        raise RunDirError(f"{path}: expected a list of {count} class names, as the model has")
-    return [str(name) for name in names]
+    if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
+        raise RunDirError(f"{path}: expected a list of class names, each a non-empty string")
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise RunDirError(f"{path}: the class name {name!r} is given twice")
+        seen.add(name)
+    return names
 
 
 def write_bad_files(run_dir: Path, problems: list[tuple[str, str]]) -> Path:

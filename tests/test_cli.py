@@ -249,6 +249,28 @@ def test_not_a_run_directory(tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('{"cats": 0}', "expected a list of class names, each a non-empty string"),
+        ('["cats", ""]', "expected a list of class names, each a non-empty string"),
+        ("[0, 1]", "expected a list of class names, each a non-empty string"),
+        ('["cats", "dogs", "cats"]', "the class name 'cats' is given twice"),
+        ('["cats", ', "cannot read the class names: Expecting value: line 1 column 10 (char 9)"),
+    ],
+)
+def test_a_damaged_classes_json_is_one_line_naming_it(tmp_path, text, problem):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text((CONFIGS / "mnist_mlp.yaml").read_text())
+    (run / "classes.json").write_text(text)
+    (tmp_path / "a.png").write_bytes(b"")
+    for command in (["evaluate", run], ["predict", run, tmp_path / "a.png"]):
+        result = invoke(*command)
+        assert result.exit_code == 1
+        assert result.output == f"error: {run / 'classes.json'}: {problem}\n"
+
+
 def test_corrupt_model_is_reported_as_damaged(mnist_run, tmp_path):
     import shutil
 
