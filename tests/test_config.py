@@ -287,6 +287,20 @@ def test_missing_data_file_is_named(tmp_path):
     )
 
 
+def test_a_loop_of_symbolic_links_is_named_by_its_key(tmp_path):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    path = write(
+        tmp_path, f"data: {{loader: image_dir, root: {tmp_path / 'a'}}}\nmodel: {{builder: mlp}}\n"
+    )
+    assert error_of(path) == f"{path}:1: data.root: a loop of symbolic links: {tmp_path / 'a'}"
+    result = invoke("check", path)
+    assert result.exit_code == 2
+    assert (
+        result.output == f"error: {path}:1: data.root: a loop of symbolic links: {tmp_path / 'a'}\n"
+    )
+
+
 def test_momentum_with_adam_is_refused(tmp_path):
     path = write(tmp_path, GOOD + "  momentum: 0.9\n")
     assert "momentum applies to sgd, muon and rmsprop only" in error_of(path)
