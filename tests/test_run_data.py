@@ -135,3 +135,15 @@ def test_evaluate_takes_only_data_settings(photo_run, tmp_path):
     missing = invoke("evaluate", run, "--set", f"data.root={tmp_path / 'nowhere'}")
     assert missing.exit_code == 2
     assert missing.output.startswith(f"error: --set data.root={tmp_path / 'nowhere'}: data.root")
+
+
+def test_a_csv_of_pixels_for_an_image_folder_run_is_one_line(photo_run, kaggle_dir):
+    run, _ = photo_run
+    csv = kaggle_dir / "test_labelled.csv"
+    for command in (["evaluate", run, "--csv", csv], ["predict-csv", run, csv]):
+        result = invoke(*command)
+        assert result.exit_code == 1
+        assert result.output == (
+            f"error: {csv}: a CSV of pixels is for runs of arrays (mnist, kaggle_csv, cifar); this "
+            "run's data is image_dir: give it image files (`cnnlab predict`) or folders\n"
+        )
