@@ -147,3 +147,22 @@ def test_a_csv_of_pixels_for_an_image_folder_run_is_one_line(photo_run, kaggle_d
             f"error: {csv}: a CSV of pixels is for runs of arrays (mnist, kaggle_csv, cifar); this "
             "run's data is image_dir: give it image files (`cnnlab predict`) or folders\n"
         )
+
+
+def test_scoring_refuses_more_classes_than_the_model_before_writing(tmp_path):
+    import keras
+    import numpy as np
+
+    from cnnlab.data import Dataset
+    from cnnlab.scoring import score_run
+    from cnnlab.utils.errors import DataError
+
+    inputs = keras.Input((4, 4, 1))
+    model = keras.Model(
+        inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inputs))
+    )
+    images, labels = np.zeros((6, 4, 4, 1), np.uint8), np.array([0, 1, 2, 0, 1, 2])
+    data = Dataset(images, labels, images, labels, None, None, ["a", "b", "c"])
+    with pytest.raises(DataError, match="the data has 3 classes, the model tells 2 apart"):
+        score_run(tmp_path, model, data, "evaluation.json")
+    assert not list(tmp_path.iterdir())
