@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Any
 from cnnlab.config import Config, dump_config, flat_config, load_config
 from cnnlab.training.resume_record import record_path
 from cnnlab.utils.atomic import atomic_write, write_json
-from cnnlab.utils.errors import CnnlabError, RunDirError
+from cnnlab.utils.errors import CnnlabError, ConfigError, RunDirError
 
 CONFIG_FILE = "config.yaml"
 BEST_MODEL = "model.keras"
@@ -66,14 +67,70 @@ def new_run_dir(cfg: Config, now: datetime | None = None) -> Path:
     raise RunDirError(f"output_dir {root}: too many runs named {cfg.name}-{stamp}")
 
 
-def open_run(run_dir: str | Path) -> tuple[Path, Config]:
-    """Check that `run_dir` is a cnnlab run and return it with its resolved config."""
+def open_run(run_dir: str | Path, need_data: bool = False) -> tuple[Path, Config]:
+    """Check that `run_dir` is a cnnlab run and return it with its resolved config.
+
+    A run directory works wherever it lies: the data its config names is only looked for
+    with `need_data` (training goes on); `locate_data` finds it for scoring.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunDirError(f"{run_dir}: no such run directory")
     if not (run_dir / CONFIG_FILE).is_file():
         raise RunDirError(f"{run_dir}: not a cnnlab run directory (no {CONFIG_FILE})")
-    return run_dir, load_config(run_dir / CONFIG_FILE)
+    cfg = load_config(run_dir / CONFIG_FILE, need_data=need_data)
+    if (run_dir / CLASSES_FILE).is_file():
+        _class_names_in(run_dir / CLASSES_FILE)
+    return run_dir, cfg
+
+
+def locate_data(
+    run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), command: str = "evaluate"
+) -> Config:
+    """The run's config with its data where `overrides` (data.KEY=VALUE) say it now is,
+    checked to be there.
+
+    Args:
+        run_dir: a directory made by `cnnlab train`.
+        overrides: `--set` items under `data.` (the run's model and training stay as they were).
+        command: the cnnlab command the advice in an error names.
+
+    Raises:
+        ConfigError: an override outside `data.`, one that changes the images the model takes,
+            or a data path that is not there (named, with the --set that points elsewhere).
+    """
+    run_dir, saved = open_run(run_dir)
+    for item in overrides:
+        if not item.partition("=")[0].strip().startswith("data."):
+            raise ConfigError(
+                f"--set {item}: a run's data may be pointed elsewhere (--set data.KEY=VALUE); "
+                "its model and training stay as they were"
+            )
+    cfg = load_config(run_dir / CONFIG_FILE, overrides, need_data=False) if overrides else saved
+    if cfg.data.input_shape != saved.data.input_shape:
+        shapes = ["x".join(map(str, c.data.input_shape)) for c in (cfg, saved)]
+        raise ConfigError(
+            f"--set {' '.join(overrides)}: the data would give {shapes[0]} images; the run's "
+            f"model takes {shapes[1]}"
+        )
+    gone = missing_data(cfg.data)
+    if gone:
+        given = {item.partition("=")[0].strip(): item for item in overrides}
+        source = given.get(f"data.{gone[0][0]}")
+        where = "; ".join(f"data.{key} {path}" for key, path in gone)
+        fix = " ".join(f"--set data.{key}=NEW_PATH" for key, _ in gone)
+        csv = " (or score a labelled CSV: --csv FILE)" if hasattr(cfg.data, "raw_shape") else ""
+        raise ConfigError(
+            f"{f'--set {source}' if source else run_dir / CONFIG_FILE}: {where}: not found (moved "
+            f"or deleted?); point the run at its data: cnnlab {command} "
+            f"{shlex.quote(str(run_dir))} {fix}{csv}"
+        )
+    return cfg
+
+
+def missing_data(data_cfg) -> list[tuple[str, Path]]:
+    """(key, path) of each file or folder a data config names that is not there."""
+    return [(key, path) for key, path in data_cfg if isinstance(path, Path) and not path.exists()]
 
 
 def model_file(run_dir: Path) -> Path:
@@ -134,13 +191,28 @@ def read_class_names(run_dir: Path, count: int) -> list[str]:
     path = run_dir / CLASSES_FILE
     if not path.is_file():
         return [str(i) for i in range(count)]
+    names = _class_names_in(path)
+    if len(names) != count:
+        raise RunDirError(
+            f"{path}: {len(names)} class names; the model has {count} outputs, one per class"
+        )
+    return names
+
+
+def _class_names_in(path: Path) -> list[str]:
+    """A CLASSES_FILE's names, checked: a list of different, non-empty strings."""
     try:
         names = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise RunDirError(f"{path}: cannot read the class names: {e}") from None
-    if not isinstance(names, list) or len(names) != count:
-        raise RunDirError(f"{path}: expected a list of {count} class names, as the model has")
-    return [str(name) for name in names]
+    if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
+        raise RunDirError(f"{path}: expected a list of class names, each a non-empty string")
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise RunDirError(f"{path}: the class name {name!r} is given twice")
+        seen.add(name)
+    return names
 
 
 def write_bad_files(run_dir: Path, problems: list[tuple[str, str]]) -> Path:
@@ -209,7 +281,7 @@ def prepare_resume(run_dir: str | Path, cfg: Config | None = None) -> tuple[Path
         RunDirError: the run is complete, still running, has no complete epoch, or `cfg`
             differs from the config it was started with (the differences are listed).
     """
-    run_dir, saved = open_run(run_dir)
+    run_dir, saved = open_run(run_dir, need_data=True)
     state = read_state(run_dir)
     if state["state"] == "completed":
         raise RunDirError(f"{run_dir}: already completed; start a new run instead")

@@ -18,6 +18,7 @@ from cnnlab.inference import VIEWS, class_probabilities, scores
 from cnnlab.training.resume_record import RESUME_DIR
 from cnnlab.utils.atomic import atomic_path, write_json
 from cnnlab.utils.console import note, say
+from cnnlab.utils.errors import DataError
 
 SUBMISSION = "submission.csv"
 
@@ -50,7 +51,6 @@ def score_run(
         What was written to `out_file`.
     """
     probs: dict[str, np.ndarray] = {}
-    results: dict = {}
     for split in splits:
         x, y = data.split(split)
         if x is not None and (y is not None or split == "test"):
@@ -58,7 +58,14 @@ def score_run(
             # After training among its lines; beside evaluate's JSON on stderr.
             (say if complete else note)(f"scoring {split}: {len(x):,} images{views}")
             probs[split] = class_probabilities(model, x, tta)
-        results[split] = None if y is None else scores(probs[split], y)
+    # Per-class results on the test set when it has labels, else on the validation set.
+    shown = "test" if data.y_test is not None else "val"
+    if shown not in probs:
+        probs[shown] = class_probabilities(model, data.split(shown)[0], tta)
+    # Every prediction is made and checked before the first file is written: a failure
+    # leaves the run's earlier results as they were.
+    _check_classes(data, probs)
+    results: dict = {split: _scores(data, split, probs) for split in splits}
     results.update(extra or {})
     write_json(run_dir / out_file, results)
     if complete:
@@ -68,12 +75,27 @@ def score_run(
         runs.write_state(run_dir, "completed")
         # The resume record duplicates last.keras; a completed run has no use for it.
         shutil.rmtree(run_dir / RESUME_DIR, ignore_errors=True)
-    # Per-class results on the test set when it has labels, else on the validation set.
-    shown = "test" if data.y_test is not None else "val"
-    if shown not in probs:
-        probs[shown] = class_probabilities(model, data.split(shown)[0], tta)
     reports.write_run_reports(run_dir, data, shown, probs[shown], _heatmaps(model))
     return results
+
+
+def _scores(data: Dataset, split: str, probs: dict[str, np.ndarray]) -> dict | None:
+    y = data.split(split)[1]
+    return None if y is None else scores(probs[split], y)
+
+
+def _check_classes(data: Dataset, probs: dict[str, np.ndarray]) -> None:
+    """Refuse data whose classes are not the model's outputs: its labels would score the
+    wrong outputs, or none."""
+    for split, p in probs.items():
+        y = data.split(split)[1]
+        if len(data.class_names) != p.shape[1] or (
+            y is not None and len(y) and y.max() >= p.shape[1]
+        ):
+            raise DataError(
+                f"the data has {len(data.class_names)} classes, the model tells {p.shape[1]} "
+                f"apart: {split} cannot be scored; nothing was written"
+            )
 
 
 def _heatmaps(model: keras.Model):

@@ -249,6 +249,28 @@ def test_not_a_run_directory(tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('{"cats": 0}', "expected a list of class names, each a non-empty string"),
+        ('["cats", ""]', "expected a list of class names, each a non-empty string"),
+        ("[0, 1]", "expected a list of class names, each a non-empty string"),
+        ('["cats", "dogs", "cats"]', "the class name 'cats' is given twice"),
+        ('["cats", ', "cannot read the class names: Expecting value: line 1 column 10 (char 9)"),
+    ],
+)
+def test_a_damaged_classes_json_is_one_line_naming_it(tmp_path, text, problem):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text((CONFIGS / "mnist_mlp.yaml").read_text())
+    (run / "classes.json").write_text(text)
+    (tmp_path / "a.png").write_bytes(b"")
+    for command in (["evaluate", run], ["predict", run, tmp_path / "a.png"]):
+        result = invoke(*command)
+        assert result.exit_code == 1
+        assert result.output == f"error: {run / 'classes.json'}: {problem}\n"
+
+
 def test_corrupt_model_is_reported_as_damaged(mnist_run, tmp_path):
     import shutil
 
@@ -304,3 +326,39 @@ def test_output_dir_that_cannot_be_created(tmp_path):
     assert result.output.strip() == (
         f"error: output_dir {blocker}/runs: cannot create it: Not a directory"
     )
+
+
+def fake_run_folder(root) -> None:
+    """A folder holding one run directory with only its config: enough for compare's table."""
+    (root / "run").mkdir(parents=True)
+    (root / "run" / "config.yaml").write_text("data: {loader: mnist}\nmodel: {builder: mlp}\n")
+
+
+def test_a_file_that_cannot_be_written_is_named(tmp_path):
+    fake_run_folder(tmp_path / "runs")
+    out = tmp_path / "gone" / "table.csv"
+    result = invoke("compare", tmp_path / "runs", "--csv", out)
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == f"error: {out}: No such file or directory"
+
+
+@pytest.mark.subprocess
+def test_a_full_disk_names_the_file_being_written(tmp_path):
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def small_files():  # writes past 100 bytes fail as on a full disk (EFBIG, not a signal)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100, resource.RLIM_INFINITY))
+
+    fake_run_folder(tmp_path / "runs")
+    out = tmp_path / "table.csv"
+    done = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "compare", tmp_path / "runs", "--csv", out],
+        capture_output=True, text=True, preexec_fn=small_files, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == f"error: {out}: File too large"
+    assert not out.exists() and list(tmp_path.iterdir()) == [tmp_path / "runs"]

@@ -13,7 +13,7 @@ import yaml
 from cnnlab.config import DATA_SCHEMAS, MODEL_SCHEMAS, Config, dump_config, load_config
 from cnnlab.utils.errors import ConfigError
 
-from .helpers import CONFIGS, ROOT, SHIPPED_CONFIGS
+from .helpers import CONFIGS, ROOT, SHIPPED_CONFIGS, invoke
 
 GOOD = """\
 data:
@@ -165,6 +165,112 @@ def test_python_tags_are_refused(tmp_path):
     assert message.startswith(f"{path}:8:") and "invalid YAML" in message
 
 
+def laughs(depth: int) -> list[str]:
+    """The anchored values of a "billion laughs" YAML: &a0 holds 9 items, each further level 9
+    aliases of the one before, so &aN expands to 9**(N+1) items."""
+    levels = ["&a0 [x,x,x,x,x,x,x,x,x]"]
+    return levels + [f"&a{n} [{','.join([f'*a{n - 1}'] * 9)}]" for n in range(1, depth + 1)]
+
+
+def laughs_yaml(depth: int) -> str:
+    """Lines `aN: &aN [...]` (line N+1 defines aN), each anchor under a key of its own."""
+    return "".join(f"a{n}: {level}\n" for n, level in enumerate(laughs(depth)))
+
+
+# Loads a config in a process of its own that may use 1 GB at most: without bounds a YAML bomb
+# fills memory in seconds. Prints the one-line error, the seconds taken and the peak MB.
+BOUNDED_LOAD = """
+import resource, sys, time
+from cnnlab.config import load_config
+from cnnlab.utils.errors import ConfigError
+resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))
+before, start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter()
+try:
+    load_config(sys.argv[1], sys.argv[2:])
+except ConfigError as e:
+    print(e)
+seconds = time.perf_counter() - start
+print(seconds, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+"""
+
+
+def load_bounded(path: Path, *overrides: str) -> tuple[str, float, float]:
+    """load_config(path, overrides) in a process of its own: (its error, seconds, peak MB)."""
+    done = subprocess.run(
+        [sys.executable, "-c", BOUNDED_LOAD, str(path), *overrides],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    *lines, measured = done.stdout.splitlines() or [""]
+    assert done.returncode == 0 and lines, done.stdout + done.stderr
+    seconds, megabytes = map(float, measured.split())
+    return "\n".join(lines), seconds, megabytes
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("depth", [9, 30])
+def test_a_yaml_bomb_is_refused_at_once_in_bounded_memory(tmp_path, depth):
+    path = write(tmp_path, laughs_yaml(depth) + f"name: *a{depth}\n")
+    message, seconds, megabytes = load_bounded(path)
+    # a5 is the first anchor past 100,000 values (9**6): its line, not a walk of the rest.
+    assert message == (
+        f"{path}:6: '&a5' expands through its aliases to 597,871 values, more than the "
+        "100,000 a config may hold"
+    )
+    assert seconds < 1 and megabytes < 100
+
+
+@pytest.mark.subprocess
+def test_a_yaml_bomb_in_a_set_value_is_refused_at_once(tmp_path):
+    bomb = "[" + ", ".join(laughs(9)) + "]"  # one line: a --set value
+    message, seconds, megabytes = load_bounded(write(tmp_path, GOOD), f"name={bomb}")
+    assert message == (
+        "--set name=...:1: '&a5' expands through its aliases to 597,871 values, more than the "
+        "100,000 a config may hold"
+    )
+    assert seconds < 1 and megabytes < 100
+
+
+def test_a_yaml_bomb_in_a_run_config_fails_each_command_in_one_line(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(laughs_yaml(9) + "name: *a9\n")
+    (tmp_path / "a.png").write_bytes(b"")
+    for command in (["evaluate", run], ["predict", run, tmp_path / "a.png"], ["explain", run, "x"]):
+        result = invoke(*command)
+        assert result.exit_code == 2, result.output
+        assert result.output == (
+            f"error: {run / 'config.yaml'}:6: '&a5' expands through its aliases to 597,871 "
+            "values, more than the 100,000 a config may hold\n"
+        )
+
+
+def test_large_values_are_quoted_by_their_start(tmp_path):
+    # 9**4 items under `name`, and the same under a choice: allowed sizes, shown shortened.
+    path = write(tmp_path, laughs_yaml(3) + GOOD + "  optimizer: *a3\nname: *a3\n")
+    name, optimizer, *unknown = error_of(path).splitlines()
+    assert name.startswith(f"{path}:13: name: Input should be a valid string; got list [[[...], ")
+    assert optimizer.startswith(f"{path}:12: train.optimizer: [[[...], [...], [...], [...], ...],")
+    assert optimizer.endswith("...] is not one of 'adam', 'rmsprop', 'sgd' or 'muon'")
+    assert len(name) < 300 and len(optimizer) < 300 and len(unknown) == 4
+
+
+def test_alias_loops_and_list_keys_are_one_line(tmp_path):
+    path = write(tmp_path, GOOD + "loop: &a [x, *a]\n")
+    assert error_of(path) == f"{path}:8: alias *a repeats a value that contains it (a loop)"
+    path = write(tmp_path, GOOD + "? [a, b]\n: 1\n")
+    assert (
+        error_of(path)
+        == f"{path}:8: a key under '<top level>' is a list or mapping; keys are names"
+    )
+
+
+def test_deep_nesting_and_huge_files_are_refused(tmp_path):
+    path = write(tmp_path, GOOD + "name: " + "[" * 100 + "]" * 100 + "\n")
+    assert error_of(path) == f"{path}:8: nested more than 64 levels deep"
+    path = write(tmp_path, GOOD + "# " + "x" * 1_000_000 + "\n")
+    assert error_of(path) == f"{path}: over 1,000,000 bytes, too large for a config"
+
+
 def test_missing_config_file(tmp_path):
     assert error_of(tmp_path / "nope.yaml") == f"{tmp_path / 'nope.yaml'}: config file not found"
 
@@ -178,6 +284,20 @@ def test_missing_data_file_is_named(tmp_path):
     path = write(tmp_path, GOOD.replace("loader: mnist", "loader: mnist\n  path: nowhere.npz"))
     assert error_of(path) == (
         f"{path}:3: data.path: file not found: {(Path.cwd() / 'nowhere.npz').resolve()}"
+    )
+
+
+def test_a_loop_of_symbolic_links_is_named_by_its_key(tmp_path):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    path = write(
+        tmp_path, f"data: {{loader: image_dir, root: {tmp_path / 'a'}}}\nmodel: {{builder: mlp}}\n"
+    )
+    assert error_of(path) == f"{path}:1: data.root: a loop of symbolic links: {tmp_path / 'a'}"
+    result = invoke("check", path)
+    assert result.exit_code == 2
+    assert (
+        result.output == f"error: {path}:1: data.root: a loop of symbolic links: {tmp_path / 'a'}\n"
     )
 
 

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnlab.config.data import Cifar10Data, Cifar100Data, ImageDirData, MnistData
+from cnnlab.config.data import Cifar10Data, Cifar100Data, ImageDirData, ImageFormat, MnistData
 from cnnlab.data import BadFilesError, describe_problems, load_dataset
 from cnnlab.data.cifar import read_cifar
+from cnnlab.data.images import read_image
 from cnnlab.utils.errors import DataError
 
 from .images import (
@@ -160,6 +161,19 @@ def test_colour_modes_are_converted(tmp_path):
     assert gray.x_train.shape[1:] == (24, 24, 1)
     rgba = load_dataset(image_dir_cfg(root, validation_split=0.2, color_mode="rgba"), seed=0)
     assert rgba.x_train.shape[1:] == (24, 24, 4)
+
+
+@pytest.mark.parametrize("name", ["ramp.png", "ramp.tif"])  # Pillow modes I;16 and I
+def test_sixteen_bit_grayscale_is_scaled_to_eight_bits(tmp_path, name):
+    ramp = (np.arange(24 * 24).reshape(24, 24) * 113).astype(np.uint16)  # 0 to 65,088
+    stored = ramp if name.endswith(".png") else ramp.astype(np.int32)
+    Image.fromarray(stored).save(tmp_path / name)
+    with Image.open(tmp_path / name) as img:
+        assert img.mode == ("I;16" if name.endswith(".png") else "I")
+    gray = read_image(tmp_path / name, ImageFormat(24, 24, "grayscale"))
+    assert (gray[..., 0] == ramp >> 8).all()
+    rgb = read_image(tmp_path / name, ImageFormat(24, 24, "rgb"))
+    assert (rgb == (ramp >> 8)[..., None]).all()
 
 
 def test_image_dir_run_writes_the_bad_file_list(tmp_path, mnist_arrays, cli):

@@ -149,6 +149,21 @@ def test_label_outside_classes(tmp_path, label, problem):
     assert error_of(path) == f"{path}:3: column 'label' (column 1): {problem}"
 
 
+@pytest.mark.parametrize(
+    "huge", ["99999999999999999999999", "-99999999999999999999999", "18446744073709551616"]
+)
+def test_numbers_past_64_bits_are_named_on_their_line(tmp_path, huge):
+    # pandas keeps them as Python ints, in a column of objects.
+    path = write(tmp_path, HEADER, row(1), row(2), row(huge))
+    assert error_of(path) == f"{path}:4: column 'label' (column 1): {huge} is not a class index 0-9"
+    pixels = [0] * 784
+    pixels[300] = huge
+    path = write(tmp_path, HEADER, row(1), row(2), row(3, pixels))
+    assert error_of(path) == (
+        f"{path}:4: column 'pixel300' (column 302): {huge} is outside the pixel range 0-255"
+    )
+
+
 def test_missing_label_column(tmp_path):
     path = write(tmp_path, HEADER.removeprefix("label,"), row(None))
     assert error_of(path) == f"{path}:1: no 'label' column; a training file needs one"

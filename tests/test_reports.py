@@ -142,6 +142,17 @@ def test_compare_sorting_and_errors(run_dir, tmp_path):
     assert invoke("compare", tmp_path / "nope").exit_code == 1
 
 
+def test_compare_lists_a_run_whose_config_is_a_yaml_bomb_as_unreadable(tmp_path):
+    run = fake_run(tmp_path, "bomb-run")
+    levels = ["a0: &a0 [x,x,x,x,x,x,x,x,x]"]
+    levels += [f"a{n}: &a{n} [{','.join([f'*a{n - 1}'] * 9)}]" for n in range(1, 10)]
+    (run / "config.yaml").write_text("\n".join([*levels, "data: {loader: *a9}"]) + "\n")
+    result = invoke("compare", tmp_path, "--csv", tmp_path / "table.csv")
+    assert result.exit_code == 0, result.output
+    row = pd.read_csv(tmp_path / "table.csv").iloc[0]
+    assert row["state"] == "interrupted (unreadable config.yaml)" and pd.isna(row["dataset"])
+
+
 def test_failed_training_records_why(kaggle_dir, tmp_path):
     broken = tmp_path / "test.csv"
     broken.write_text((kaggle_dir / "test.csv").read_text().replace(",0,", ",,", 1))

@@ -4,7 +4,7 @@ commands of the same names call these."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
@@ -39,6 +39,7 @@ def evaluate(
     csv: str | Path | None = None,
     output: str | Path | None = None,
     backend: str | None = None,
+    data: Mapping[str, Any] | Sequence[str] | None = None,
 ) -> dict:
     """Score a run's best model, or the average of several runs' probabilities.
 
@@ -48,11 +49,21 @@ def evaluate(
         csv: a labelled Kaggle-format CSV to score instead of the runs' own data.
         output: several runs: also write the result here as JSON.
         backend: the Keras backend to load the models on (default: the first run's).
+        data: where the runs' data is now, when it moved: {"data.root": "photos"} (or
+            "data.KEY=VALUE" strings); only `data.` keys that keep the model's image shape.
 
     Returns:
         {"val": {...}, "test": {...}} for one run; with several, {"runs", "members", "test"}.
     """
+    from cnnlab.config import override_items
+
     run_dirs = _paths(runs)
+    overrides = override_items(data)
+    if csv is None:
+        from cnnlab.runs import locate_data
+
+        for run_dir in run_dirs:  # the data is there, before Keras loads
+            locate_data(run_dir, overrides)
     open_runs(run_dirs, backend)
     csv = Path(csv) if csv is not None else None
     if len(run_dirs) == 1:
@@ -60,10 +71,11 @@ def evaluate(
             raise CnnlabError("--output is for several runs; one run writes evaluation.json")
         from cnnlab.commands.evaluate import evaluate as score
 
-        return score(run_dirs[0], csv)
+        return score(run_dirs[0], csv, overrides)
     from cnnlab.commands.evaluate import evaluate_ensemble
 
-    return evaluate_ensemble(run_dirs, csv, Path(output) if output is not None else None)
+    out = Path(output) if output is not None else None
+    return evaluate_ensemble(run_dirs, csv, out, overrides)
 
 
 def predictions(

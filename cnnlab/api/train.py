@@ -93,7 +93,7 @@ def train(
     else:
         from cnnlab.runs import open_run
 
-        first = open_run(resume)[1]  # a resumed run keeps its config, backend included
+        first = open_run(resume, need_data=True)[1]  # its config, backend included
     start_backend(first.backend, first.deterministic)
     check_backend(cluster, first.backend)
     from cnnlab.training.trainer import start_or_resume, train_seeds

@@ -31,6 +31,14 @@ def user_errors(command: Callable) -> Callable:
             if debugging():
                 raise
             fail(str(e), e.exit_code)
+        except OSError as e:
+            if _debug:
+                raise
+            if e.filename is None:
+                fail(f"{type(e).__name__}: {e} (run with --debug for the traceback)", 1)
+            # A full disk, a folder without permission: the file, and what the system said.
+            paths = f"{e.filename} -> {e.filename2}" if e.filename2 else str(e.filename)
+            fail(f"{paths}: {e.strerror or e}", 1)
         except Exception as e:
             if debugging():
                 raise

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from cnnlab.cli.errors import user_errors
-from cnnlab.cli.options import Backend, RunDirs
+from cnnlab.cli.options import Backend, DataOverrides, RunDirs
 from cnnlab.cli.show import show_predictions
 from cnnlab.utils.console import echo
 from cnnlab.utils.errors import CnnlabError
@@ -26,6 +26,7 @@ def evaluate(
         Path | None,
         typer.Option("--output", "-o", help="Several runs: also write the result as JSON here."),
     ] = None,
+    overrides: DataOverrides = None,
     backend: Backend = None,
 ) -> None:
     """Score a run's best model and write evaluation.json into the run directory.
@@ -34,7 +35,7 @@ def evaluate(
     """
     from cnnlab.api import evaluate as score
 
-    echo(json.dumps(score(run_dirs, csv, output, backend), indent=2))
+    echo(json.dumps(score(run_dirs, csv, output, backend, overrides), indent=2))
 
 
 @user_errors

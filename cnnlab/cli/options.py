@@ -18,6 +18,15 @@ Overrides = Annotated[
     ),
 ]
 
+DataOverrides = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="data.KEY=VALUE",
+        help="Point the run at its data where it now is (repeatable), e.g. --set data.root=photos.",
+    ),
+]
+
 
 Mlflow = Annotated[
     str | None,

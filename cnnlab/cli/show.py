@@ -45,10 +45,13 @@ def show_export(record: dict, path: Path) -> None:
             f" (to the saved {record['precision']} model: {record['max_abs_diff_to_saved']:.2g}, "
             f"top-1 {record['top1_agreement_to_saved']:.2%})"
         )
+    accuracy = "no labels, so no accuracy"
+    if record["accuracy"] is not None:
+        accuracy = f"accuracy {record['accuracy']:.4f} (Keras model {record['keras_accuracy']:.4f})"
     echo(
         f"{checked['images']:,} {checked['split']} images: max probability difference "
         f"{record['max_abs_diff']:.2g}, top-1 agreement {record['top1_agreement']:.2%}{saved}, "
-        f"accuracy {record['accuracy']:.4f} (Keras model {record['keras_accuracy']:.4f})"
+        f"{accuracy}"
     )
     echo(
         f"size {record['size_bytes'] / 1e6:,.2f} MB; one image takes {latency[fmt]:.2f} ms "

@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
-
 from cnnlab import runs
-from cnnlab.utils.errors import RunDirError
+from cnnlab.config import read_yaml_mapping
+from cnnlab.utils.errors import CnnlabError, RunDirError
 
 COLUMNS = [
     "run", "state", "dataset", "builder", "params", "epochs", "best_val_accuracy",
@@ -44,11 +43,11 @@ def run_row(run_dir: Path) -> dict:
     state = runs.read_state(run_dir)
     row["state"] = state["state"] + (f": {state['reason']}" if state["state"] == "failed" else "")
     try:
-        # The raw YAML, not load_config: a run whose data has moved is still worth listing.
-        config = yaml.safe_load((run_dir / runs.CONFIG_FILE).read_text(encoding="utf-8")) or {}
+        # The YAML, not load_config: a run whose data has moved is still worth listing.
+        config, _ = read_yaml_mapping(run_dir / runs.CONFIG_FILE, "config", "data:, model:")
         row["dataset"] = config["data"]["loader"]
         row["builder"] = config["model"]["builder"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+    except (CnnlabError, KeyError, TypeError):
         row["state"] += " (unreadable config.yaml)"
     history = run_dir / runs.HISTORY_FILE
     if history.is_file():

@@ -7,42 +7,81 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.data import load_dataset, read_csv_for
-from cnnlab.inference import load_members, member_probabilities, scores
+from cnnlab.config import Config
+from cnnlab.data import Dataset, load_dataset, read_csv_for
+from cnnlab.inference import Member, load_members, member_probabilities, scores
 from cnnlab.models.common import output_classes
+from cnnlab.runs import CLASSES_FILE, locate_data
 from cnnlab.scoring import score_run
 from cnnlab.utils.atomic import write_json
-from cnnlab.utils.errors import RunDirError
+from cnnlab.utils.errors import CnnlabError, DataError, RunDirError
 
 EVALUATION = "evaluation.json"
 
 
-def evaluate(run_dir: str | Path, csv: Path | None = None) -> dict:
+def evaluate(
+    run_dir: str | Path, csv: Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> dict:
     """Score a run's best model and write the result into the run directory.
 
     Args:
         run_dir: a directory made by `cnnlab train`.
         csv: a labelled Kaggle-format CSV; by default the data in the run's config (the same
             seeded validation split as in training, and the test set when it has labels).
+        overrides: `data.KEY=VALUE` items that point the run at its data where it now is.
 
     Returns:
         {"val": {...}, "test": {...} or None} or, with `csv`, {"csv": path, "test": {...}};
         the same dict is written to evaluation.json (evaluation-<csv stem>.json with `csv`).
         Without `csv`, the run's plots and report.html are drawn again as well.
     """
+    if csv is not None and overrides:
+        raise CnnlabError("--set points a run at its data, --csv scores a file instead: not both")
+    cfg = locate_data(run_dir, overrides) if csv is None else None  # before Keras loads a model
     (run,) = load_members([run_dir])
-    data_cfg = run.cfg.data
-    if csv is None:
-        data = load_dataset(data_cfg, run.cfg.seed)
+    if cfg is not None:
+        data = load_dataset(cfg.data, cfg.seed)
+        as_run_classes(data, run, cfg)
         return score_run(run.run_dir, run.model, data, EVALUATION, tta=run.cfg.model.tta)
-    x, y = read_csv_for(data_cfg, csv, output_classes(run.model), require_label=True)
+    x, y = read_csv_for(run.cfg.data, csv, output_classes(run.model), require_label=True)
     results = {"csv": str(Path(csv).resolve()), "test": scores(run.probabilities(x), y)}
     write_json(run.run_dir / f"evaluation-{Path(csv).stem}.json", results)
     return results
 
 
+def as_run_classes(data: Dataset, run: Member, cfg: Config) -> None:
+    """Label `data` with the run's classes, by class name: the data may hold some of them, in
+    any order (a folder of two of the five classes a run knows), never a class it does not.
+
+    Raises:
+        DataError: a class of the data that the run was not trained on, named.
+    """
+    known = run.class_names
+    if not (run.run_dir / CLASSES_FILE).is_file() and len(data.class_names) == len(known):
+        known = data.class_names  # a run from before class names were recorded: as it trained
+    unknown = [name for name in data.class_names if name not in known]
+    if unknown:
+        where = next((str(path) for _, path in cfg.data if isinstance(path, Path)), "the data")
+        listed = ", ".join(known[:10]) + (
+            f" and {len(known) - 10:,} more" if len(known) > 10 else ""
+        )
+        raise DataError(
+            f"{where}: class '{unknown[0]}' is not one that {run.run_dir} was trained on "
+            f"({listed}); nothing was scored"
+        )
+    position = np.array([known.index(name) for name in data.class_names])
+    for split in ("train", "val", "test"):
+        x, y = data.split(split)
+        if y is not None:
+            data.set_split(split, x, position[y])
+    data.class_names = list(known)
+
+
 def evaluate_ensemble(
-    run_dirs: list[str | Path], csv: Path | None = None, output: Path | None = None
+    run_dirs: list[str | Path],
+    csv: Path | None = None,
+    output: Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
 ) -> dict:
     """Score the average of several runs' class probabilities on a labelled test set.
 
@@ -53,28 +92,33 @@ def evaluate_ensemble(
             which must then be the same for every run and have labels. (Validation sets are not
             scored: with different seeds each member trained on others' validation images.)
         output: also write the result here as JSON; nothing is written into the runs.
+        overrides: `data.KEY=VALUE` items that point every run at its data where it now is.
 
     Returns:
         {"runs": [...], "members": [{"run", "loss", "accuracy"}, ...], "test": {...}} with
         "csv" when `csv` was given.
     """
+    if csv is not None and overrides:
+        raise CnnlabError("--set points runs at their data, --csv scores a file instead: not both")
+    configs = [locate_data(run_dir, overrides) for run_dir in run_dirs] if csv is None else []
     members = load_members(run_dirs)
     dirs = [member.run_dir for member in members]
     first = members[0]
     if csv is not None:
         x, y = read_csv_for(first.cfg.data, csv, output_classes(first.model), require_label=True)
     else:
-        for member in members[1:]:
-            if member.cfg.data != first.cfg.data:
+        for member, cfg in zip(members[1:], configs[1:], strict=True):
+            if cfg.data != configs[0].data:
                 raise RunDirError(
                     f"{member.run_dir}: its data config differs from {first.run_dir}'s, so they "
                     "have no common test set; pass --csv with a labelled test file"
                 )
-        data = load_dataset(first.cfg.data, first.cfg.seed)
+        data = load_dataset(configs[0].data, configs[0].seed)
         if data.y_test is None:
             raise RunDirError(
                 f"{first.run_dir}: its data config has no labelled test set; pass --csv with one"
             )
+        as_run_classes(data, first, configs[0])
         x, y = data.x_test, data.y_test
     probs = member_probabilities(members, x)
     results = {

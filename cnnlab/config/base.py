@@ -32,7 +32,10 @@ def checks_files(info: ValidationInfo) -> bool:
 
 
 def _resolved(path: Path) -> Path:
-    return path.expanduser().resolve()
+    try:
+        return path.expanduser().resolve()
+    except (RuntimeError, OSError):  # a loop of symbolic links (RuntimeError before Python 3.13)
+        raise ValueError(f"a loop of symbolic links: {path}") from None
 
 
 def _existing(path: Path, info: ValidationInfo) -> Path:

@@ -17,9 +17,70 @@ from cnnlab.config.experiment import Config
 from cnnlab.config.messages import Key, describe, dotted
 from cnnlab.utils.errors import ConfigError
 
+# A config holds a few hundred values. These bounds refuse a "billion laughs" document (a few
+# hundred bytes whose aliases repeat anchors into billions of values) while it is composed, before
+# anything walks its expansion: sizes are added up per node, so an alias costs nothing to count.
+MAX_BYTES = 1_000_000
+MAX_VALUES = 100_000  # keys, values and list items, with every alias counted as what it repeats
+MAX_DEPTH = 64  # levels of nesting, aliases expanded
+
+
+class _TooLarge(yaml.YAMLError):
+    """A document over MAX_VALUES or MAX_DEPTH, or an alias inside its own anchor."""
+
+    def __init__(self, problem: str, mark: yaml.Mark):
+        super().__init__(problem)
+        self.problem, self.mark = problem, mark
+
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads `1e-3` as a float (YAML 1.1 insists on a dot)."""
+    """SafeLoader that also reads `1e-3` as a float (YAML 1.1 insists on a dot), and refuses a
+    document that would expand past MAX_VALUES values or MAX_DEPTH levels."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._expanded: dict[yaml.Node, tuple[int, int]] = {}  # node -> (values, depth)
+        self._composed = 0  # nodes written out in the text
+        self._open = 0  # nodes being composed: the nesting of the text
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            if node not in self._expanded:  # its anchor's node is still open: an ancestor
+                raise _TooLarge(
+                    f"alias *{event.anchor} repeats a value that contains it (a loop)",
+                    event.start_mark,
+                )
+            return node
+        self._composed += 1
+        self._open += 1
+        if self._composed > MAX_VALUES:
+            raise _TooLarge(
+                f"more than {MAX_VALUES:,} values; a config holds a few hundred", event.start_mark
+            )
+        if self._open > MAX_DEPTH:
+            raise _TooLarge(f"nested more than {MAX_DEPTH} levels deep", event.start_mark)
+        node = super().compose_node(parent, index)
+        self._open -= 1
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            children = []
+        values = 1 + sum(self._expanded[c][0] for c in children)
+        depth = 1 + max((self._expanded[c][1] for c in children), default=0)
+        if values > MAX_VALUES or depth > MAX_DEPTH:
+            what = f"'&{event.anchor}'" if event.anchor else "this value"
+            grows = (
+                f"{values:,} values, more than the {MAX_VALUES:,} a config may hold"
+                if values > MAX_VALUES
+                else f"{depth} levels deep, more than {MAX_DEPTH}"
+            )
+            raise _TooLarge(f"{what} expands through its aliases to {grows}", node.start_mark)
+        self._expanded[node] = (values, depth)
+        return node
 
 
 _Loader.add_implicit_resolver(
@@ -29,36 +90,54 @@ _Loader.add_implicit_resolver(
 )
 
 
-def _index(node: yaml.Node, path: Key, lines: dict[Key, str], source: str) -> None:
-    """Record where each key is defined; refuse duplicate keys (PyYAML keeps the last silently)."""
+def _index(
+    node: yaml.Node, path: Key, lines: dict[Key, str], source: str, seen: set[yaml.Node]
+) -> None:
+    """Record where each key is defined; refuse duplicate keys (PyYAML keeps the last silently).
+
+    Each node is walked once: an alias repeats a node already indexed where its anchor is, and
+    keys inside it are reported at the alias's key.
+    """
+    if node in seen:
+        return
+    seen.add(node)
     if isinstance(node, yaml.MappingNode):
-        seen: dict[Any, int] = {}
+        found: dict[Any, int] = {}
         for key_node, value_node in node.value:
-            key = key_node.value
             line = key_node.start_mark.line + 1
-            if key in seen:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise ConfigError(
+                    f"{source}:{line}: a key under '{dotted(path)}' is a list or mapping; "
+                    "keys are names"
+                )
+            key = key_node.value
+            if key in found:
                 raise ConfigError(
                     f"{source}:{line}: duplicate key '{dotted((*path, key))}' "
-                    f"(first set on line {seen[key]})"
+                    f"(first set on line {found[key]})"
                 )
-            seen[key] = line
+            found[key] = line
             lines[(*path, key)] = f"{source}:{line}"
-            _index(value_node, (*path, key), lines, source)
+            _index(value_node, (*path, key), lines, source, seen)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             lines[(*path, i)] = f"{source}:{item.start_mark.line + 1}"
-            _index(item, (*path, i), lines, source)
+            _index(item, (*path, i), lines, source, seen)
 
 
 def _parse_yaml(text: str, source: str, lines: dict[Key, str]) -> Any:
+    if len(text) > MAX_BYTES:
+        raise ConfigError(f"{source}: over {MAX_BYTES:,} bytes, too large for a config")
     loader = None
     try:
         loader = _Loader(text)
         node = loader.get_single_node()
         if node is None:
             return None
-        _index(node, (), lines, source)
+        _index(node, (), lines, source, set())
         return loader.construct_document(node)
+    except _TooLarge as e:
+        raise ConfigError(f"{source}:{e.mark.line + 1}: {e.problem}") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
@@ -75,7 +154,8 @@ def _apply_override(data: dict, item: str, lines: dict[Key, str]) -> None:
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set {item}: expected KEY.PATH=VALUE, e.g. --set train.epochs=3")
-    source = f"--set {item}"
+    # Messages name the override as given, unless it is long or spans lines.
+    source = f"--set {item}" if len(item) <= 100 and "\n" not in item else f"--set {key}=..."
     value = _parse_yaml(raw, source, {}) if raw.strip() else None
     parts: list[str | int] = list(key.strip().split("."))
     node: Any = data
@@ -118,7 +198,11 @@ def read_yaml_mapping(path: Path, what: str, example: str) -> tuple[dict, dict[K
     """
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)  # no further: a huge file is refused unread
+        if len(raw) > MAX_BYTES:
+            raise ConfigError(f"{source}: over {MAX_BYTES:,} bytes, too large for a {what}")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{source}: {what} file not found") from None
     except (OSError, UnicodeDecodeError) as e:

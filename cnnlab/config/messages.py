@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import reprlib
 import typing
 from typing import Any
 
@@ -14,6 +15,18 @@ from cnnlab.config.data import DATA_SCHEMAS
 from cnnlab.config.models import MODEL_SCHEMAS
 
 Key = tuple[str | int, ...]
+
+
+# A received value is quoted this far: a list of 100,000 items (aliases make one from a few
+# lines) is shown by its start, not printed whole.
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 2, 60, 60
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 4
+
+
+def shown(value: Any) -> str:
+    """`repr(value)`, shortened: nested containers and long strings end in '...'."""
+    return _SHORT.repr(value)
 
 
 def dotted(path: Key) -> str:
@@ -115,7 +128,8 @@ def describe(
     if kind == "literal_error":
         expected = ctx.get("expected", "")
         choices = re.findall(r"'([^']*)'", expected)
-        return f"{where}: {key}: {given!r} is not one of {expected}{_suggest(given, choices)}"
+        hint = _suggest(given, choices) if isinstance(given, str) else ""
+        return f"{where}: {key}: {shown(given)} is not one of {expected}{hint}"
     msg = err["msg"].removeprefix("Value error, ")
     if not path:
         # Checks across sections start with the key they are about: point at its line.
@@ -126,6 +140,6 @@ def describe(
     if kind == "path_type":
         msg = "expected a file path"
     if kind.endswith("_type") or kind.endswith("_parsing") or kind.endswith("_strict"):
-        got = "null" if given is None else f"{type(given).__name__} {given!r}"
+        got = "null" if given is None else f"{type(given).__name__} {shown(given)}"
         return f"{where}: {key}: {msg}; got {got}"
     return f"{where}: {key}: {msg}"

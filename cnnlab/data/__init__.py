@@ -15,6 +15,7 @@ from cnnlab.data.dataset import BadFilesError, Dataset, adapt_images, describe_p
 from cnnlab.data.image_dir import scan_folder
 from cnnlab.data.kaggle_csv import read_digits_csv
 from cnnlab.data.registry import LOADERS
+from cnnlab.utils.errors import DataError
 
 
 def load_dataset(data_cfg, seed: int) -> Dataset:
@@ -44,6 +45,11 @@ def read_csv_for(
     The file holds images as the run's data config stores them (its raw shape); they are
     resized and converted as that config says, and labels must lie in 0..num_classes-1.
     """
+    if not hasattr(data_cfg, "raw_shape"):
+        raise DataError(
+            f"{csv}: a CSV of pixels is for runs of arrays (mnist, kaggle_csv, cifar); this "
+            f"run's data is {data_cfg.loader}: give it image files (`cnnlab predict`) or folders"
+        )
     x, y = read_digits_csv(
         csv,
         image_shape=tuple(data_cfg.raw_shape),

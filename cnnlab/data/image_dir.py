@@ -271,7 +271,9 @@ def decode_listing(
 
 def _cache_key(listing: Listing, root: Path, fmt: ImageFormat) -> str:
     described = {
-        "version": 2,  # what an entry holds: 2 added the files' sizes and modes as stored
+        # What an entry holds and how it was decoded: 2 added the files' sizes and modes as
+        # stored, 3 scales 16-bit grayscale to 8 bits (2 clipped it).
+        "version": 3,
         "format": list(fmt),
         "classes": listing.classes,
         "files": {

@@ -25,6 +25,7 @@ EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 SYSTEM_FILES = {".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini"}
 SYSTEM_FOLDERS = {"__macosx"}  # macOS's zip resource-fork folder
 _PIL_MODES = {"grayscale": "L", "rgb": "RGB", "rgba": "RGBA"}
+_SIXTEEN_BIT = {"I;16", "I;16L", "I;16B", "I;16N", "I"}  # Pillow's modes of deep grayscale
 _ORIENTATION = 0x0112  # the EXIF tag; values 5-8 store the photo turned by a quarter
 _TURNED = {5, 6, 7, 8}
 
@@ -103,7 +104,7 @@ def _read(source: Path | bytes, fmt: ImageFormat) -> tuple[np.ndarray, Original]
             side = max(fmt.height, fmt.width)
             img.draft(mode, (side, side))
             img.load()  # decodes every byte now: truncated files fail here
-            img = _upright(img, ImageOps)
+            img = _upright(_eight_bit(img, Image), ImageOps)
             if img.mode != mode:
                 img = img.convert(mode)
             if img.size != (fmt.width, fmt.height):
@@ -118,6 +119,17 @@ def _read(source: Path | bytes, fmt: ImageFormat) -> tuple[np.ndarray, Original]
         raise Unusable(f"too many pixels ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise Unusable(f"damaged image ({str(e) or type(e).__name__})") from None
+
+
+def _eight_bit(img, image_module):
+    """16-bit grayscale (PNG, TIFF) as 8 bits, each value's top byte: Pillow's own conversion
+    clips every value above 255 to white."""
+    if img.mode not in _SIXTEEN_BIT:
+        return img
+    values = np.asarray(img)
+    if img.mode == "I":  # 32-bit integers, which hold 16-bit files in older Pillows
+        values = np.clip(values, 0, 65535)
+    return image_module.fromarray((values.astype(np.uint32) >> 8).astype(np.uint8))
 
 
 def _original(img) -> Original:

@@ -167,7 +167,7 @@ def _check_chunk(
     """Check one block of rows (row r is on line start_line + r) and convert it."""
     used = ([label_at] if label_at is not None else []) + pixel_at
     _check_complete(df, path, start_line)
-    _check_numeric(df, path, used, start_line)
+    _check_numeric(df, path, used, start_line, label_at, num_classes)
     _check_pixels(df, path, pixel_at, start_line)
     # Column by column: read_csv leaves one block per column, and a plain to_numpy() would
     # first build an int64 copy of the whole table.
@@ -219,16 +219,28 @@ def _check_complete(df: pd.DataFrame, path: Path, start_line: int) -> None:
     raise DataError(f"{_where(path, line, df, col)}: empty cell")
 
 
-def _check_numeric(df: pd.DataFrame, path: Path, used: list[int], start_line: int) -> None:
+def _check_numeric(
+    df: pd.DataFrame,
+    path: Path,
+    used: list[int],
+    start_line: int,
+    label_at: int | None,
+    num_classes: int,
+) -> None:
     for col in used:
         series = df.iloc[:, col]
         if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
             continue
-        numbers = pd.to_numeric(series, errors="coerce")
-        row = int(np.flatnonzero(numbers.isna().to_numpy())[0]) if numbers.isna().any() else 0
-        raise DataError(
-            f"{_where(path, start_line + row, df, col)}: {series.iloc[row]!r} is not a number"
-        )
+        # pandas keeps integers past 64 bits as Python ints, in a column of objects.
+        huge = series.map(lambda v: isinstance(v, int) and not -(2**63) <= v < 2**64)
+        bad = pd.to_numeric(series, errors="coerce").isna().to_numpy() | huge.to_numpy(bool)
+        row = int(np.flatnonzero(bad)[0]) if bad.any() else 0
+        value, at = series.iloc[row], _where(path, start_line + row, df, col)
+        if not huge.iloc[row]:
+            raise DataError(f"{at}: {value!r} is not a number")
+        if col == label_at:
+            raise DataError(f"{at}: {value} is not a class index 0-{num_classes - 1}")
+        raise DataError(f"{at}: {value} is outside the pixel range 0-255")
 
 
 def _check_pixels(df: pd.DataFrame, path: Path, pixel_at: list[int], start_line: int) -> None:

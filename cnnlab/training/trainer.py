@@ -158,7 +158,7 @@ def start_or_resume(
         if resume is None:
             return cfg, None
         # Process 0 has marked the run running by now: the checks are its to make.
-        run_dir, saved = runs.open_run(resume)
+        run_dir, saved = runs.open_run(resume, need_data=True)
         return saved, run_dir
     if resume is None and cluster.processes > 1:
         return cfg, None

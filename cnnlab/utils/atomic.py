@@ -28,17 +28,31 @@ def _new_file_mode() -> int:
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it over `path`, else delete it."""
     path = Path(path)
-    # Keep the suffix: Keras only saves to names ending in .keras.
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent
-    )
+    try:
+        # Keep the suffix: Keras only saves to names ending in .keras.
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent
+        )
+    except OSError as e:
+        raise _naming(e, path) from None
     os.close(fd)
     try:
         yield Path(tmp)
         os.chmod(tmp, _new_file_mode())
         os.replace(tmp, path)
+    except OSError as e:
+        # A full disk fails a write without a file name, a replace names the temporary file.
+        if e.filename in (None, tmp):
+            raise _naming(e, path) from None
+        raise
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _naming(error: OSError, path: Path) -> OSError:
+    """`error` about the file being written, as the file it becomes."""
+    error.filename, error.filename2 = str(path), None
+    return error
 
 
 def atomic_write(path: Path, text: str) -> None:
