@@ -32,7 +32,7 @@ def user_errors(command: Callable) -> Callable:
                 raise
             fail(str(e), e.exit_code)
         except OSError as e:
-            if _debug:
+            if debugging():
                 raise
             if e.filename is None:
                 fail(f"{type(e).__name__}: {e} (run with --debug for the traceback)", 1)
