@@ -25,6 +25,17 @@ def test_the_suggestion_is_the_steepest_fall_before_the_lowest_loss():
     assert "below the lowest loss at 0.087" in reason
 
 
+def test_a_small_fall_is_still_a_suggestion():
+    # A hard task's first steps: the loss falls 1.1% (1.605 -> 1.588) from 1e-4 to 2e-3,
+    # then climbs away.
+    logs = np.log10(RATES)
+    fall = 0.017 / (1 + np.exp(-(logs + 3.2) * 4))
+    curve = 1.605 - fall + np.where(logs > -2.5, (logs + 2.5) * 3, 0)
+    rate, reason = suggest(RATES, list(curve))
+    assert 1e-4 < rate < 2e-3
+    assert "small fall" in reason and "lower --min" not in reason
+
+
 def test_no_suggestion_when_the_loss_never_falls_or_diverges_at_once():
     rate, reason = suggest(RATES, [2.3] * 100)
     assert rate is None and "never fell" in reason

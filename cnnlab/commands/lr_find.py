@@ -67,7 +67,13 @@ class RateRange(keras.callbacks.Callback):
 
 
 def suggest(rates: list[float], smoothed: list[float]) -> tuple[float | None, str]:
-    """(suggested rate or None, the reason) from the smoothed loss curve."""
+    """(suggested rate or None, the reason) from the smoothed loss curve.
+
+    Whenever the loss falls below its first value, the suggestion is the rate where it falls
+    steepest before its lowest point, however small the fall (a small one is said); without
+    a fall, the reason says whether the loss rose from the start (the rates begin too high)
+    or stayed flat (they end too low, or the data does not fit the labels).
+    """
     finite = [i for i, v in enumerate(smoothed) if math.isfinite(v)]
     if len(finite) < 10:
         return None, (
@@ -78,24 +84,26 @@ def suggest(rates: list[float], smoothed: list[float]) -> tuple[float | None, st
         )
     curve = np.array([smoothed[i] for i in finite])
     lowest = int(curve.argmin())
-    climbs = len(finite) < len(smoothed) or curve.max() > 1.5 * curve[0]
-    if curve[lowest] > 0.98 * curve[0] and not climbs:
+    if lowest == 0:
+        if len(finite) < len(smoothed) or curve.max() > 1.02 * curve[0]:
+            return None, (
+                f"the loss diverged from the start (it rose from {curve[0]:.4g} at "
+                f"{rates[finite[0]]:.2g} and never fell below it): lower --min"
+            )
         return None, (
-            f"the loss never fell (from {curve[0]:.4g} to at best {curve[lowest]:.4g}): raise "
-            "--max or --steps, or check the data"
-        )
-    if lowest < max(3, len(curve) // 20) or curve[lowest] > 0.98 * curve[0]:
-        return None, (
-            f"the loss diverged from the start (lowest at step {lowest + 1}, rate "
-            f"{rates[lowest]:.2g}): lower --min"
+            f"the loss never fell (it stayed near {curve[0]:.4g}): raise --max or --steps, or "
+            "check the data"
         )
     logs = np.log10(np.array([rates[i] for i in finite]))
     slopes = np.gradient(curve, logs)
     # Skip the first steps, where the average has seen few batches.
     start = min(len(curve) // 10, lowest - 1)
     steepest = start + int(slopes[start:lowest].argmin())
+    fall = 1 - curve[lowest] / curve[0]
+    small = " (a small fall: compare with a rate 3x lower)" if fall < 0.02 else ""
     return float(rates[finite[steepest]]), (
-        f"steepest descent of the smoothed loss, below the lowest loss at {rates[lowest]:.2g}"
+        f"steepest descent of the smoothed loss, below the lowest loss at "
+        f"{rates[finite[lowest]]:.2g}, {fall:.1%} under the first{small}"
     )
 
 
