@@ -362,3 +362,22 @@ def test_a_full_disk_names_the_file_being_written(tmp_path):
     assert done.returncode == 1
     assert done.stderr.splitlines()[-1] == f"error: {out}: File too large"
     assert not out.exists() and list(tmp_path.iterdir()) == [tmp_path / "runs"]
+
+
+def test_check_gives_the_train_command_with_every_set(tmp_path):
+    import shlex
+
+    sets = ["data.max_samples=200", "output_dir=" + str(tmp_path / "my runs")]
+    result = invoke("check", CONFIGS / "mnist_mlp.yaml", *[w for s in sets for w in ("--set", s)])
+    assert result.exit_code == 0, result.output
+    (line,) = [x for x in result.output.splitlines() if x.startswith("ok: ")]
+    command = line.split("`")[1]
+    assert shlex.split(command) == [
+        "cnnlab",
+        "train",
+        str(CONFIGS / "mnist_mlp.yaml"),
+        "--set",
+        sets[0],
+        "--set",
+        sets[1],
+    ]

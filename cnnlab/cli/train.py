@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -90,4 +91,9 @@ def check(
     )
     for line in preflight(cfg, preview=preview_file if preview else None):
         echo(line)
-    echo(f"ok: `cnnlab train {config}` would start; runs go to {cfg.output_dir}")
+    command = shlex.join(["cnnlab", "train", str(config), *_set_flags(overrides)])
+    echo(f"ok: `{command}` would start; runs go to {cfg.output_dir}")
+
+
+def _set_flags(overrides: list[str] | None) -> list[str]:
+    return [word for item in overrides or [] for word in ("--set", item)]
