@@ -19,7 +19,7 @@ from cnnlab.data.images import read_image
 from cnnlab.utils import console
 from cnnlab.utils.errors import DataError
 
-from .images import write_class_folders, write_split_folders
+from .images import digit_photo, write_class_folders, write_split_folders
 
 
 def cfg(root: Path, **kwargs) -> ImageDirData:
@@ -241,3 +241,53 @@ def test_check_shows_the_splits_and_the_memory(tmp_path, mnist_arrays, cli):
     assert f"test <- {root / 'test_set'}" in result.output
     # 26 images of 32x32x3 bytes.
     assert f"decoded images take {26 * 32 * 32 * 3 / 2**20:,.1f} MiB" in result.output
+
+
+def test_a_root_above_the_only_folder_names_that_folder(tmp_path, mnist_arrays):
+    # flowers/flowers/<class>/..., and catsdogs/dataset/{training_set,test_set}/<class>/...
+    inner = write_class_folders(tmp_path / "flowers" / "flowers", mnist_arrays, 4,
+                                classes=("daisy", "rose", "tulip"))  # fmt: skip
+    nested = write_split_folders(tmp_path / "catsdogs" / "dataset", mnist_arrays, (4, 2, 2))
+    rename_splits(nested, {"train": "training_set", "test": "test_set"})
+    cases = [
+        (tmp_path / "flowers", inner, "3 classes (daisy, rose, tulip)"),
+        (tmp_path / "catsdogs", nested, "2 classes (cats, dogs)"),
+    ]
+    for top, below, classes in cases:
+        with pytest.raises(DataError) as raised:
+            load_dataset(cfg(top), seed=0)
+        message = str(raised.value)
+        assert message.endswith(f"holds the images, in {classes}; set data.root to {below}")
+        assert "cats-vs-dogs-subset" not in message
+        # The advice, followed, loads.
+        assert load_dataset(cfg(below), seed=0).num_classes == int(classes[0])
+
+
+def test_the_kaggle_hint_only_for_a_flat_kaggle_folder(tmp_path, mnist_arrays):
+    flat = tmp_path / "train"
+    flat.mkdir()
+    for i in range(3):
+        digit_photo(mnist_arrays["x_train"][i], 0, 24).save(flat / f"cat.{i}.jpg")
+    with pytest.raises(DataError, match="cats-vs-dogs-subset"):
+        load_dataset(cfg(flat), seed=0)
+
+
+def test_images_too_small_for_the_builder_name_the_loader_s_setting(tmp_path, mnist_arrays, cli):
+    import shlex
+
+    root = write_class_folders(tmp_path / "tiny", mnist_arrays, 4, size=16)
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"data: {{loader: image_dir, root: {root}, image_size: [16, 16]}}\n"
+        "model: {builder: convnet}\n"
+        f"output_dir: {tmp_path / 'out'}\n"
+    )
+    result = cli("check", config)
+    assert result.exit_code != 0
+    (error,) = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert "data.resize" not in error
+    side = int(error.split("set data.image_size to at least [")[1].split(",")[0])
+    assert 16 < side <= 256
+    fixed = cli("check", config, "--set", f"data.image_size=[{side},{side}]")
+    assert fixed.exit_code == 0, fixed.output
+    assert shlex.split(fixed.output.split("`")[1])[-1] == f"data.image_size=[{side},{side}]"

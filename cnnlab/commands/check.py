@@ -55,13 +55,13 @@ def summarize(cfg: Config) -> tuple[keras.Model, str | None]:
     if classes is None:
         classes = 2
         note = f"{cfg.data.root} is not there, so its classes are unknown: assumed 2"
-    return build_model(cfg.model, cfg.data.input_shape, classes), note
+    return build_model(cfg.model, cfg.data.input_shape, classes, cfg.data), note
 
 
 def load_and_build(cfg: Config) -> tuple[keras.Model, Dataset]:
     """Load the data, as train would, and build the model for it, untrained."""
     data = load_dataset(cfg.data, cfg.seed)
-    return build_model(cfg.model, data.input_shape, data.num_classes), data
+    return build_model(cfg.model, data.input_shape, data.num_classes, cfg.data), data
 
 
 def class_counts(data: Dataset) -> list[tuple[str, list[int], int]]:

@@ -127,7 +127,7 @@ def find_rate(
     precision, _ = resolve_precision(cfg.train.precision)
     keras.utils.set_random_seed(cfg.seed)
     with dtype_policy(precision):
-        model = build_model(cfg.model, data.input_shape, data.num_classes)
+        model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.data)
         adapt_model(model, data.x_train)
         set_trainable(model, phase.unfreeze)
         compile_model(model, cfg.train, len(data.x_train), constant)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,12 +126,7 @@ def scan_folder(root: Path) -> Listing:
     folders = _split_folders(root, problems)
     classes = _class_folders(folders["train"], problems)
     if len(classes) < 2:
-        found = f"only the class folder '{classes[0]}'" if classes else "no class folders"
-        raise DataError(
-            f"{folders['train']}: {found}; a classifier needs two or more, each class's images "
-            "in a sub-folder named after it (Kaggle's flat cat.N.jpg/dog.N.jpg folder: "
-            "`cnnlab data cats-vs-dogs-subset` makes that layout)"
-        )
+        raise DataError(_too_few_classes(folders["train"], classes))
     listing = Listing(folders, classes, {}, problems)
     for split, folder in folders.items():
         found = classes if split == "train" else _class_folders(folder, problems)
@@ -147,6 +143,38 @@ def scan_folder(root: Path) -> Listing:
         for label, name in enumerate(classes):
             _list_class(folder / name, label, listing, split)
     return listing
+
+
+def _too_few_classes(folder: Path, classes: list[str]) -> str:
+    """Why `folder` is no folder of classes, and the fix: the inner folder that is one (a
+    root one level too high), or the layout a classifier needs."""
+    if len(classes) == 1:
+        inner = folder / classes[0]
+        try:
+            listing = scan_folder(inner)
+        except DataError:
+            listing = None
+        if listing is not None:
+            names = ", ".join(listing.classes[:5]) + (", ..." if len(listing.classes) > 5 else "")
+            return (
+                f"{folder}: its only folder '{classes[0]}' holds the images, in "
+                f"{len(listing.classes)} classes ({names}); set data.root to {inner}"
+            )
+    found = f"only the class folder '{classes[0]}'" if classes else "no class folders"
+    advice = (
+        f"{folder}: {found}; a classifier needs two or more, each class's images in a "
+        "sub-folder named after it"
+    )
+    flat = [e.name for e in _entries(folder) if e.is_file() and _KAGGLE_NAME.match(e.name)]
+    if flat:  # Kaggle's Dogs vs. Cats train/ folder: cat.0.jpg, dog.0.jpg, ...
+        advice += (
+            f" ({flat[0]} looks like Kaggle's flat cat.N.jpg/dog.N.jpg folder: "
+            f"`cnnlab data cats-vs-dogs-subset {folder} NEW_FOLDER` sorts it into that layout)"
+        )
+    return advice
+
+
+_KAGGLE_NAME = re.compile(r"^[A-Za-z]+\.\d+\.(jpe?g|png)$", re.IGNORECASE)
 
 
 def _split_folders(root: Path, problems: list[tuple[str, str]]) -> dict[str, Path]:

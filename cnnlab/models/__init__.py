@@ -10,8 +10,12 @@ from cnnlab.models.registry import BUILDERS
 from cnnlab.utils.errors import ConfigError, first_line
 
 
-def build_model(model_cfg, input_shape: tuple[int, ...], num_classes: int):
+def build_model(model_cfg, input_shape: tuple[int, ...], num_classes: int, data_cfg=None):
     """Build the (uncompiled) model a config's `model` block describes.
+
+    Args:
+        data_cfg: the config's `data` block: an error then names the setting of that loader
+            that gives images the model can take.
 
     Raises:
         ConfigError: the architecture cannot take images of `input_shape` (too small for its
@@ -20,11 +24,43 @@ def build_model(model_cfg, input_shape: tuple[int, ...], num_classes: int):
     try:
         return BUILDERS[model_cfg.builder](model_cfg, input_shape, num_classes)
     except ValueError as e:
+        fix = "use larger images or fewer layers"
+        smallest = _smallest_side(model_cfg, input_shape, num_classes)
+        if data_cfg is not None and smallest is not None:
+            from cnnlab.config import InputNeeds
+
+            fix = data_cfg.how_to_give(InputNeeds(smallest, input_shape[-1]))
         raise ConfigError(
             f"model.builder {model_cfg.builder} cannot take images of "
-            f"{'x'.join(map(str, input_shape))} ({first_line(e)}); use larger images "
-            "(data.resize or data.image_size) or fewer layers"
+            f"{'x'.join(map(str, input_shape))} ({first_line(e)}); {fix}"
         ) from None
+
+
+def _smallest_side(model_cfg, input_shape: tuple[int, ...], num_classes: int) -> int | None:
+    """The smallest square side (up to 1,024) the builder takes, by building it: None if
+    none does."""
+
+    def builds(side: int) -> bool:
+        try:
+            BUILDERS[model_cfg.builder](model_cfg, (side, side, input_shape[-1]), num_classes)
+        except ValueError:
+            return False
+        return True
+
+    low, high = max(input_shape[:2]), None  # low fails
+    side = low
+    while high is None and side < 1024:
+        side = min(side * 2, 1024)
+        if builds(side):
+            high = side
+        else:
+            low = side
+    if high is None:
+        return None
+    while high - low > 1:  # the first side that builds
+        middle = (low + high) // 2
+        low, high = (low, middle) if builds(middle) else (middle, high)
+    return high
 
 
 # Training images the whitening stem's statistics are computed from (airbench uses 5,000).

@@ -307,7 +307,7 @@ def _model(cfg: Config, run_dir: Path, data: Dataset, record: ResumeRecord | Non
     """A new model (its summary written), or a resumed run's model and its best weights."""
     best_weights = None
     if record is None:
-        model = build_model(cfg.model, data.input_shape, data.num_classes)
+        model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.data)
         for name in adapt_model(model, data.x_train):
             say(f"{name}: set from {min(len(data.x_train), ADAPT_IMAGES):,} training images")
         set_trainable(model, cfg.train.stages()[0].unfreeze)
