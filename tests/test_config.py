@@ -75,8 +75,8 @@ def test_unknown_builder_lists_choices_and_suggests(tmp_path):
     path = write(tmp_path, GOOD.replace("small_cnn", "smal_cnn"))
     assert error_of(path) == (
         f"{path}:4: unknown builder 'smal_cnn' at 'model.builder'; did you mean 'small_cnn'? "
-        "(choose one of: airbench, alexnet_lite, convnet, deep_cnn, lenet5, mlp, small_cnn, "
-        "strided_cnn, vgg16)"
+        "(choose one of: airbench, alexnet_lite, convnet, deep_cnn, lenet5, mlp, pretrained, "
+        "small_cnn, strided_cnn, vgg16)"
     )
 
 
@@ -361,7 +361,7 @@ def test_every_shipped_config_validates(kaggle_dir):
 
 
 # Builders for colour photos and CIFAR (too small or wrong-shaped for MNIST's 28x28x1).
-COLOUR_BUILDERS = {"airbench", "alexnet_lite", "convnet", "vgg16"}
+COLOUR_BUILDERS = {"airbench", "alexnet_lite", "convnet", "pretrained", "vgg16"}
 
 
 def test_the_study_covers_every_mnist_builder_with_one_budget():

@@ -21,9 +21,15 @@ REFERENCE = {
     # Chollet, Deep Learning with Python 2nd ed. (ch. 8) and 1st ed. (5.3) model summaries.
     "convnet": ((180, 180, 3), 2, 991_041),
     "vgg16": ((150, 150, 3), 2, 16_812_353),
+    # keras.applications' MobileNetV3Small without its top (939,120) and a sigmoid unit on its
+    # 576 pooled features.
+    "pretrained": ((96, 96, 3), 2, 939_697),
 }
 # The smallest inputs the tests use: the MNIST shape, or what each architecture needs.
-SMALL = {"alexnet_lite": (32, 32, 3), "convnet": (80, 80, 3), "vgg16": (32, 32, 3)}
+SMALL = {
+    "alexnet_lite": (32, 32, 3), "convnet": (80, 80, 3), "vgg16": (32, 32, 3),
+    "pretrained": (32, 32, 3),
+}  # fmt: skip
 
 
 # One batch through a builder runs eagerly: tracing a graph for it takes seconds per builder,
@@ -38,8 +44,10 @@ def small_shape(name: str, channels: int | None = None) -> tuple[int, int, int]:
 
 
 def default_cfg(name: str, **kwargs):
-    if name == "vgg16":
+    if name in ("vgg16", "pretrained"):
         kwargs.setdefault("weights", "none")  # ImageNet weights would be downloaded
+    if name == "pretrained":
+        kwargs.setdefault("backbone", "MobileNetV3Small")
     return MODEL_SCHEMAS[name](builder=name, **kwargs)
 
 

@@ -165,6 +165,7 @@ COLOUR_CONFIGS = [
     # Exported and compared with its saved model below.
     pytest.param("catsdogs_vgg16_features", marks=pytest.mark.precision),
     "catsdogs_vgg16_finetune",
+    "catsdogs_xception_finetune",
 ]  # fmt: skip
 
 
@@ -189,6 +190,8 @@ def test_shipped_colour_config_trains_on_tiny_data(name, tmp_path, vgg_weights, 
     if cfg.model.builder == "vgg16":
         # VGG16's smallest input: the test is about the config, not the picture size.
         overrides += [f"model.weights={vgg_weights}", "data.image_size=[32, 32]"]
+    if cfg.model.builder == "pretrained":  # no ImageNet download here
+        overrides += ["model.weights=none", "data.image_size=[71, 71]"]
     for i in range(len(cfg.train.phases or [])):
         overrides.append(f"train.phases.{i}.epochs=1")
     result = cli("train", config, *[a for o in overrides for a in ("--set", o)])

@@ -99,6 +99,10 @@ def train(
     from cnnlab.training.trainer import start_or_resume, train_seeds
     from cnnlab.training.trainer import train as run_training
 
+    if resume is None:
+        from cnnlab.models.transfer import check_weights
+
+        check_weights(first.model, first.data.input_shape)  # before any run directory
     join(cluster, connect_timeout)
     if configs:
         done = train_seeds(configs, cluster)

@@ -267,6 +267,85 @@ class AirbenchModel(ModelSchema):
     )
 
 
+# keras.applications' image classifiers by their own names: the smallest side each takes and
+# how its pixels are prepared (its `preprocess_input` mode; "none": the model itself rescales).
+BACKBONES: dict[str, tuple[int, str]] = {
+    **{name: (32, "caffe") for name in ("VGG16", "VGG19", "ResNet50", "ResNet101", "ResNet152")},
+    **{
+        name: (32, "tf")
+        for name in (
+            "ResNet50V2",
+            "ResNet101V2",
+            "ResNet152V2",
+            "MobileNet",
+            "MobileNetV2",
+            "NASNetMobile",
+            "NASNetLarge",
+        )
+    },  # fmt: skip
+    "Xception": (71, "tf"),
+    "InceptionV3": (75, "tf"),
+    "InceptionResNetV2": (75, "tf"),
+    **{name: (32, "torch") for name in ("DenseNet121", "DenseNet169", "DenseNet201")},
+    **{
+        name: (32, "none")
+        for name in (
+            "MobileNetV3Small",
+            "MobileNetV3Large",
+            *(f"EfficientNetB{i}" for i in range(8)),
+            *(f"EfficientNetV2{v}" for v in ("B0", "B1", "B2", "B3", "S", "M", "L")),
+            *(f"ConvNeXt{v}" for v in ("Tiny", "Small", "Base", "Large", "XLarge")),
+        )
+    },  # fmt: skip
+}
+
+
+class PretrainedModel(ModelSchema):
+    """An ImageNet classifier of keras.applications (its convolutional base, no top) under a
+    new head: Chollet's feature extraction, then fine-tuning with `train.phases[*].unfreeze`.
+
+    The base's own preprocessing is inside the model (a saved model takes raw pixels), and the
+    base runs in inference mode, so its BatchNormalization statistics stay as trained even
+    when its layers are unfrozen. It starts frozen.
+    """
+
+    PRETRAINED_BASE = True
+
+    builder: Literal["pretrained"] = Field(description="`pretrained`: this builder.")
+    backbone: Literal[tuple(BACKBONES)] = Field(  # type: ignore[valid-type]
+        description="The keras.applications network by its own name: "
+        + ", ".join(f"`{name}`" for name in BACKBONES)
+        + ". Xception needs images of at least 71x71, the Inception networks 75x75, the "
+        "others 32x32; all need colour."
+    )
+    weights: Literal["imagenet", "none"] | FilePath = Field(
+        "imagenet",
+        description="The base's weights. `imagenet`: Keras downloads them once into "
+        "`~/.keras/models` (without internet, put the file there or give its path). `none`: "
+        "random. Or the path of a weights file of the base without its top.",
+    )
+    pooling: Literal["avg", "max", "flatten"] = Field(
+        "avg", description="How the base's output becomes a vector."
+    )
+    dense_units: list[Count] = Field([], description="The head's hidden dense layers.")
+    dropout: Dropout = Field(0.2, description="Dropout before the output layer.")
+    cache_features: bool = Field(
+        False,
+        description="true: run the frozen base once over the training and validation images "
+        "and fit only the head on the stored features: many times faster on a CPU. Needs a "
+        "base frozen in every phase and no augmentation. The saved model still takes raw "
+        "images.",
+    )
+
+    @property
+    def INPUT_NEEDS(self) -> InputNeeds:  # noqa: N802  (the class attribute of other builders)
+        return InputNeeds(min_size=BACKBONES[self.backbone][0], channels=3)
+
+    def check_training(self, train: TrainConfig) -> None:
+        super().check_training(train)
+        _check_cached_features(self, train)
+
+
 class Vgg16Model(ModelSchema):
     """VGG16's convolutional base (no top) with a new classifier head.
 
@@ -301,16 +380,20 @@ class Vgg16Model(ModelSchema):
 
     def check_training(self, train: TrainConfig) -> None:
         super().check_training(train)
-        if not self.cache_features:
-            return
-        if self.augmentation is not None:
-            raise ValueError(
-                "model.cache_features: features computed once cannot be augmented; remove "
-                "model.augmentation or set cache_features: false"
-            )
-        unfrozen = [i for i, p in enumerate(train.phases or []) if p.unfreeze]
-        if unfrozen:
-            raise ValueError(
-                f"model.cache_features needs the base frozen in every phase, but "
-                f"train.phases.{unfrozen[0]}.unfreeze is set; set cache_features: false"
-            )
+        _check_cached_features(self, train)
+
+
+def _check_cached_features(model: PretrainedModel | Vgg16Model, train: TrainConfig) -> None:
+    if not model.cache_features:
+        return
+    if model.augmentation is not None:
+        raise ValueError(
+            "model.cache_features: features computed once cannot be augmented; remove "
+            "model.augmentation or set cache_features: false"
+        )
+    unfrozen = [i for i, p in enumerate(train.phases or []) if p.unfreeze]
+    if unfrozen:
+        raise ValueError(
+            f"model.cache_features needs the base frozen in every phase, but "
+            f"train.phases.{unfrozen[0]}.unfreeze is set; set cache_features: false"
+        )

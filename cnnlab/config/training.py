@@ -212,9 +212,10 @@ class PhaseConfig(_Optimization):
     )
     unfreeze: Annotated[int, Field(ge=0)] | Literal["all"] = Field(
         0,
-        description="Layers of a pretrained base (`vgg16`) that train in this phase, counted "
-        "from its top: 0 keeps it frozen, 4 is VGG16's block5 (Chollet's fine-tuning), `all` "
-        "unfreezes every layer.",
+        description="Layers of a pretrained base (builders `pretrained`, `vgg16`) that train in "
+        "this phase, counted from its top: 0 keeps it frozen, 4 is VGG16's block5 (Chollet's "
+        "fine-tuning), `all` unfreezes every layer. BatchNormalization layers stay in inference "
+        "mode.",
     )
 
 
