@@ -135,7 +135,7 @@ def plot_misclassified(
 ) -> None:
     """A grid of the most confident wrong predictions: true and predicted label, confidence.
 
-    `heatmaps(images, classes)`, when given, returns Grad-CAM maps (cnnlab.commands.explain)
+    `heatmaps(images, classes)`, when given, returns Grad-CAM maps (cnnlab.gradcam)
     of the predicted classes, drawn over the images.
     """
     y_pred = probs.argmax(axis=1)
@@ -143,7 +143,7 @@ def plot_misclassified(
     worst = wrong[np.argsort(-probs[wrong, y_pred[wrong]])][:count]
     images = x[worst]
     if heatmaps is not None and len(worst):
-        from cnnlab.commands.explain import overlay
+        from cnnlab.gradcam import overlay
 
         heat = heatmaps(images, y_pred[worst])
         images = np.stack([overlay(image, h) for image, h in zip(images, heat, strict=True)])

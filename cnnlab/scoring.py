@@ -14,10 +14,12 @@ import numpy as np
 
 from cnnlab import reports, runs
 from cnnlab.data import Dataset
+from cnnlab.gradcam import feature_layer, gradcam
 from cnnlab.inference import VIEWS, class_probabilities, scores
 from cnnlab.training.resume_record import RESUME_DIR
 from cnnlab.utils.atomic import atomic_path, write_json
 from cnnlab.utils.console import note, say
+from cnnlab.utils.errors import CnnlabError
 
 SUBMISSION = "submission.csv"
 
@@ -78,9 +80,6 @@ def score_run(
 
 def _heatmaps(model: keras.Model):
     """Grad-CAM for the report's mistakes grid; None for a model without convolutions."""
-    from cnnlab.commands.explain import feature_layer, gradcam
-    from cnnlab.utils.errors import CnnlabError
-
     try:
         layer = feature_layer(model)
     except CnnlabError:
