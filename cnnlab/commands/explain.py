@@ -30,9 +30,8 @@ def explain_images(
     """
     from PIL import Image
 
-    from cnnlab.commands.predict import collect_image_files
     from cnnlab.data import adapt_images
-    from cnnlab.data.images import decode_files
+    from cnnlab.data.images import collect_image_files, decode_files
     from cnnlab.inference import class_probabilities, load_members
     from cnnlab.reports import tile_images
     from cnnlab.utils.atomic import atomic_path
