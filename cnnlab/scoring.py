@@ -14,10 +14,11 @@ import numpy as np
 
 from cnnlab import reports, runs
 from cnnlab.data import Dataset
+from cnnlab.data.kaggle_csv import write_submission
 from cnnlab.gradcam import feature_layer, gradcam
 from cnnlab.inference import VIEWS, class_probabilities, scores
 from cnnlab.training.resume_record import RESUME_DIR
-from cnnlab.utils.atomic import atomic_path, write_json
+from cnnlab.utils.atomic import write_json
 from cnnlab.utils.console import note, say
 from cnnlab.utils.errors import CnnlabError
 
@@ -85,12 +86,3 @@ def _heatmaps(model: keras.Model):
     except CnnlabError:
         return None
     return lambda images, classes: gradcam(model, images, classes, layer)
-
-
-def write_submission(labels: np.ndarray, path: Path) -> None:
-    """Write Kaggle's `ImageId,Label` rows, ImageId counting from 1 in input order."""
-    import pandas as pd
-
-    frame = pd.DataFrame({"ImageId": np.arange(1, len(labels) + 1), "Label": labels})
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)

@@ -10,6 +10,7 @@ import numpy as np
 
 from cnnlab.data import adapt_images, read_csv_for
 from cnnlab.data.images import collect_image_files, decode_files
+from cnnlab.data.kaggle_csv import write_submission
 from cnnlab.inference import (
     Member,
     decoding,
@@ -19,7 +20,7 @@ from cnnlab.inference import (
 )
 from cnnlab.models.common import output_classes
 from cnnlab.runs import open_run
-from cnnlab.scoring import SUBMISSION, write_submission
+from cnnlab.scoring import SUBMISSION
 from cnnlab.utils.atomic import atomic_path
 from cnnlab.utils.console import progress
 from cnnlab.utils.errors import DataError, RunDirError
