@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.config import Config, dump_config, flat_config, load_config
-from cnnlab.training.resume_record import record_path
 from cnnlab.utils.atomic import atomic_write, write_json
 from cnnlab.utils.errors import CnnlabError, RunDirError
 
@@ -40,6 +39,11 @@ ENVIRONMENT_FILE = "environment.json"
 STATE_FILE = "state.json"
 BAD_FILES = "bad_files.csv"
 CLASSES_FILE = "classes.json"
+# The resume record (cnnlab.training.resume_record): its folder, the record, and the model
+# saved after an epoch (with its optimizer state).
+RESUME_DIR = ".resume"
+PROGRESS_FILE = "progress.json"
+EPOCH_MODELS = "epoch-*.keras"  # epoch_model_file's names, as a glob pattern
 
 
 def new_run_dir(cfg: Config, now: datetime | None = None) -> Path:
@@ -194,6 +198,16 @@ def config_differences(old: Config, new: Config) -> list[str]:
         for k in sorted(a.keys() | b.keys())
         if a.get(k) != b.get(k)
     ]
+
+
+def record_path(run_dir: Path) -> Path:
+    """The run's resume record (which may not exist)."""
+    return run_dir / RESUME_DIR / PROGRESS_FILE
+
+
+def epoch_model_file(epoch: int) -> str:
+    """The name (in RESUME_DIR) of the model file saved after `epoch` epochs."""
+    return f"epoch-{epoch:04d}.keras"
 
 
 def resumable(run_dir: Path) -> bool:

@@ -17,7 +17,6 @@ from cnnlab.data import Dataset
 from cnnlab.data.kaggle_csv import write_submission
 from cnnlab.gradcam import feature_layer, gradcam
 from cnnlab.inference import VIEWS, class_probabilities, scores
-from cnnlab.training.resume_record import RESUME_DIR
 from cnnlab.utils.atomic import write_json
 from cnnlab.utils.console import note, say
 from cnnlab.utils.errors import CnnlabError
@@ -70,7 +69,7 @@ def score_run(
             say(f"wrote {run_dir / SUBMISSION}")
         runs.write_state(run_dir, "completed")
         # The resume record duplicates last.keras; a completed run has no use for it.
-        shutil.rmtree(run_dir / RESUME_DIR, ignore_errors=True)
+        shutil.rmtree(run_dir / runs.RESUME_DIR, ignore_errors=True)
     # Per-class results on the test set when it has labels, else on the validation set.
     shown = "test" if data.y_test is not None else "val"
     if shown not in probs:

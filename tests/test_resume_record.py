@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from cnnlab.training.resume_record import ResumeRecord, Step, epoch_model_file, record_path
+from cnnlab.runs import epoch_model_file, record_path
+from cnnlab.training.resume_record import ResumeRecord, Step
 from cnnlab.utils.errors import RunDirError
 
 

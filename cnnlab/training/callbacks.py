@@ -27,7 +27,7 @@ import keras
 from cnnlab import runs
 from cnnlab.config.training import maximizes
 from cnnlab.models.common import trainable_parameters
-from cnnlab.training.resume_record import RESUME_DIR, ResumeRecord, epoch_model_file
+from cnnlab.training.resume_record import ResumeRecord
 from cnnlab.utils.atomic import atomic_path, atomic_write
 from cnnlab.utils.console import say
 from cnnlab.utils.errors import CnnlabError
@@ -127,7 +127,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.stateful: dict[str, keras.callbacks.Callback] = {}
         self.last_phase = True
         self.target: keras.Model | None = None
-        (run_dir / RESUME_DIR).mkdir(exist_ok=True)
+        (run_dir / runs.RESUME_DIR).mkdir(exist_ok=True)
 
     def begin_phase(
         self,
@@ -207,7 +207,7 @@ class RunCheckpoint(keras.callbacks.Callback):
     def _save_record(self, epochs_done: int, phase_done: bool) -> None:
         record = self.record
         record.epoch, record.phase_done = epochs_done, phase_done
-        record.model_file = epoch_model_file(epochs_done)
+        record.model_file = runs.epoch_model_file(epochs_done)
         path = record.model_path(self.run_dir)
         if not path.is_file():
             save_model(self.target or self.model, path)
