@@ -13,6 +13,7 @@ from cnnlab.data.pipeline import predict, steps
 from cnnlab.inference import BATCH_SIZE
 from cnnlab.models.common import trainable_parameters
 from cnnlab.models.layers import SparseSmoothedCrossentropy
+from cnnlab.models.optimizers import make_optimizer
 from cnnlab.models.transfer import set_trainable, split_at_features
 from cnnlab.training.callbacks import (
     ResumableEarlyStopping,
@@ -21,7 +22,6 @@ from cnnlab.training.callbacks import (
     StopOnNaN,
     TimeBudget,
 )
-from cnnlab.training.optimizers import make_optimizer
 from cnnlab.training.resume_record import Step
 from cnnlab.utils.console import say, warn
 from cnnlab.utils.errors import ConfigError
