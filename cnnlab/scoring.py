@@ -21,8 +21,6 @@ from cnnlab.utils.atomic import write_json
 from cnnlab.utils.console import note, say
 from cnnlab.utils.errors import CnnlabError
 
-SUBMISSION = "submission.csv"
-
 
 def score_run(
     run_dir: Path,
@@ -65,11 +63,12 @@ def score_run(
     write_json(run_dir / out_file, results)
     if complete:
         if data.x_test is not None and data.y_test is None:
-            write_submission(probs["test"].argmax(axis=1), run_dir / SUBMISSION)
-            say(f"wrote {run_dir / SUBMISSION}")
+            submission = runs.RunDir(run_dir).submission
+            write_submission(probs["test"].argmax(axis=1), submission)
+            say(f"wrote {submission}")
         runs.write_state(run_dir, "completed")
         # The resume record duplicates last.keras; a completed run has no use for it.
-        shutil.rmtree(run_dir / runs.RESUME_DIR, ignore_errors=True)
+        shutil.rmtree(runs.RunDir(run_dir).resume, ignore_errors=True)
     # Per-class results on the test set when it has labels, else on the validation set.
     shown = "test" if data.y_test is not None else "val"
     if shown not in probs:

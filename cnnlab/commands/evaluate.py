@@ -10,11 +10,10 @@ import numpy as np
 from cnnlab.data import load_dataset, read_csv_for
 from cnnlab.inference import load_members, member_probabilities, scores
 from cnnlab.models.common import output_classes
+from cnnlab.runs import EVALUATION_FILE, RunDir
 from cnnlab.scoring import score_run
 from cnnlab.utils.atomic import write_json
 from cnnlab.utils.errors import RunDirError
-
-EVALUATION = "evaluation.json"
 
 
 def evaluate(run_dir: str | Path, csv: Path | None = None) -> dict:
@@ -34,10 +33,10 @@ def evaluate(run_dir: str | Path, csv: Path | None = None) -> dict:
     data_cfg = run.cfg.data
     if csv is None:
         data = load_dataset(data_cfg, run.cfg.seed)
-        return score_run(run.run_dir, run.model, data, EVALUATION, tta=run.cfg.model.tta)
+        return score_run(run.run_dir, run.model, data, EVALUATION_FILE, tta=run.cfg.model.tta)
     x, y = read_csv_for(data_cfg, csv, output_classes(run.model), require_label=True)
     results = {"csv": str(Path(csv).resolve()), "test": scores(run.probabilities(x), y)}
-    write_json(run.run_dir / f"evaluation-{Path(csv).stem}.json", results)
+    write_json(RunDir(run.run_dir).csv_evaluation(csv), results)
     return results
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.gradcam import feature_layer, gradcam, overlay
+from cnnlab.runs import RunDir
 from cnnlab.utils.errors import CnnlabError, RunDirError
 
 SHEET = "gradcam.png"
@@ -44,7 +45,7 @@ def explain_images(
         if class_name not in names:
             raise CnnlabError(f"--class {class_name}: not a class of the run ({', '.join(names)})")
         target = names.index(class_name)
-    folder = out or run_dir / "explain"
+    folder = out or RunDir(run_dir).explain
     paths, _ = collect_image_files(inputs)
     files = [folder / f"{Path(p).stem}-gradcam.png" for p in paths]
     sheet = folder / SHEET

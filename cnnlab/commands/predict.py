@@ -19,13 +19,11 @@ from cnnlab.inference import (
     member_probabilities,
 )
 from cnnlab.models.common import output_classes
-from cnnlab.runs import open_run
-from cnnlab.scoring import SUBMISSION
+from cnnlab.runs import ENSEMBLE_SUBMISSION, RunDir, open_run
 from cnnlab.utils.atomic import atomic_path
 from cnnlab.utils.console import progress
 from cnnlab.utils.errors import DataError, RunDirError
 
-ENSEMBLE_SUBMISSION = Path("submission-ensemble.csv")
 CHUNK = 2048  # images decoded and predicted at a time by `predict`
 
 
@@ -52,7 +50,7 @@ def predict_csv(
     if csv_out is not None:
         out = Path(csv_out)
     else:
-        out = run_dirs[0] / SUBMISSION if len(run_dirs) == 1 else ENSEMBLE_SUBMISSION
+        out = RunDir(run_dirs[0]).submission if len(run_dirs) == 1 else Path(ENSEMBLE_SUBMISSION)
     check_output(out, overwrite)
     members = load_members(run_dirs)
     first = members[0]

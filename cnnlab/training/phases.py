@@ -130,7 +130,7 @@ def make_callbacks(
         )
     callbacks.extend(stateful.values())
     if cfg.tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=checkpoint.run_dir / "tensorboard"))
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=checkpoint.files.tensorboard))
     return callbacks, stateful
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from cnnlab.runs import EPOCH_MODELS, PROGRESS_FILE, RESUME_DIR, record_path
+from cnnlab.runs import EPOCH_MODELS, RunDir
 from cnnlab.utils.atomic import write_json
 from cnnlab.utils.errors import RunDirError
 
@@ -62,7 +62,7 @@ class ResumeRecord:
         Raises:
             RunDirError: no record, or one that is damaged or was written by an older cnnlab.
         """
-        path = record_path(run_dir)
+        path = RunDir(run_dir).progress
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -79,11 +79,11 @@ class ResumeRecord:
 
     def save(self, run_dir: Path) -> None:
         """Write the record (its model file must be saved already), then drop older models."""
-        folder = run_dir / RESUME_DIR
-        write_json(folder / PROGRESS_FILE, dataclasses.asdict(self))
-        for old in folder.glob(EPOCH_MODELS):
+        files = RunDir(run_dir)
+        write_json(files.progress, dataclasses.asdict(self))
+        for old in files.resume.glob(EPOCH_MODELS):
             if old.name != self.model_file:
                 old.unlink(missing_ok=True)
 
     def model_path(self, run_dir: Path) -> Path:
-        return run_dir / RESUME_DIR / self.model_file
+        return RunDir(run_dir).epoch_model(self.model_file)
