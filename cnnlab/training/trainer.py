@@ -58,7 +58,7 @@ def train(
             writes the run directory, the others train alongside it and write nothing there.
 
     Returns:
-        The run directory, holding the files listed in cnnlab.runs and cnnlab.reports.
+        The run directory, holding the files cnnlab.runs names.
     """
     if not cluster.is_chief:
         return _train_alongside(cfg, resume, cluster)
