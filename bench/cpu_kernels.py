@@ -40,7 +40,7 @@ def child(config: Path, steps: int, overrides: list[str]) -> dict:
     import keras
 
     from bench.recipe_speed import random_data
-    from cnnlab.data.pipeline import batches
+    from cnnlab.data.pipeline import BatchPlan, batches
     from cnnlab.inference import class_probabilities
     from cnnlab.models import build_model
     from cnnlab.training.phases import compile_model
@@ -67,7 +67,7 @@ def child(config: Path, steps: int, overrides: list[str]) -> dict:
         compile_model(model, cfg.train, train_size=len(x))
 
         def fit():  # fed as `cnnlab train` feeds it
-            data = batches(x, y, cfg.train.batch_size, 0)
+            data = batches(x, y, cfg.train.batch_size, BatchPlan(seed=0))
             model.fit(data, steps_per_epoch=steps, verbose=0)
 
         fit()  # build and trace

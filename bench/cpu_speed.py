@@ -92,7 +92,7 @@ def measure(config: Path, precision: str, steps: int, repeats: int, overrides: l
 
     from bench.recipe_speed import random_data
     from cnnlab.commands.check import count_flops
-    from cnnlab.data.pipeline import batches, without_autotune
+    from cnnlab.data.pipeline import BatchPlan, batches, without_autotune
     from cnnlab.inference import class_probabilities
     from cnnlab.models import build_model
     from cnnlab.training.phases import compile_model
@@ -108,7 +108,9 @@ def measure(config: Path, precision: str, steps: int, repeats: int, overrides: l
         fused = build_model(cfg.model, cfg.data.input_shape, classes)
         models = {"fused": fused, "keras": keras_layers(fused)}
         feeds = {
-            "loader": lambda: batches(x, y, batch, 0, epochs=repeats + 1, alternate_flip=flip),
+            "loader": lambda: batches(
+                x, y, batch, BatchPlan(seed=0, epochs=repeats + 1, alternate_flip=flip)
+            ),
             "in memory": lambda: without_autotune(
                 tf.data.Dataset.from_tensors(
                     (tf.constant(x[:batch]), tf.constant(y[:batch]))

@@ -46,7 +46,7 @@ def main() -> None:
     import tensorflow as tf
 
     from bench.recipe_speed import random_data
-    from cnnlab.data.pipeline import batches, predict
+    from cnnlab.data.pipeline import BatchPlan, batches, predict
     from cnnlab.models import build_model
     from cnnlab.training.phases import compile_model
     from cnnlab.utils.environment import describe_device, dtype_policy, resolve_precision
@@ -59,7 +59,7 @@ def main() -> None:
     autotuned.autotune.enabled = True
 
     def feed(tuned: bool):
-        data = batches(x, y, batch, 0, epochs=1)
+        data = batches(x, y, batch, BatchPlan(seed=0, epochs=1))
         return data.with_options(autotuned) if tuned else data
 
     calls = {

@@ -42,7 +42,7 @@ def images_per_second(
 ) -> tuple[float, int, int]:
     import keras
 
-    from cnnlab.data.pipeline import batches
+    from cnnlab.data.pipeline import BatchPlan, batches
     from cnnlab.models import build_model
     from cnnlab.training.phases import compile_model
     from cnnlab.utils.environment import dtype_policy, resolve_precision
@@ -57,7 +57,7 @@ def images_per_second(
         compile_model(model, cfg.train, train_size=len(x))
 
         def fit():  # fed as `cnnlab train` feeds it
-            model.fit(batches(x, y, batch, 0), steps_per_epoch=steps, verbose=0)
+            model.fit(batches(x, y, batch, BatchPlan(seed=0)), steps_per_epoch=steps, verbose=0)
 
         fit()  # build and trace
         for _ in range(repeats):

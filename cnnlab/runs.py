@@ -1,20 +1,8 @@
 """The run directory: one folder per training run, never shared, never overwritten.
 
-Layout (all written by `cnnlab train`):
-    config.yaml       the resolved config (after --set), written before training starts
-    environment.json  versions, device, seed and command line
-    summary.txt       the model summary
-    classes.json      the class names, in the order of the model's outputs
-    .resume/          the last complete epoch, for `cnnlab train --resume`
-                      (cnnlab.training.resume_record)
-    .tmp/             temporary files of the libraries while training runs (deleted after)
-    model.keras       the best model by the monitored metric
-    last.keras        the model after the last epoch
-    history.csv       per-epoch metrics and epoch_seconds (see cnnlab.training.callbacks)
-    metrics.json      final train/val/test metrics, epochs, timings, parameter count
-    state.json        running / completed / failed (with the reason) / interrupted
-    bad_files.csv     input files the loader could not use (image folders)
-and the plots and reports of cnnlab.reports.
+This module names every file a run directory holds (the names below; `RunDir` gives their
+paths), and the rest of cnnlab asks it rather than spelling a name. It creates a run, records
+its state, opens it, loads its models and checks that it can be resumed.
 """
 
 from __future__ import annotations
@@ -23,26 +11,188 @@ import json
 import os
 import shlex
 import socket
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from cnnlab.config import Config, dump_config, flat_config, load_config
-from cnnlab.training.resume_record import record_path
 from cnnlab.utils.atomic import atomic_write, write_json
 from cnnlab.utils.errors import CnnlabError, ConfigError, RunDirError
 
-CONFIG_FILE = "config.yaml"
-BEST_MODEL = "model.keras"
-LAST_MODEL = "last.keras"
-HISTORY_FILE = "history.csv"
-METRICS_FILE = "metrics.json"
-SUMMARY_FILE = "summary.txt"
-ENVIRONMENT_FILE = "environment.json"
-STATE_FILE = "state.json"
-BAD_FILES = "bad_files.csv"
-CLASSES_FILE = "classes.json"
-TEMP_DIR = ".tmp"
+# Written by `cnnlab train`.
+CONFIG_FILE = "config.yaml"  # the resolved config (after --set), written before training
+ENVIRONMENT_FILE = "environment.json"  # versions, device, seed and command line
+SUMMARY_FILE = "summary.txt"  # the model summary
+CLASSES_FILE = "classes.json"  # the class names, in the order of the model's outputs
+TEMP_DIR = ".tmp"  # temporary files while training
+RESUME_DIR = ".resume"  # the last complete epoch, for `cnnlab train --resume`:
+PROGRESS_FILE = "progress.json"  # the resume record (cnnlab.training.resume_record), and
+EPOCH_MODELS = "epoch-*.keras"  # the model it names (epoch_model_file), with optimizer state
+BEST_MODEL = "model.keras"  # the best model by the monitored metric
+LAST_MODEL = "last.keras"  # the model after the last epoch
+HISTORY_FILE = "history.csv"  # per-epoch metrics and epoch_seconds (training.callbacks)
+METRICS_FILE = "metrics.json"  # final train/val/test metrics, epochs, timings, parameters
+STATE_FILE = "state.json"  # running / completed / failed (with the reason) / interrupted
+BAD_FILES = "bad_files.csv"  # input files the loader could not use (image folders)
+SUBMISSION = "submission.csv"  # an unlabelled test set's predicted labels (Kaggle's format)
+TENSORBOARD_DIR = "tensorboard"  # with train.tensorboard
+MLFLOW_RECORD = "mlflow.json"  # which MLflow run is this run's (a tune study has one too)
+# The plots and reports of cnnlab.reports.
+CURVES = "curves.png"
+CONFUSION = "confusion_matrix.png"
+PER_CLASS = "per_class.csv"
+CLASS_REPORT = "classification_report.txt"
+MISCLASSIFIED = "misclassified.png"
+TRAIN_BATCH = "train_batch.png"
+LEAKS = "leaks.png"
+HEALTH = "data_health.json"
+REPORT = "report.html"
+# Written by the commands that read a run.
+EVALUATION_FILE = "evaluation.json"  # `cnnlab evaluate` (RunDir.csv_evaluation with --csv)
+EXPLAIN_DIR = "explain"  # `cnnlab explain`'s default folder
+EXPORT_DIR = "export"  # `cnnlab export`'s default folder (RunDir.export_file)
+# Not in a run directory: `cnnlab predict-csv` of several runs, in the working directory.
+ENSEMBLE_SUBMISSION = "submission-ensemble.csv"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The paths of a run directory's files: `RunDir(run_dir).metrics` is its metrics.json."""
+
+    path: Path
+
+    @property
+    def config(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def best_model(self) -> Path:
+        return self.path / BEST_MODEL
+
+    @property
+    def last_model(self) -> Path:
+        return self.path / LAST_MODEL
+
+    @property
+    def history(self) -> Path:
+        return self.path / HISTORY_FILE
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def summary(self) -> Path:
+        return self.path / SUMMARY_FILE
+
+    @property
+    def environment(self) -> Path:
+        return self.path / ENVIRONMENT_FILE
+
+    @property
+    def state(self) -> Path:
+        return self.path / STATE_FILE
+
+    @property
+    def bad_files(self) -> Path:
+        return self.path / BAD_FILES
+
+    @property
+    def classes(self) -> Path:
+        return self.path / CLASSES_FILE
+
+    @property
+    def temp(self) -> Path:
+        return self.path / TEMP_DIR
+
+    @property
+    def resume(self) -> Path:
+        return self.path / RESUME_DIR
+
+    @property
+    def progress(self) -> Path:
+        """The resume record."""
+        return self.resume / PROGRESS_FILE
+
+    def epoch_model(self, name: str) -> Path:
+        """A model in the resume folder, by its epoch_model_file name."""
+        return self.resume / name
+
+    @property
+    def submission(self) -> Path:
+        return self.path / SUBMISSION
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / TENSORBOARD_DIR
+
+    @property
+    def curves(self) -> Path:
+        return self.path / CURVES
+
+    @property
+    def confusion(self) -> Path:
+        return self.path / CONFUSION
+
+    @property
+    def per_class(self) -> Path:
+        return self.path / PER_CLASS
+
+    @property
+    def class_report(self) -> Path:
+        return self.path / CLASS_REPORT
+
+    @property
+    def misclassified(self) -> Path:
+        return self.path / MISCLASSIFIED
+
+    @property
+    def train_batch(self) -> Path:
+        return self.path / TRAIN_BATCH
+
+    @property
+    def leaks(self) -> Path:
+        return self.path / LEAKS
+
+    @property
+    def health(self) -> Path:
+        return self.path / HEALTH
+
+    @property
+    def report(self) -> Path:
+        return self.path / REPORT
+
+    def csv_evaluation(self, csv: Path) -> Path:
+        """`cnnlab evaluate --csv`'s result: evaluation-<csv stem>.json."""
+        return self.path / f"evaluation-{Path(csv).stem}.json"
+
+    @property
+    def explain(self) -> Path:
+        """`cnnlab explain`'s default folder."""
+        return self.path / EXPLAIN_DIR
+
+    @property
+    def export(self) -> Path:
+        """`cnnlab export`'s default folder."""
+        return self.path / EXPORT_DIR
+
+    def export_file(self, suffix: str, quantize: str | None = None) -> Path:
+        """`cnnlab export`'s default output: export/model[-QUANTIZE]SUFFIX, or
+        export/savedmodel (a folder) without a suffix."""
+        if not suffix:
+            return self.export / "savedmodel"
+        return self.export / ("model" + (f"-{quantize}" if quantize else "") + suffix)
+
+    @property
+    def onnx_export(self) -> Path:
+        """The ONNX export `cnnlab serve --onnx` runs."""
+        return self.export_file(".onnx")
+
+
+def epoch_model_file(epoch: int) -> str:
+    """The name (in RESUME_DIR) of the model file saved after `epoch` epochs."""
+    return f"epoch-{epoch:04d}.keras"
 
 
 def new_run_dir(cfg: Config, now: datetime | None = None) -> Path:
@@ -62,7 +212,7 @@ def new_run_dir(cfg: Config, now: datetime | None = None) -> Path:
             run_dir.mkdir()
         except FileExistsError:
             continue
-        atomic_write(run_dir / CONFIG_FILE, dump_config(cfg))
+        atomic_write(RunDir(run_dir).config, dump_config(cfg))
         return run_dir
     raise RunDirError(f"output_dir {root}: too many runs named {cfg.name}-{stamp}")
 
@@ -76,9 +226,10 @@ def open_run(run_dir: str | Path, need_data: bool = False) -> tuple[Path, Config
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunDirError(f"{run_dir}: no such run directory")
-    if not (run_dir / CONFIG_FILE).is_file():
+    config = RunDir(run_dir).config
+    if not config.is_file():
         raise RunDirError(f"{run_dir}: not a cnnlab run directory (no {CONFIG_FILE})")
-    cfg = load_config(run_dir / CONFIG_FILE, need_data=need_data)
+    cfg = load_config(config, need_data=need_data)
     if (run_dir / CLASSES_FILE).is_file():
         _class_names_in(run_dir / CLASSES_FILE)
     return run_dir, cfg
@@ -135,7 +286,7 @@ def missing_data(data_cfg) -> list[tuple[str, Path]]:
 
 def model_file(run_dir: Path) -> Path:
     """The best model of a run, or a clear error when training never saved one."""
-    path = run_dir / BEST_MODEL
+    path = RunDir(run_dir).best_model
     if path.is_dir():
         raise RunDirError(f"{path}: is a folder (a SavedModel?), not a .keras model file")
     if not path.is_file():
@@ -162,7 +313,7 @@ def load_model_file(path: Path):
     import keras
 
     import cnnlab.models.layers  # noqa: F401  (registers cnnlab's layers with Keras)
-    import cnnlab.training.optimizers  # noqa: F401  (and its optimizers and schedules)
+    import cnnlab.models.optimizers  # noqa: F401  (and its optimizers and schedules)
 
     damaged = f"{path}: damaged: not a complete .keras file"
     try:
@@ -182,13 +333,13 @@ def load_model_file(path: Path):
 
 def write_class_names(run_dir: Path, names: list[str]) -> None:
     """Record the class names in output order, for predictions that name classes."""
-    write_json(run_dir / CLASSES_FILE, list(names))
+    write_json(RunDir(run_dir).classes, list(names))
 
 
 def read_class_names(run_dir: Path, count: int) -> list[str]:
     """The run's `count` class names (as its model tells apart); runs from before CLASSES_FILE
     existed get '0', '1', ..."""
-    path = run_dir / CLASSES_FILE
+    path = RunDir(run_dir).classes
     if not path.is_file():
         return [str(i) for i in range(count)]
     names = _class_names_in(path)
@@ -224,8 +375,9 @@ def write_bad_files(run_dir: Path, problems: list[tuple[str, str]]) -> Path:
     writer = csv.writer(out)
     writer.writerow(["path", "problem"])
     writer.writerows(problems)
-    atomic_write(run_dir / BAD_FILES, out.getvalue())
-    return run_dir / BAD_FILES
+    path = RunDir(run_dir).bad_files
+    atomic_write(path, out.getvalue())
+    return path
 
 
 def write_state(run_dir: Path, state: str, reason: str | None = None) -> None:
@@ -236,16 +388,16 @@ def write_state(run_dir: Path, state: str, reason: str | None = None) -> None:
     if state == "running":
         record.update(pid=os.getpid(), host=socket.gethostname())
     record["updated"] = datetime.now().astimezone().isoformat(timespec="seconds")
-    write_json(run_dir / STATE_FILE, record)
+    write_json(RunDir(run_dir).state, record)
 
 
 def read_state(run_dir: Path) -> dict[str, Any]:
     """The recorded state; a `running` run whose process is gone on this host is `interrupted`."""
     try:
-        record = json.loads((run_dir / STATE_FILE).read_text(encoding="utf-8"))
+        record = json.loads(RunDir(run_dir).state.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
-        done = (run_dir / METRICS_FILE).is_file()
-        return {"state": "completed" if done else "interrupted", "reason": "no state.json"}
+        done = RunDir(run_dir).metrics.is_file()
+        return {"state": "completed" if done else "interrupted", "reason": f"no {STATE_FILE}"}
     if record.get("state") == "running" and record.get("host") == socket.gethostname():
         try:
             os.kill(int(record["pid"]), 0)
@@ -271,7 +423,7 @@ def config_differences(old: Config, new: Config) -> list[str]:
 
 
 def resumable(run_dir: Path) -> bool:
-    return record_path(run_dir).is_file()
+    return RunDir(run_dir).progress.is_file()
 
 
 def prepare_resume(run_dir: str | Path, cfg: Config | None = None) -> tuple[Path, Config]:
@@ -309,7 +461,7 @@ def find_resumable(cfg: Config) -> Path | None:
         if not resumable(run_dir) or read_state(run_dir)["state"] != "interrupted":
             continue
         try:
-            if not config_differences(load_config(run_dir / CONFIG_FILE), cfg):
+            if not config_differences(load_config(RunDir(run_dir).config), cfg):
                 return run_dir
         except CnnlabError:
             continue

@@ -14,13 +14,12 @@ import numpy as np
 
 from cnnlab import reports, runs
 from cnnlab.data import Dataset
+from cnnlab.data.kaggle_csv import write_submission
+from cnnlab.gradcam import feature_layer, gradcam
 from cnnlab.inference import VIEWS, class_probabilities, scores
-from cnnlab.training.resume_record import RESUME_DIR
-from cnnlab.utils.atomic import atomic_path, write_json
+from cnnlab.utils.atomic import write_json
 from cnnlab.utils.console import note, say
-from cnnlab.utils.errors import DataError
-
-SUBMISSION = "submission.csv"
+from cnnlab.utils.errors import CnnlabError, DataError
 
 
 def score_run(
@@ -70,11 +69,12 @@ def score_run(
     write_json(run_dir / out_file, results)
     if complete:
         if data.x_test is not None and data.y_test is None:
-            write_submission(probs["test"].argmax(axis=1), run_dir / SUBMISSION)
-            say(f"wrote {run_dir / SUBMISSION}")
+            submission = runs.RunDir(run_dir).submission
+            write_submission(probs["test"].argmax(axis=1), submission)
+            say(f"wrote {submission}")
         runs.write_state(run_dir, "completed")
         # The resume record duplicates last.keras; a completed run has no use for it.
-        shutil.rmtree(run_dir / RESUME_DIR, ignore_errors=True)
+        shutil.rmtree(runs.RunDir(run_dir).resume, ignore_errors=True)
     reports.write_run_reports(run_dir, data, shown, probs[shown], _heatmaps(model))
     return results
 
@@ -100,20 +100,8 @@ def _check_classes(data: Dataset, probs: dict[str, np.ndarray]) -> None:
 
 def _heatmaps(model: keras.Model):
     """Grad-CAM for the report's mistakes grid; None for a model without convolutions."""
-    from cnnlab.commands.explain import feature_layer, gradcam
-    from cnnlab.utils.errors import CnnlabError
-
     try:
         layer = feature_layer(model)
     except CnnlabError:
         return None
     return lambda images, classes: gradcam(model, images, classes, layer)
-
-
-def write_submission(labels: np.ndarray, path: Path) -> None:
-    """Write Kaggle's `ImageId,Label` rows, ImageId counting from 1 in input order."""
-    import pandas as pd
-
-    frame = pd.DataFrame({"ImageId": np.arange(1, len(labels) + 1), "Label": labels})
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)

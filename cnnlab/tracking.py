@@ -23,16 +23,14 @@ from typing import Any
 from cnnlab import __version__, runs
 from cnnlab.config import Config, MlflowConfig, flat_config
 from cnnlab.config.tracking import is_folder
-from cnnlab.reports import REPORT
 from cnnlab.utils.atomic import write_json
 from cnnlab.utils.console import say, warn
 from cnnlab.utils.errors import first_line
 
-RECORD = "mlflow.json"  # in a run directory (or a study folder): which MLflow run is its
 STORE = "mlflow.db"  # the SQLite store cnnlab keeps in a local tracking folder
 ARTIFACTS = "artifacts"
 LOGGED_FILES = (
-    runs.CONFIG_FILE, runs.METRICS_FILE, runs.HISTORY_FILE, runs.SUMMARY_FILE, REPORT,
+    runs.CONFIG_FILE, runs.METRICS_FILE, runs.HISTORY_FILE, runs.SUMMARY_FILE, runs.REPORT,
 )  # fmt: skip
 # A server that is down should cost seconds, not MLflow's default minutes of retries.
 HTTP_DEFAULTS = {
@@ -81,7 +79,7 @@ class Tracker:
         return tracker if tracker.run_id is not None else None
 
     def _start(self, cfg: Config, folder: Path, parent: str | None, name: str) -> None:
-        record = folder / RECORD
+        record = folder / runs.MLFLOW_RECORD
         if record.is_file():
             self.run_id = json.loads(record.read_text(encoding="utf-8"))["run_id"]
             self.client.update_run(self.run_id, status="RUNNING")
@@ -160,7 +158,8 @@ class Tracker:
         self._safely("end the run", self.client.set_terminated, self.run_id, status)
 
     def _results(self, run_dir: Path) -> None:
-        metrics = json.loads((run_dir / runs.METRICS_FILE).read_text(encoding="utf-8"))
+        files = runs.RunDir(run_dir)
+        metrics = json.loads(files.metrics.read_text(encoding="utf-8"))
         # final_*: the best model's scores, apart from the per-epoch loss, val_accuracy, ...
         final = {
             f"final_{split}_{name}": value
@@ -179,8 +178,8 @@ class Tracker:
                 self.client.log_artifact(self.run_id, str(run_dir / name))
         for plot in sorted(run_dir.glob("*.png")):
             self.client.log_artifact(self.run_id, str(plot), "plots")
-        if (run_dir / runs.BEST_MODEL).is_file():
-            self.client.log_artifact(self.run_id, str(run_dir / runs.BEST_MODEL), "model")
+        if files.best_model.is_file():
+            self.client.log_artifact(self.run_id, str(files.best_model), "model")
 
     def callback(self):
         """A Keras callback logging each epoch's metrics as Keras reports them."""

@@ -9,7 +9,7 @@ import pytest
 
 from cnnlab.commands.export.convert import portable_model
 from cnnlab.config.models import AirbenchModel
-from cnnlab.data.pipeline import ArrayBatches, batches, epoch_flips, epoch_order, steps
+from cnnlab.data.pipeline import ArrayBatches, BatchPlan, batches, epoch_flips, epoch_order, steps
 from cnnlab.inference import class_probabilities
 from cnnlab.models import adapt_model, build_model
 from cnnlab.models.layers import PatchWhitening, RandomShift
@@ -84,10 +84,10 @@ def test_the_training_batches_are_the_epochs_orders_with_their_flips(backend_bat
     x = np.arange(10 * 2 * 3, dtype=np.uint8).reshape(10, 2, 3, 1)
     y = np.arange(10)
     if backend_batches == "tensorflow":
-        made = batches(x, y, 4, 5, first_epoch=1, epochs=2, alternate_flip=True)
+        made = batches(x, y, 4, BatchPlan(seed=5, first_epoch=1, epochs=2, alternate_flip=True))
         got = [(np.asarray(a), np.asarray(b)) for a, b in made]
     else:
-        made = ArrayBatches(x, y, 4, 5, first_epoch=1, alternate_flip=True)
+        made = ArrayBatches(x, y, 4, BatchPlan(seed=5, first_epoch=1, alternate_flip=True))
         got = [made[i] for i in range(len(made))]
         made.on_epoch_end()
         got += [made[i] for i in range(len(made))]

@@ -91,11 +91,11 @@ def test_tf_config_gets_a_warning_not_a_silent_single_worker_run(tmp_path, cli, 
 
 
 def test_array_batches_reshuffle_per_epoch_and_their_shards_make_the_global_batch():
-    from cnnlab.data.pipeline import ArrayBatches
+    from cnnlab.data.pipeline import ArrayBatches, BatchPlan
 
     x, y = np.arange(10)[:, None], np.arange(10)
-    whole = ArrayBatches(x, y, 4, shuffle_seed=3)
-    halves = [ArrayBatches(x, y, 4, 3, shard=(i, 2)) for i in range(2)]
+    whole = ArrayBatches(x, y, 4, BatchPlan(seed=3))
+    halves = [ArrayBatches(x, y, 4, BatchPlan(seed=3, shard=(i, 2))) for i in range(2)]
     assert len(whole) == 3  # 4 + 4 + 2
     for i in range(3):
         assert np.array_equal(np.concatenate([h[i][1] for h in halves]), whole[i][1])
@@ -106,7 +106,7 @@ def test_array_batches_reshuffle_per_epoch_and_their_shards_make_the_global_batc
     second = np.concatenate([whole[i][1] for i in range(3)])
     assert sorted(second) == list(range(10)) and not np.array_equal(second, first)
     # A run resumed at epoch 1 sees epoch 1's order, not epoch 0's again.
-    resumed = ArrayBatches(x, y, 4, 3, first_epoch=1)
+    resumed = ArrayBatches(x, y, 4, BatchPlan(seed=3, first_epoch=1))
     assert np.array_equal(np.concatenate([resumed[i][1] for i in range(3)]), second)
     assert np.array_equal(ArrayBatches(x, y, 4)[0][1], [0, 1, 2, 3])  # validation: in order
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnlab.commands.explain import feature_layer, gradcam
 from cnnlab.config import load_config
+from cnnlab.gradcam import feature_layer, gradcam
 from cnnlab.models import build_model
 from cnnlab.utils.errors import CnnlabError
 

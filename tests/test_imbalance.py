@@ -11,7 +11,7 @@ import pytest
 
 from cnnlab.config import TrainConfig
 from cnnlab.data.dataset import imbalance
-from cnnlab.data.pipeline import ArrayBatches, epoch_order
+from cnnlab.data.pipeline import ArrayBatches, BatchPlan, epoch_order
 from cnnlab.inference import scores
 from cnnlab.training.phases import class_weights
 from cnnlab.utils.errors import ConfigError
@@ -56,7 +56,7 @@ def test_class_weights_balanced_as_scikit_learn_and_by_name():
 def test_batches_carry_each_images_class_weight():
     x = np.zeros((10, 2, 2, 1), np.uint8)
     y = np.array([0] * 8 + [1] * 2)
-    batches = ArrayBatches(x, y, 4, shuffle_seed=1, class_weights=np.array([0.5, 2.0]))
+    batches = ArrayBatches(x, y, 4, BatchPlan(seed=1, class_weights=np.array([0.5, 2.0])))
     images, labels, weights = batches[0]
     np.testing.assert_allclose(weights, np.where(labels == 1, 2.0, 0.5))
 

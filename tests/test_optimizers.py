@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cnnlab.config import TrainConfig
-from cnnlab.training.optimizers import WarmupLinearDecay, learning_rate, make_optimizer
+from cnnlab.models.optimizers import WarmupLinearDecay, learning_rate, make_optimizer
 from cnnlab.utils.errors import CnnlabError
 
 

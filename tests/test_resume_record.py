@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from cnnlab.training.resume_record import ResumeRecord, Step, epoch_model_file, record_path
+from cnnlab.runs import RunDir, epoch_model_file
+from cnnlab.training.resume_record import ResumeRecord, Step
 from cnnlab.utils.errors import RunDirError
 
 
@@ -90,8 +91,8 @@ def test_a_run_killed_before_its_first_epoch_has_nothing_to_resume(tmp_path):
     ],
 )  # fmt: skip
 def test_a_damaged_or_old_record_is_refused_by_name(tmp_path, content, message):
-    record_path(tmp_path).parent.mkdir()
-    record_path(tmp_path).write_text(content)
+    RunDir(tmp_path).progress.parent.mkdir()
+    RunDir(tmp_path).progress.write_text(content)
     with pytest.raises(RunDirError, match=message) as info:
         ResumeRecord.load(tmp_path)
-    assert str(record_path(tmp_path)) in str(info.value)
+    assert str(RunDir(tmp_path).progress) in str(info.value)

@@ -12,8 +12,8 @@ import pytest
 
 from cnnlab.config import TrainConfig
 from cnnlab.config.training import duration_seconds
+from cnnlab.models.optimizers import PlannedSchedule, WarmupLinearDecay, make_optimizer
 from cnnlab.training.callbacks import TimeBudget, clock
-from cnnlab.training.optimizers import PlannedSchedule, WarmupLinearDecay, make_optimizer
 
 from .helpers import MNIST_NPZ, invoke_ok, only_run
 

@@ -15,8 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from cnnlab.config import load_config
-from cnnlab.runs import read_state
-from cnnlab.tracking import RECORD
+from cnnlab.runs import MLFLOW_RECORD, read_state
 
 from . import helpers
 from .helpers import CONFIGS, free_port
@@ -95,7 +94,7 @@ def test_an_mlflow_server_gets_the_run_and_a_down_one_costs_a_warning(cli, tmp_p
     warnings = [line for line in output.splitlines() if "warning: MLflow" in line]
     assert len(warnings) == 1 and f"tracking at {nowhere} stopped" in warnings[0], output
     assert "training goes on" in warnings[0]
-    assert read_state(run_dir)["state"] == "completed" and not (run_dir / RECORD).exists()
+    assert read_state(run_dir)["state"] == "completed" and not (run_dir / MLFLOW_RECORD).exists()
 
     process, url = server
     wait_until_up(url, process)

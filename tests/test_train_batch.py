@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 from cnnlab.config import AugmentationConfig
-from cnnlab.data.pipeline import batches, first_batch, image_batches, predict
+from cnnlab.data.pipeline import BatchPlan, batches, first_batch, image_batches, predict
 from cnnlab.models.common import augment, has_augmentation, image_input
 
 from .helpers import invoke, invoke_ok, only_run
@@ -18,7 +18,7 @@ def test_the_first_batch_is_the_one_fit_gets():
     x = np.arange(20 * 4 * 4 * 1, dtype=np.uint8).reshape(20, 4, 4, 1)
     y = np.arange(20) % 2
     images, labels = first_batch(x, y, 8, seed=5, alternate_flip=True)
-    fed = next(iter(batches(x, y, 8, 5, epochs=1, alternate_flip=True)))
+    fed = next(iter(batches(x, y, 8, BatchPlan(seed=5, epochs=1, alternate_flip=True))))
     np.testing.assert_array_equal(images, np.asarray(fed[0]))
     np.testing.assert_array_equal(labels, np.asarray(fed[1]))
 
@@ -30,7 +30,11 @@ def test_pipelines_run_without_autotuning_and_predict_as_keras_does():
 
     x = np.random.default_rng(1).integers(0, 255, (20, 6, 6, 1), dtype=np.uint8)
     y = np.arange(20) % 3
-    for data in (batches(x, y, 8, 5, epochs=2), batches(x, y, 8), image_batches(x, 8)):
+    for data in (
+        batches(x, y, 8, BatchPlan(seed=5, epochs=2)),
+        batches(x, y, 8),
+        image_batches(x, 8),
+    ):
         assert data.options().autotune.enabled is False
     inputs = keras.Input((6, 6, 1))
     model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)))

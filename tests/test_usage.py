@@ -154,7 +154,8 @@ def test_only_tensorflow_notices_are_kept_off_stderr(capfd):
 
 def test_a_damaged_resume_model_is_named_when_resuming(cli, tmp_path):
     from cnnlab.config import dump_config
-    from cnnlab.training.resume_record import ResumeRecord, epoch_model_file
+    from cnnlab.runs import epoch_model_file
+    from cnnlab.training.resume_record import ResumeRecord
 
     cfg = load_config(
         CONFIGS / "mnist_mlp.yaml",

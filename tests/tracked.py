@@ -10,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 from cnnlab.config import load_config
-from cnnlab.tracking import RECORD
+from cnnlab.runs import MLFLOW_RECORD
 
 
 def the_run(client: MlflowClient, experiment: str):
@@ -21,7 +21,7 @@ def the_run(client: MlflowClient, experiment: str):
 def check_logged(client: MlflowClient, run, run_dir: Path) -> None:
     """What a finished run's MLflow run holds, against its run directory."""
     assert run.info.status == "FINISHED" and run.info.run_name == run_dir.name
-    assert json.loads((run_dir / RECORD).read_text())["run_id"] == run.info.run_id
+    assert json.loads((run_dir / MLFLOW_RECORD).read_text())["run_id"] == run.info.run_id
     cfg = load_config(run_dir / "config.yaml")
     params = run.data.params
     assert params["model.builder"] == "mlp" and params["train.epochs"] == str(cfg.train.epochs)

@@ -12,6 +12,7 @@ Nothing here imports TensorFlow or Keras until a function needs them.
 """
 
 from cnnlab.api.backend import open_finished_run, open_runs, start_backend
+from cnnlab.api.configs import check, load, lr_find, summary, tune
 from cnnlab.api.infer import (
     compare,
     evaluate,
@@ -22,8 +23,7 @@ from cnnlab.api.infer import (
     predictions,
     serve,
 )
-from cnnlab.api.run import Run, load_run
-from cnnlab.api.train import check, load, lr_find, summary, train, tune
+from cnnlab.api.run import Run, load_run, train
 
 __all__ = [
     "Run", "check", "compare", "evaluate", "explain", "export", "load", "load_run", "lr_find",

@@ -4,12 +4,12 @@ commands of the same names call these."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from cnnlab.api.backend import open_finished_run, open_runs, start_backend
-from cnnlab.api.run import Run
 from cnnlab.utils.errors import CnnlabError
 
 if TYPE_CHECKING:
@@ -17,9 +17,10 @@ if TYPE_CHECKING:
     import pandas as pd
     from PIL.Image import Image
 
+    from cnnlab.api.run import Run
     from cnnlab.commands.predict import Predictions
 
-RunLike = str | Path | Run
+RunLike = Union[str, Path, "Run"]  # a run directory, or a Run (an os.PathLike)
 # Image files, folders (searched recursively) and glob patterns; PIL images; uint8 arrays of
 # one image (H, W[, C]) or a batch (N, H, W[, C]; 3-D with C not 1, 3 or 4: a batch of one
 # channel); or a list of any of these.
@@ -27,11 +28,11 @@ Images = Union[str, Path, "Image", "np.ndarray", Sequence[Any]]
 
 
 def _paths(runs: RunLike | Sequence[RunLike]) -> list[Path]:
-    if isinstance(runs, str | Path | Run):
+    if isinstance(runs, str | os.PathLike):
         runs = [runs]
     if not runs:
         raise CnnlabError("give at least one run")
-    return [run.path if isinstance(run, Run) else Path(run) for run in runs]
+    return [Path(os.fspath(run)) for run in runs]
 
 
 def evaluate(

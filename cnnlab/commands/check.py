@@ -15,6 +15,7 @@ from cnnlab.data import Dataset, count_classes, describe_problems, load_dataset
 from cnnlab.data.dataset import imbalance
 from cnnlab.models import build_model
 from cnnlab.models.common import trainable_parameters
+from cnnlab.runs import SUBMISSION
 from cnnlab.training.distribute import make_placement
 from cnnlab.training.phases import class_weights, write_train_batch
 from cnnlab.utils.environment import describe_device, resolve_precision
@@ -92,7 +93,7 @@ def preflight(cfg: Config, preview: Path | None = None) -> Iterator[str]:
         )
         yield f"  {split}: {total:,} images ({listed})"
     if data.x_test is not None and data.y_test is None:
-        yield f"  test: {len(data.x_test):,} unlabelled images (a submission.csv is written)"
+        yield f"  test: {len(data.x_test):,} unlabelled images (a {SUBMISSION} is written)"
     yield f"  decoded images take {data.nbytes / 2**20:,.1f} MiB of memory (uint8)"
     if data.problems:
         yield f"  would skip {describe_problems(data.problems)}"

@@ -27,10 +27,10 @@ def find_runs(paths: list[Path]) -> list[Path]:
     """Run directories among `paths`: each is a run, or a folder whose subfolders are runs."""
     found: list[Path] = []
     for path in paths:
-        if (path / runs.CONFIG_FILE).is_file():
+        if runs.RunDir(path).config.is_file():
             found.append(path)
         elif path.is_dir():
-            found.extend(sorted(p for p in path.iterdir() if (p / runs.CONFIG_FILE).is_file()))
+            found.extend(sorted(p for p in path.iterdir() if runs.RunDir(p).config.is_file()))
         else:
             raise RunDirError(f"{path}: no such run directory or folder of runs")
     return found
@@ -42,14 +42,15 @@ def run_row(run_dir: Path) -> dict:
     row["run"] = run_dir.name
     state = runs.read_state(run_dir)
     row["state"] = state["state"] + (f": {state['reason']}" if state["state"] == "failed" else "")
+    files = runs.RunDir(run_dir)
     try:
         # The YAML, not load_config: a run whose data has moved is still worth listing.
-        config, _ = read_yaml_mapping(run_dir / runs.CONFIG_FILE, "config", "data:, model:")
+        config, _ = read_yaml_mapping(files.config, "config", "data:, model:")
         row["dataset"] = config["data"]["loader"]
         row["builder"] = config["model"]["builder"]
     except (CnnlabError, KeyError, TypeError):
-        row["state"] += " (unreadable config.yaml)"
-    history = run_dir / runs.HISTORY_FILE
+        row["state"] += f" (unreadable {runs.CONFIG_FILE})"
+    history = files.history
     if history.is_file():
         import pandas as pd
 
@@ -61,7 +62,7 @@ def run_row(run_dir: Path) -> dict:
         except (pd.errors.ParserError, pd.errors.EmptyDataError):
             pass
     try:
-        metrics = json.loads((run_dir / runs.METRICS_FILE).read_text(encoding="utf-8"))
+        metrics = json.loads(files.metrics.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return row
     row.update(

@@ -11,12 +11,10 @@ from cnnlab.config import Config
 from cnnlab.data import Dataset, load_dataset, read_csv_for
 from cnnlab.inference import Member, load_members, member_probabilities, scores
 from cnnlab.models.common import output_classes
-from cnnlab.runs import CLASSES_FILE, locate_data
+from cnnlab.runs import CLASSES_FILE, EVALUATION_FILE, RunDir, locate_data
 from cnnlab.scoring import score_run
 from cnnlab.utils.atomic import write_json
 from cnnlab.utils.errors import CnnlabError, DataError, RunDirError
-
-EVALUATION = "evaluation.json"
 
 
 def evaluate(
@@ -42,10 +40,10 @@ def evaluate(
     if cfg is not None:
         data = load_dataset(cfg.data, cfg.seed)
         as_run_classes(data, run, cfg)
-        return score_run(run.run_dir, run.model, data, EVALUATION, tta=run.cfg.model.tta)
+        return score_run(run.run_dir, run.model, data, EVALUATION_FILE, tta=run.cfg.model.tta)
     x, y = read_csv_for(run.cfg.data, csv, output_classes(run.model), require_label=True)
     results = {"csv": str(Path(csv).resolve()), "test": scores(run.probabilities(x), y)}
-    write_json(run.run_dir / f"evaluation-{Path(csv).stem}.json", results)
+    write_json(RunDir(run.run_dir).csv_evaluation(csv), results)
     return results
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from cnnlab.config import Config
 from cnnlab.data import load_dataset
-from cnnlab.data.pipeline import batches, steps
+from cnnlab.data.pipeline import BatchPlan, batches, steps
 from cnnlab.models import adapt_model, build_model
 from cnnlab.models.transfer import set_trainable
 from cnnlab.training.phases import build_step_state, compile_model
@@ -140,8 +140,8 @@ def find_rate(
         )
         model.fit(
             batches(
-                data.x_train, data.y_train, cfg.train.batch_size, cfg.seed,
-                epochs=math.ceil(total / per_epoch),
+                data.x_train, data.y_train, cfg.train.batch_size,
+                BatchPlan(seed=cfg.seed, epochs=math.ceil(total / per_epoch)),
             ),
             steps_per_epoch=total, epochs=1, callbacks=[probe], verbose=0, shuffle=False,
         )  # fmt: skip

@@ -3,15 +3,14 @@
 
 from __future__ import annotations
 
-import glob
-import os
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 from cnnlab.data import adapt_images, read_csv_for
-from cnnlab.data.images import EXTENSIONS, decode_files, extension_problem, is_hidden
+from cnnlab.data.images import collect_image_files, decode_files
+from cnnlab.data.kaggle_csv import write_submission
 from cnnlab.inference import (
     Member,
     decoding,
@@ -20,13 +19,11 @@ from cnnlab.inference import (
     member_probabilities,
 )
 from cnnlab.models.common import output_classes
-from cnnlab.runs import open_run
-from cnnlab.scoring import SUBMISSION, write_submission
+from cnnlab.runs import ENSEMBLE_SUBMISSION, RunDir, open_run
 from cnnlab.utils.atomic import atomic_path
 from cnnlab.utils.console import progress
 from cnnlab.utils.errors import DataError, RunDirError
 
-ENSEMBLE_SUBMISSION = Path("submission-ensemble.csv")
 CHUNK = 2048  # images decoded and predicted at a time by `predict`
 
 
@@ -53,7 +50,7 @@ def predict_csv(
     if csv_out is not None:
         out = Path(csv_out)
     else:
-        out = run_dirs[0] / SUBMISSION if len(run_dirs) == 1 else ENSEMBLE_SUBMISSION
+        out = RunDir(run_dirs[0]).submission if len(run_dirs) == 1 else Path(ENSEMBLE_SUBMISSION)
     check_output(out, overwrite)
     members = load_members(run_dirs)
     first = members[0]
@@ -191,56 +188,3 @@ def _member_probabilities(
     # Rows of each x are the files its format could read; keep those every member read.
     common = {key: x[ok[good]] for key, (x, good, _) in decoded.items()}
     return ensemble_probabilities(members, common), ok, skipped
-
-
-def collect_image_files(inputs: list[str]) -> tuple[list[Path], int]:
-    """The image files that `inputs` name, in order and without repeats, and how many other
-    files the folders held.
-
-    A file named on its own is always tried; folders are searched recursively for image
-    extensions, skipping hidden and system files; patterns (*, ?, [) are expanded as globs
-    (** crosses folders).
-
-    Raises:
-        DataError: an input that names nothing, or no image file at all.
-    """
-    found: dict[Path, None] = {}
-    ignored = 0
-    for text in inputs:
-        path = Path(text)
-        if path.is_file():
-            found[path] = None
-            continue
-        if path.is_dir():
-            matches = [path]
-        elif glob.has_magic(text):
-            matches = [Path(m) for m in sorted(glob.glob(text, recursive=True))]
-            if not matches:
-                raise DataError(f"{text}: no file matches this pattern")
-        else:
-            raise DataError(f"{text}: no such file or folder")
-        for match in matches:
-            if match.is_dir():
-                images, others = _images_under(match)
-                found.update(dict.fromkeys(images))
-                ignored += others
-            elif not is_hidden(match.name):
-                found[match] = None
-    if not found:
-        raise DataError(f"no image files ({' '.join(EXTENSIONS)}) in {', '.join(inputs)}")
-    return list(found), ignored
-
-
-def _images_under(folder: Path) -> tuple[list[Path], int]:
-    """Image files under `folder` (recursively, sorted) and how many other files it holds."""
-    images, others = [], 0
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
-        for name in sorted(filenames):
-            if is_hidden(name):
-                continue
-            if extension_problem(name) is None:
-                images.append(Path(dirpath) / name)
-            else:
-                others += 1
-    return images, others

@@ -250,7 +250,7 @@ def _objective(
         trial.set_user_attr("run", str(run_dir))
         if reporter.pruned:
             raise optuna.TrialPruned(f"stopped after epoch {reporter.epochs}")
-        metrics = json.loads((run_dir / runs.METRICS_FILE).read_text(encoding="utf-8"))
+        metrics = json.loads(runs.RunDir(run_dir).metrics.read_text(encoding="utf-8"))
         return metrics["val"]["accuracy" if maximize else "loss"]
 
     return objective

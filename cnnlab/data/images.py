@@ -1,5 +1,6 @@
 """Image files to uint8 pixels: the one decoder that image folders (training) and
-`cnnlab predict` share, so a photo is seen the same way in both.
+`cnnlab predict` share, so a photo is seen the same way in both; and the image files that
+`predict` and `explain` are given (files, folders, patterns).
 
 Files are read with Pillow, turned upright by their EXIF orientation (phone photos are often
 stored sideways with a tag that says so), converted to the colour mode and resized.
@@ -7,6 +8,7 @@ stored sideways with a tag that says so), converted to the colour mode and resiz
 
 from __future__ import annotations
 
+import glob
 import io
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +19,7 @@ import numpy as np
 
 from cnnlab.config import ImageFormat
 from cnnlab.utils.console import progress
+from cnnlab.utils.errors import DataError
 
 # Keras' image_dataset_from_directory's extensions, and the other photo formats Pillow reads
 # without plugins (phones and browsers save WebP, scanners TIFF).
@@ -180,3 +183,56 @@ def decode_files(paths: list[Path], fmt: ImageFormat, description: str | None = 
     problems.sort()
     kept = [found for found in originals if found is not None]
     return Decoded(images if ok.all() else images[ok], ok, problems, kept)
+
+
+def collect_image_files(inputs: list[str]) -> tuple[list[Path], int]:
+    """The image files that `inputs` name, in order and without repeats, and how many other
+    files the folders held.
+
+    A file named on its own is always tried; folders are searched recursively for image
+    extensions, skipping hidden and system files; patterns (*, ?, [) are expanded as globs
+    (** crosses folders).
+
+    Raises:
+        DataError: an input that names nothing, or no image file at all.
+    """
+    found: dict[Path, None] = {}
+    ignored = 0
+    for text in inputs:
+        path = Path(text)
+        if path.is_file():
+            found[path] = None
+            continue
+        if path.is_dir():
+            matches = [path]
+        elif glob.has_magic(text):
+            matches = [Path(m) for m in sorted(glob.glob(text, recursive=True))]
+            if not matches:
+                raise DataError(f"{text}: no file matches this pattern")
+        else:
+            raise DataError(f"{text}: no such file or folder")
+        for match in matches:
+            if match.is_dir():
+                images, others = _images_under(match)
+                found.update(dict.fromkeys(images))
+                ignored += others
+            elif not is_hidden(match.name):
+                found[match] = None
+    if not found:
+        raise DataError(f"no image files ({' '.join(EXTENSIONS)}) in {', '.join(inputs)}")
+    return list(found), ignored
+
+
+def _images_under(folder: Path) -> tuple[list[Path], int]:
+    """Image files under `folder` (recursively, sorted) and how many other files it holds."""
+    images, others = [], 0
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
+        for name in sorted(filenames):
+            if is_hidden(name):
+                continue
+            if extension_problem(name) is None:
+                images.append(Path(dirpath) / name)
+            else:
+                others += 1
+    return images, others

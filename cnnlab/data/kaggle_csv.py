@@ -18,6 +18,7 @@ from cnnlab.config.data import KaggleCsvData
 from cnnlab.data.cache import load_arrays, store_arrays
 from cnnlab.data.dataset import Dataset, from_arrays
 from cnnlab.data.registry import register_loader
+from cnnlab.utils.atomic import atomic_path
 from cnnlab.utils.errors import DataError
 
 # Columns some competitions and `DataFrame.to_csv(index=True)` add in front of the pixels.
@@ -274,7 +275,14 @@ def _check_pixels(df: pd.DataFrame, path: Path, pixel_at: list[int], start_line:
 
 
 # ---------------------------------------------------------------------------------------------
-# Scoring a submission offline.
+# Submissions: writing one, and scoring one offline.
+
+
+def write_submission(labels: np.ndarray, path: Path) -> None:
+    """Write Kaggle's `ImageId,Label` rows, ImageId counting from 1 in input order."""
+    frame = pd.DataFrame({"ImageId": np.arange(1, len(labels) + 1), "Label": labels})
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
 
 
 def _read_submission(path: Path) -> pd.Series:

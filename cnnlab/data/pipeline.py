@@ -13,54 +13,55 @@ pipelines are a gather and a prefetch of in-memory arrays, with nothing worth tu
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 import numpy as np
 
 
-def batches(
-    x: np.ndarray,
-    y: np.ndarray,
-    batch_size: int,
-    shuffle_seed: int | None = None,
-    shard: tuple[int, int] = (0, 1),
-    first_epoch: int = 0,
-    epochs: int = 1,
-    alternate_flip: bool = False,
-    class_weights: np.ndarray | None = None,
-    balanced: bool = False,
-):
-    """(images, labels) batches of `batch_size`, reshuffled every epoch when `shuffle_seed` is set;
-    (images, labels, sample weights) with `class_weights` (one weight per class).
+@dataclass(frozen=True, eq=False)
+class BatchPlan:
+    """How `batches` draws a run's batches: the order of each epoch, the flips and weights.
 
-    The pixels stay uint8 (a quarter of float32's memory and copying); the model scales them.
-    Shuffling permutes indices, not images, and each batch is one vectorised gather, so an epoch
-    costs no per-image Python work.
-
-    Args:
-        first_epoch: the epoch fit starts at. Epoch e's order is drawn from (seed, e) on
-            either backend, so a resumed run sees the batches the uninterrupted run would
-            have.
+    Attributes:
+        seed: reshuffle every epoch, epoch e's order drawn from (seed, e) on either backend;
+            None: every image once, in order, each epoch (validation).
+        first_epoch: the epoch fit starts at, so that a resumed run sees the batches the
+            uninterrupted run would have.
         epochs: how many epochs fit runs from `first_epoch`. A shuffled tf.data pipeline
             holds all their orders, so fit must be given `steps_per_epoch` (see `steps`).
         alternate_flip: mirror images as `epoch_flips` says (airbench's alternating flip).
         balanced: draw each epoch's images so that every class is equally likely (see
             `epoch_order`).
+        class_weights: one loss weight per class; the batches then carry sample weights.
         shard: (this process, processes) when several processes train one model
             (data_parallel): every process shuffles alike and takes its own contiguous part
             of each batch, so the batches put together are the one-process run's. Each
             batch's length must then divide by the number of processes.
     """
+
+    seed: int | None = None
+    first_epoch: int = 0
+    epochs: int = 1
+    alternate_flip: bool = False
+    balanced: bool = False
+    class_weights: np.ndarray | None = None
+    shard: tuple[int, int] = (0, 1)
+
+
+def batches(x: np.ndarray, y: np.ndarray, batch_size: int, plan: BatchPlan = BatchPlan()):
+    """(images, labels) batches of `batch_size` as `plan` draws them; (images, labels, sample
+    weights) with its `class_weights`.
+
+    The pixels stay uint8 (a quarter of float32's memory and copying); the model scales them.
+    Shuffling permutes indices, not images, and each batch is one vectorised gather, so an epoch
+    costs no per-image Python work.
+    """
     if keras.backend.backend() == "tensorflow":
-        if shard != (0, 1):
+        if plan.shard != (0, 1):
             raise ValueError("sharding across processes is done by data_parallel on JAX")
-        return _tf_batches(
-            x, y, batch_size, shuffle_seed, first_epoch, epochs, alternate_flip, class_weights,
-            balanced,
-        )  # fmt: skip
-    return ArrayBatches(
-        x, y, batch_size, shuffle_seed, shard, first_epoch, alternate_flip, class_weights,
-        balanced,
-    )  # fmt: skip
+        return _tf_batches(x, y, batch_size, plan)
+    return ArrayBatches(x, y, batch_size, plan)
 
 
 def steps(images: int, batch_size: int) -> int:
@@ -109,17 +110,7 @@ def epoch_flips(images: int, seed: int, epoch: int) -> np.ndarray:
     return first ^ bool(epoch % 2)
 
 
-def _tf_batches(
-    x: np.ndarray,
-    y: np.ndarray,
-    batch_size: int,
-    shuffle_seed: int | None,
-    first_epoch: int,
-    epochs: int,
-    alternate_flip: bool = False,
-    class_weights: np.ndarray | None = None,
-    balanced: bool = False,
-):
+def _tf_batches(x: np.ndarray, y: np.ndarray, batch_size: int, plan: BatchPlan):
     """The tf.data version: the next batches are gathered while the current one trains.
 
     Shuffled, it is one pass over every epoch's order in turn (each epoch's batched apart, so
@@ -128,15 +119,15 @@ def _tf_batches(
     import tensorflow as tf
 
     x_all, y_all = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
-    if shuffle_seed is None:  # validation: every image once, in order, each epoch
+    if plan.seed is None:  # validation: every image once, in order, each epoch
         orders = np.arange(len(x), dtype=np.int32)[None]
         flips = np.zeros_like(orders, dtype=bool)
     else:
-        run = range(first_epoch, first_epoch + epochs)
-        labels = y if balanced else None
-        orders = np.stack([epoch_order(len(x), shuffle_seed, e, labels) for e in run])
+        run = range(plan.first_epoch, plan.first_epoch + plan.epochs)
+        labels = y if plan.balanced else None
+        orders = np.stack([epoch_order(len(x), plan.seed, e, labels) for e in run])
         orders = orders.astype(np.int32)
-        flips = np.stack([epoch_flips(len(x), shuffle_seed, e) for e in run]) & alternate_flip
+        flips = np.stack([epoch_flips(len(x), plan.seed, e) for e in run]) & plan.alternate_flip
         flips = np.take_along_axis(flips, orders, axis=1)  # in each epoch's order
     order = tf.data.Dataset.from_tensor_slices((orders, flips)).flat_map(
         lambda epoch, flip: tf.data.Dataset.from_tensor_slices((epoch, flip)).batch(batch_size)
@@ -146,12 +137,12 @@ def _tf_batches(
         tf.data.experimental.assert_cardinality(len(orders) * steps(len(x), batch_size))
     )
 
-    weights = sample_weights(y, class_weights)
+    weights = sample_weights(y, plan.class_weights)
     w_all = None if weights is None else tf.convert_to_tensor(weights)
 
     def gather(index, flip):
         images = tf.gather(x_all, index)
-        if alternate_flip:
+        if plan.alternate_flip:
             images = tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
         if w_all is None:
             return images, tf.gather(y_all, index)
@@ -188,26 +179,18 @@ def predict(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
 
 class ArrayBatches(keras.utils.PyDataset):
     """Batches of NumPy arrays in a seeded order, a new order every epoch (epoch e uses the
-    permutation drawn from (seed, e)); unshuffled without a seed (validation)."""
+    permutation drawn from (seed, e)); unshuffled without a seed (validation). `plan.epochs`
+    plays no part: a PyDataset draws the next epoch's order when an epoch ends."""
 
     def __init__(
-        self,
-        x: np.ndarray,
-        y: np.ndarray,
-        batch_size: int,
-        shuffle_seed: int | None = None,
-        shard: tuple[int, int] = (0, 1),
-        first_epoch: int = 0,
-        alternate_flip: bool = False,
-        class_weights: np.ndarray | None = None,
-        balanced: bool = False,
+        self, x: np.ndarray, y: np.ndarray, batch_size: int, plan: BatchPlan = BatchPlan()
     ):
         super().__init__()
         self.x, self.y, self.batch_size = x, y, batch_size
-        self.seed, self.shard, self.epoch = shuffle_seed, shard, first_epoch
-        self.alternate_flip = alternate_flip and shuffle_seed is not None
-        self.weights = sample_weights(y, class_weights)
-        self.balanced = balanced
+        self.seed, self.shard, self.epoch = plan.seed, plan.shard, plan.first_epoch
+        self.alternate_flip = plan.alternate_flip and plan.seed is not None
+        self.weights = sample_weights(y, plan.class_weights)
+        self.balanced = plan.balanced
         self.order, self.flips = self._order()
 
     def _order(self) -> tuple[np.ndarray, np.ndarray | None]:

@@ -27,7 +27,7 @@ import keras
 from cnnlab import runs
 from cnnlab.config.training import maximizes
 from cnnlab.models.common import trainable_parameters
-from cnnlab.training.resume_record import RESUME_DIR, ResumeRecord, epoch_model_file
+from cnnlab.training.resume_record import ResumeRecord
 from cnnlab.utils.atomic import atomic_path, atomic_write
 from cnnlab.utils.console import say
 from cnnlab.utils.errors import CnnlabError
@@ -107,7 +107,8 @@ class StopOnNaN(keras.callbacks.TerminateOnNaN):
             loss = (logs or {}).get("loss")
             raise CnnlabError(
                 f"the loss became {loss} in epoch {self._epoch + 1}, batch {batch + 1}: training "
-                "stopped; model.keras keeps the best epoch so far. Lower train.learning_rate"
+                f"stopped; {runs.BEST_MODEL} keeps the best epoch so far. Lower "
+                "train.learning_rate"
             ) from None
 
 
@@ -122,12 +123,13 @@ class RunCheckpoint(keras.callbacks.Callback):
     def __init__(self, run_dir: Path, monitor: str, record: ResumeRecord | None = None):
         super().__init__()
         self.run_dir = run_dir
+        self.files = runs.RunDir(run_dir)
         self.monitor = monitor
         self.record = record if record is not None else ResumeRecord()
         self.stateful: dict[str, keras.callbacks.Callback] = {}
         self.last_phase = True
         self.target: keras.Model | None = None
-        (run_dir / RESUME_DIR).mkdir(exist_ok=True)
+        self.files.resume.mkdir(exist_ok=True)
 
     def begin_phase(
         self,
@@ -187,8 +189,8 @@ class RunCheckpoint(keras.callbacks.Callback):
             phase[key], phase["best_epoch"] = float(value), epoch + 1
         if value is not None and _improved(float(value), record.best, self.monitor):
             record.best, record.best_epoch = float(value), epoch + 1
-            save_model(target, self.run_dir / runs.BEST_MODEL)
-        save_model(target, self.run_dir / runs.LAST_MODEL)
+            save_model(target, self.files.best_model)
+        save_model(target, self.files.last_model)
         self._write_history()
         phase_done = bool(self.model.stop_training) or epoch + 1 >= self.params.get("epochs", 0)
         self._save_record(epoch + 1, phase_done)
@@ -202,12 +204,12 @@ class RunCheckpoint(keras.callbacks.Callback):
         import pandas as pd
 
         frame = pd.DataFrame(self.record.history)
-        atomic_write(self.run_dir / runs.HISTORY_FILE, frame.to_csv(index=False))
+        atomic_write(self.files.history, frame.to_csv(index=False))
 
     def _save_record(self, epochs_done: int, phase_done: bool) -> None:
         record = self.record
         record.epoch, record.phase_done = epochs_done, phase_done
-        record.model_file = epoch_model_file(epochs_done)
+        record.model_file = runs.epoch_model_file(epochs_done)
         path = record.model_path(self.run_dir)
         if not path.is_file():
             save_model(self.target or self.model, path)

@@ -13,6 +13,7 @@ from cnnlab.data.pipeline import predict, steps
 from cnnlab.inference import BATCH_SIZE
 from cnnlab.models.common import trainable_parameters
 from cnnlab.models.layers import SparseSmoothedCrossentropy
+from cnnlab.models.optimizers import make_optimizer
 from cnnlab.models.transfer import set_trainable, split_at_features
 from cnnlab.training.callbacks import (
     ResumableEarlyStopping,
@@ -21,7 +22,6 @@ from cnnlab.training.callbacks import (
     StopOnNaN,
     TimeBudget,
 )
-from cnnlab.training.optimizers import make_optimizer
 from cnnlab.training.resume_record import Step
 from cnnlab.utils.console import say, warn
 from cnnlab.utils.errors import ConfigError
@@ -130,7 +130,7 @@ def make_callbacks(
         )
     callbacks.extend(stateful.values())
     if cfg.tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=checkpoint.run_dir / "tensorboard"))
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=checkpoint.files.tensorboard))
     return callbacks, stateful
 
 
@@ -151,7 +151,7 @@ def fit_phases(
     `cache_features`, the frozen base runs once and each phase fits only the head. `shard` is
     (this process, processes) of a data_parallel run over several processes.
     """
-    from cnnlab.data.pipeline import batches
+    from cnnlab.data.pipeline import BatchPlan, batches
 
     train_cfg = cfg.train
     x_train, x_val = data.x_train, data.x_val
@@ -198,18 +198,22 @@ def fit_phases(
                 x_train,
                 data.y_train,
                 train_cfg.batch_size,
-                cfg.seed,
-                shard,
-                epoch,
-                epochs=start + phase.epochs - epoch,
-                alternate_flip=_alternating_flip(cfg),
-                class_weights=weights,
-                balanced=balanced,
+                BatchPlan(
+                    seed=cfg.seed,
+                    first_epoch=epoch,
+                    epochs=start + phase.epochs - epoch,
+                    alternate_flip=_alternating_flip(cfg),
+                    balanced=balanced,
+                    class_weights=weights,
+                    shard=shard,
+                ),
             ),
             steps_per_epoch=per_epoch,
             epochs=start + phase.epochs,
             initial_epoch=epoch,
-            validation_data=batches(x_val, data.y_val, train_cfg.batch_size, shard=shard),
+            validation_data=batches(
+                x_val, data.y_val, train_cfg.batch_size, BatchPlan(shard=shard)
+            ),
             shuffle=False,  # the batches are shuffled already
             # The checkpoint last: it saves the others' state.
             callbacks=[*callbacks, *extra_callbacks, checkpoint],

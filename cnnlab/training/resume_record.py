@@ -1,10 +1,10 @@
 """The resume record of a run: how far training got, written after every complete epoch.
 
 `.resume/progress.json` names the model file of that epoch (`.resume/epoch-NNNN.keras`, saved
-with its optimizer state just before the record) and carries what a restart needs: the epoch
-and phase, the best monitored value, the callbacks' counters, the history and the time spent.
-This module is its one owner: it loads and saves the record and says which phases and epochs
-are left (`ResumeRecord.next_step`).
+with its optimizer state just before the record; cnnlab.runs names both files) and carries
+what a restart needs: the epoch and phase, the best monitored value, the callbacks' counters,
+the history and the time spent. This module is its one owner: it loads and saves the record
+and says which phases and epochs are left (`ResumeRecord.next_step`).
 """
 
 from __future__ import annotations
@@ -15,11 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from cnnlab.runs import EPOCH_MODELS, RunDir
 from cnnlab.utils.atomic import write_json
 from cnnlab.utils.errors import RunDirError
-
-RESUME_DIR = ".resume"
-PROGRESS_FILE = "progress.json"
 
 
 class Step(NamedTuple):
@@ -64,7 +62,7 @@ class ResumeRecord:
         Raises:
             RunDirError: no record, or one that is damaged or was written by an older cnnlab.
         """
-        path = record_path(run_dir)
+        path = RunDir(run_dir).progress
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -81,20 +79,11 @@ class ResumeRecord:
 
     def save(self, run_dir: Path) -> None:
         """Write the record (its model file must be saved already), then drop older models."""
-        folder = run_dir / RESUME_DIR
-        write_json(folder / PROGRESS_FILE, dataclasses.asdict(self))
-        for old in folder.glob("epoch-*.keras"):
+        files = RunDir(run_dir)
+        write_json(files.progress, dataclasses.asdict(self))
+        for old in files.resume.glob(EPOCH_MODELS):
             if old.name != self.model_file:
                 old.unlink(missing_ok=True)
 
     def model_path(self, run_dir: Path) -> Path:
-        return run_dir / RESUME_DIR / self.model_file
-
-
-def record_path(run_dir: Path) -> Path:
-    return run_dir / RESUME_DIR / PROGRESS_FILE
-
-
-def epoch_model_file(epoch: int) -> str:
-    """The name of the model file saved after `epoch` epochs."""
-    return f"epoch-{epoch:04d}.keras"
+        return RunDir(run_dir).epoch_model(self.model_file)

@@ -59,7 +59,7 @@ def train(
             writes the run directory, the others train alongside it and write nothing there.
 
     Returns:
-        The run directory, holding the files listed in cnnlab.runs and cnnlab.reports.
+        The run directory, holding the files cnnlab.runs names.
     """
     if not cluster.is_chief:
         return _train_alongside(cfg, resume, cluster)
@@ -85,7 +85,7 @@ def train(
         raise
     if tracker:
         tracker.finish(run_dir)
-    say(f"report {run_dir / 'report.html'}")
+    say(f"report {runs.RunDir(run_dir).report}")
     return run_dir
 
 
@@ -195,7 +195,7 @@ def _run_in(
     placement = _placement(cfg, cluster)
     with op_determinism(cfg.deterministic), dtype_policy(precision):
         if record is None:
-            write_json(run_dir / runs.ENVIRONMENT_FILE, environment(cfg.seed, device))
+            write_json(runs.RunDir(run_dir).environment, environment(cfg.seed, device))
         data = _load_data(cfg, run_dir)
         runs.write_class_names(run_dir, data.class_names)
         if data.source:
@@ -209,9 +209,9 @@ def _run_in(
             if (
                 record is None
                 and cluster.is_chief
-                and write_train_batch(cfg, model, data, run_dir / reports.TRAIN_BATCH)
+                and write_train_batch(cfg, model, data, runs.RunDir(run_dir).train_batch)
             ):
-                say(f"wrote {run_dir / reports.TRAIN_BATCH}: the first batch, augmented")
+                say(f"wrote {runs.RunDir(run_dir).train_batch}: the first batch, augmented")
             checkpoint = RunCheckpoint(run_dir, cfg.train.monitor, record)
             step = checkpoint.record.next_step(len(cfg.train.stages()))
             if step is not None:
@@ -280,11 +280,11 @@ def _data_health(cfg: Config, run_dir: Path, data: Dataset, writes: bool) -> Non
     for line in describe(record):
         (warn if line.startswith(("leak", "conflicting")) else say)(f"data health: {line}")
     if writes:
-        write_json(run_dir / reports.HEALTH, record)
-        reports.plot_leaks(data, record, run_dir / reports.LEAKS)
+        write_json(runs.RunDir(run_dir).health, record)
+        reports.plot_leaks(data, record, runs.RunDir(run_dir).leaks)
     if leaks and cfg.data.on_leak == "error":
         raise DataError(
-            f"{leaks:,} images copy images of another split (data_health.json lists them); "
+            f"{leaks:,} images copy images of another split ({runs.HEALTH} lists them); "
             "remove them, or set data.on_leak: drop_from_test or warn"
         )
     if cfg.data.on_leak == "drop_from_test":
@@ -313,12 +313,12 @@ def _model(cfg: Config, run_dir: Path, data: Dataset, record: ResumeRecord | Non
         set_trainable(model, cfg.train.stages()[0].unfreeze)
         lines: list[str] = []
         model.summary(print_fn=lambda text, **_: lines.append(text))
-        atomic_write(run_dir / runs.SUMMARY_FILE, "\n".join(lines) + "\n")
+        atomic_write(runs.RunDir(run_dir).summary, "\n".join(lines) + "\n")
     else:
         # Weights, optimizer state (and so the learning-rate schedule's step) of the last
         # complete epoch; early stopping's best weights are those of model.keras.
         model = runs.load_model_file(record.model_path(run_dir))
-        if (run_dir / runs.BEST_MODEL).is_file():
+        if runs.RunDir(run_dir).best_model.is_file():
             best_weights = runs.load_run_model(run_dir).get_weights()
         say(f"continuing after epoch {record.epoch}/{cfg.train.total_epochs}")
     data.check_labels(output_classes(model))

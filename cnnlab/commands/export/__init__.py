@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from cnnlab.runs import RunDir
 from cnnlab.utils.errors import CnnlabError, RunDirError
 
 FORMATS = {"savedmodel": "", "tflite": ".tflite", "onnx": ".onnx"}
@@ -45,8 +46,7 @@ def check_request(
             f"--format {fmt} needs {', '.join(missing)}: pip install 'cnnlab[export]'"
         )
     if output is None:
-        name = "model" + (f"-{quantize}" if quantize else "") + FORMATS[fmt]
-        output = run_dir / "export" / (name if fmt != "savedmodel" else "savedmodel")
+        output = RunDir(run_dir).export_file(FORMATS[fmt], quantize)
     elif FORMATS[fmt] and output.suffix != FORMATS[fmt]:
         raise CnnlabError(f"--output {output}: a {fmt} file's name ends in {FORMATS[fmt]}")
     if output.exists() and not overwrite:

@@ -16,10 +16,8 @@ from cnnlab.config import Config
 from cnnlab.data.dataset import adapt_images
 from cnnlab.data.images import read_image
 from cnnlab.inference import Predicts, decoding, ensemble_probabilities
-from cnnlab.runs import open_run, read_class_names
+from cnnlab.runs import RunDir, open_run, read_class_names
 from cnnlab.utils.errors import RunDirError
-
-ONNX_EXPORT = Path("export") / "model.onnx"
 
 
 class OnnxMember(NamedTuple):
@@ -52,10 +50,11 @@ def load_onnx_members(run_dirs: list[Path]) -> list[OnnxMember]:
     members = []
     for path in run_dirs:
         run_dir, cfg = open_run(path)
-        model_path = run_dir / ONNX_EXPORT
+        model_path = RunDir(run_dir).onnx_export
         if not model_path.is_file():
             raise RunDirError(
-                f"{run_dir}: no {ONNX_EXPORT}; make it with: cnnlab export {run_dir} --format onnx"
+                f"{run_dir}: no {model_path.relative_to(run_dir)}; make it with: "
+                f"cnnlab export {run_dir} --format onnx"
             )
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # warnings of the graph optimiser are not the user's

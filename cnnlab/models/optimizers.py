@@ -3,7 +3,8 @@
 Keras' own optimizers do the work; cnnlab adds two things they lack: per-variable learning-rate
 multipliers (airbench trains BatchNorm's shifts at 64 times the rate) and a warmup followed by
 a linear decay (airbench's schedule). Both are registered Keras objects, so a checkpoint with
-its optimizer state saves and loads as any other.
+its optimizer state saves and loads as any other. They live beside cnnlab's layers for that
+reason: a .keras file holds both, and loading one (cnnlab.runs) sits below training.
 """
 
 from __future__ import annotations
