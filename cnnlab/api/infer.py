@@ -89,8 +89,6 @@ def predictions(
     """`predict`'s table with what was written and left out (what `cnnlab predict` prints)."""
     import numpy as np
 
-    from cnnlab.commands.predict import Predictions, predict_images, predict_pictures
-
     run_dirs = _paths(runs)
     items = list(images) if isinstance(images, list | tuple) else [images]
     if isinstance(images, np.ndarray) and (
@@ -102,7 +100,9 @@ def predictions(
     files = [item for item in items if isinstance(item, str | Path)]
     if files and len(files) < len(items):
         raise CnnlabError("give image files or images in memory, not both in one call")
-    open_runs(run_dirs, backend)
+    open_runs(run_dirs, backend)  # before anything imports Keras
+    from cnnlab.commands.predict import Predictions, predict_images, predict_pictures
+
     if files:
         return predict_images(run_dirs, [str(f) for f in files], _path(output), overwrite)
     names = [f"image-{i}" for i in range(len(items))]
