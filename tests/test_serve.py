@@ -161,6 +161,13 @@ def bomb_png() -> bytes:
     return out.getvalue()
 
 
+def flat_png(width: int, height: int) -> bytes:
+    """An RGB PNG of one colour: 9,000 x 9,000 is 258 KB that decode to 243 MB."""
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (90, 120, 200)).save(out, "PNG")
+    return out.getvalue()
+
+
 def bad_requests(photo: bytes) -> list[tuple[str, dict, int, str]]:
     """(what, requests.post keyword arguments, status, words the error must hold)."""
     return [
@@ -171,7 +178,7 @@ def bad_requests(photo: bytes) -> list[tuple[str, dict, int, str]]:
         ("empty file", {"files": {"f": ("empty.jpg", b"")}}, 400, "empty.jpg: empty file"),
         ("empty body", {"data": b"", "headers": {"Content-Type": "image/jpeg"}}, 400,
          "body is empty"),
-        ("bomb", {"files": {"f": ("bomb.png", bomb_png())}}, 422, "bomb.png: too many pixels"),
+        ("bomb", {"files": {"f": ("bomb.png", bomb_png())}}, 413, "bomb.png: too many pixels"),
         ("wrong type", {"data": photo, "headers": {"Content-Type": "text/plain"}}, 415,
          "content type 'text/plain'"),
         ("no type", {"data": photo}, 415, "content type"),
@@ -193,6 +200,22 @@ def test_bad_input_is_a_4xx_that_names_it_and_the_server_goes_on(server, trained
         assert response.status_code == status, (what, response.text)
         assert words in response.json()["error"], (what, response.text)
     assert post_files(server.url, photos[:1]).status_code == 200
+
+
+def test_an_image_over_max_pixels_is_refused_from_its_header(server):
+    big = requests.post(
+        server.url + "/predict", files={"f": ("big.png", flat_png(9000, 9000))}, timeout=30
+    )
+    assert big.status_code == 413, big.text
+    error = big.json()["error"]
+    assert "big.png" in error and "9,000 x 9,000 = 81,000,000" in error, error
+    assert "50,000,000" in error and "--max-pixels" in error, error
+    # A phone's photo, 24 megapixels, is under the default limit.
+    photo = requests.post(
+        server.url + "/predict", files={"f": ("phone.png", flat_png(6000, 4000))}, timeout=60
+    )
+    assert photo.status_code == 200, photo.text
+    assert requests.get(server.url + "/health", timeout=10).json()["max_pixels"] == 50_000_000
 
 
 def test_a_client_that_leaves_mid_upload(server, trained):

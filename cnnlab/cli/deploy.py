@@ -98,6 +98,12 @@ def serve(
         float,
         typer.Option(help="How long a request waits for others to share its batch.", min=0),
     ] = 5.0,
+    max_pixels: Annotated[
+        int,
+        typer.Option(
+            help="Largest image, width x height, refused from its header before decoding.", min=1
+        ),
+    ] = 50_000_000,
     backend: Backend = None,
 ) -> None:
     """Serve trained runs over HTTP: POST /predict, GET /health, and a page at /.
@@ -108,7 +114,10 @@ def serve(
     from cnnlab.api import serve as serve_runs
     from cnnlab.commands.serve.app import Limits
 
-    limits = Limits(max_bytes, max_files, max_batch, batch_wait_ms)
+    limits = Limits(
+        max_bytes=max_bytes, max_files=max_files, max_batch=max_batch, wait_ms=batch_wait_ms,
+        max_pixels=max_pixels,
+    )  # fmt: skip
     serve_runs(
         run_dirs, host, port, onnx=onnx, token=token, cors=cors or [], limits=limits,
         backend=backend,

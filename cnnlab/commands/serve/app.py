@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cnnlab.commands.serve.batching import Batcher
 from cnnlab.commands.serve.predictor import Predictor
-from cnnlab.data.images import Unusable
+from cnnlab.data.images import TooManyPixels, Unusable
 from cnnlab.utils.console import warn
 
 PAGE = Path(__file__).with_name("page.html")
@@ -42,6 +42,9 @@ class Limits:
     max_batch: int = 32  # images in one model call
     wait_ms: float = 5.0  # how long the first waiting request waits for others
     top_k: int = 5
+    # width x height of one image, read from its header before decoding: 50 million holds a
+    # 200-megapixel phone's photos at 12.5 (its default) and refuses what decodes to gigabytes.
+    max_pixels: int = 50_000_000
 
 
 class Refused(Exception):
@@ -151,6 +154,7 @@ def create_app(
             "runtime": predictor.runtime, "backend": predictor.backend,
             "runs": predictor.run_dirs, "max_batch": limits.max_batch,
             "max_files": limits.max_files, "max_bytes": limits.max_bytes,
+            "max_pixels": limits.max_pixels,
             "batches": batcher.batches, "images": batcher.images,
         }  # fmt: skip
 
@@ -165,7 +169,9 @@ def create_app(
         images = []
         for name, data in uploads:
             try:
-                images.append(await run_in_threadpool(predictor.decode, data))
+                images.append(await run_in_threadpool(predictor.decode, data, limits.max_pixels))
+            except TooManyPixels as e:
+                raise Refused(413, f"{name}: {e}, the server's --max-pixels") from None
             except Unusable as e:
                 raise Refused(422 if data else 400, f"{name}: {e}") from None
         probs = await batcher.predict(images)
