@@ -1,16 +1,26 @@
 """The limits of `cnnlab serve` that need no trained model: an image's size read from its
-header."""
+header, and how many uploads decode at once (the app in this process, on a stand-in
+predictor whose decode counts its callers)."""
 
 from __future__ import annotations
 
 import io
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
+import requests
 from PIL import Image
 
+from cnnlab.commands.serve.app import Limits, _cores, create_app
 from cnnlab.config import ImageFormat
 from cnnlab.data.images import TooManyPixels, read_image
+
+from .helpers import free_port
+
+CORES = _cores()  # this process's share of the machine
 
 
 def test_read_image_refuses_more_than_max_pixels_from_the_header():
@@ -30,3 +40,57 @@ def _png(width: int, height: int) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (width, height)).save(out, "PNG")
     return out.getvalue()
+
+
+class CountingPredictor:
+    """Stands in for the runs: `decode` takes 0.2 s and records how many ran at once."""
+
+    class_names = ["a", "b"]
+    runtime, backend, run_dirs = "none", None, []
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.running = self.most = 0
+
+    def decode(self, data: bytes, max_pixels: int | None = None) -> dict:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        time.sleep(0.2)
+        with self.lock:
+            self.running -= 1
+        return {}
+
+    def probabilities(self, images: list) -> np.ndarray:
+        return np.full((len(images), 2), 0.5)
+
+
+def test_uploads_decode_one_per_core_at_a_time():
+    import uvicorn
+
+    predictor = CountingPredictor()
+    port = free_port()
+    app = create_app(predictor, Limits())
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.started
+
+        def post(_) -> int:
+            return requests.post(
+                f"http://127.0.0.1:{port}/predict", data=b"x",
+                headers={"Content-Type": "image/png"}, timeout=30,
+            ).status_code  # fmt: skip
+
+        count = CORES + 6
+        with ThreadPoolExecutor(count) as pool:
+            codes = list(pool.map(post, range(count)))
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    assert codes == [200] * count
+    assert predictor.most <= CORES, f"{predictor.most} decodes at once on {CORES} cores"
