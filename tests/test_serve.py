@@ -291,6 +291,17 @@ def test_a_token_limits_and_cors(guarded, server, trained):
     assert "access-control-allow-origin" not in plain.headers
 
 
+def test_the_schema_is_behind_the_token(guarded, server):
+    assert requests.get(guarded.url + "/openapi.json", timeout=10).status_code == 401
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    schema = requests.get(guarded.url + "/openapi.json", headers=auth, timeout=10)
+    assert schema.status_code == 200 and "/predict" in schema.json()["paths"]
+    for page in ("/docs", "/redoc"):
+        assert requests.get(guarded.url + page, headers=auth, timeout=10).status_code == 404
+    # Without a token the whole API is open, its schema too.
+    assert requests.get(server.url + "/openapi.json", timeout=10).status_code == 200
+
+
 def test_onnx_serves_the_export_without_tensorflow(server, trained, tmp_path):
     run, photos = trained
     invoke_ok("export", run, "--format", "onnx")

@@ -5,6 +5,7 @@
   and every class's probability by name.
 - `GET /health`: whether the model is loaded, its classes, runtime, backend and runs.
 - `GET /`: a page to drop or pick photos on, with no resource from the network.
+- `GET /openapi.json`: the API's schema, behind the token when there is one.
 
 Every refusal is a 4xx JSON `{"error": "..."}` naming the problem; the server goes on serving.
 No path a client sends is ever opened: uploads are bytes, decoded in memory.
@@ -112,7 +113,10 @@ def create_app(
         await batcher.stop()
         decoders.shutdown(wait=True, cancel_futures=True)
 
-    app = FastAPI(title="cnnlab serve", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # The schema is served below, behind the token; no docs pages.
+    app = FastAPI(
+        title="cnnlab serve", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None
+    )
     app.add_middleware(BodyLimit, max_bytes=limits.max_bytes)
     if cors:
         from fastapi.middleware.cors import CORSMiddleware
@@ -153,6 +157,11 @@ def create_app(
     @app.get("/", response_class=HTMLResponse)
     async def page() -> str:
         return PAGE.read_text(encoding="utf-8")
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(request: Request) -> JSONResponse:
+        check_token(request)
+        return JSONResponse(app.openapi())
 
     @app.get("/health")
     async def health(request: Request) -> dict:
