@@ -95,6 +95,18 @@ def server(trained, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def limited(trained, tmp_path_factory):
+    """Token from a file."""
+    run, _ = trained
+    tmp = tmp_path_factory.mktemp("limited")
+    (tmp / "token").write_text(f"  {TOKEN}\n")
+    started = Server(tmp, run, "--token-file", tmp / "token")
+    yield started
+    log = started.stop()
+    assert "Traceback" not in log, log
+
+
+@pytest.fixture(scope="module")
 def guarded(trained, tmp_path_factory):
     """Token (from the variable), small limits and one CORS origin."""
     run, _ = trained
@@ -291,15 +303,38 @@ def test_a_token_limits_and_cors(guarded, server, trained):
     assert "access-control-allow-origin" not in plain.headers
 
 
-def test_the_schema_is_behind_the_token(guarded, server):
+def test_the_schema_is_behind_the_token(guarded, limited, server):
     assert requests.get(guarded.url + "/openapi.json", timeout=10).status_code == 401
     auth = {"Authorization": f"Bearer {TOKEN}"}
     schema = requests.get(guarded.url + "/openapi.json", headers=auth, timeout=10)
     assert schema.status_code == 200 and "/predict" in schema.json()["paths"]
+    assert requests.get(limited.url + "/openapi.json", timeout=10).status_code == 401
     for page in ("/docs", "/redoc"):
         assert requests.get(guarded.url + page, headers=auth, timeout=10).status_code == 404
     # Without a token the whole API is open, its schema too.
     assert requests.get(server.url + "/openapi.json", timeout=10).status_code == 200
+
+
+def test_a_token_from_a_file(limited, trained, tmp_path):
+    _, photos = trained
+    assert requests.get(limited.url + "/health", timeout=10).status_code == 401
+    auth = {"Authorization": f"Bearer {TOKEN}"}  # the file's line, stripped
+    assert requests.get(limited.url + "/health", headers=auth, timeout=10).status_code == 200
+    assert post_files(limited.url, photos[:1], headers=auth).status_code == 200
+    assert TOKEN not in Path(f"/proc/{limited.process.pid}/cmdline").read_text()
+
+    run, _ = trained
+    (tmp_path / "empty").write_text("\n")
+    (tmp_path / "two").write_text("one two\n")
+    for args, words in [
+        (["--token-file", tmp_path / "missing"], "missing: no such file"),
+        (["--token-file", tmp_path / "empty"], "empty: empty"),
+        (["--token-file", tmp_path / "two"], "more than one word"),
+        (["--token-file", tmp_path / "two", "--token", "x"], "give one"),
+    ]:
+        result = invoke("serve", run, *args)
+        assert result.exit_code != 0 and words in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
 
 
 def test_onnx_serves_the_export_without_tensorflow(server, trained, tmp_path):

@@ -83,6 +83,13 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Read --token from this file (its one line), so it stays out of `ps`.",
+            show_default=False,
+        ),
+    ] = None,
     cors: Annotated[
         list[str] | None,
         typer.Option(help="An origin whose pages may call the API (repeatable); none by default."),
@@ -119,6 +126,6 @@ def serve(
         max_pixels=max_pixels,
     )  # fmt: skip
     serve_runs(
-        run_dirs, host, port, onnx=onnx, token=token, cors=cors or [], limits=limits,
-        backend=backend,
+        run_dirs, host, port, onnx=onnx, token=token, token_file=token_file, cors=cors or [],
+        limits=limits, backend=backend,
     )  # fmt: skip
