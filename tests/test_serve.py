@@ -96,11 +96,14 @@ def server(trained, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def limited(trained, tmp_path_factory):
-    """Token from a file."""
+    """Token from a file, a 2-second request deadline and at most 6 connections."""
     run, _ = trained
     tmp = tmp_path_factory.mktemp("limited")
     (tmp / "token").write_text(f"  {TOKEN}\n")
-    started = Server(tmp, run, "--token-file", tmp / "token")
+    started = Server(
+        tmp, run, "--token-file", tmp / "token", "--request-timeout", "2",
+        "--max-connections", "6",
+    )  # fmt: skip
     yield started
     log = started.stop()
     assert "Traceback" not in log, log
@@ -335,6 +338,65 @@ def test_a_token_from_a_file(limited, trained, tmp_path):
         result = invoke("serve", run, *args)
         assert result.exit_code != 0 and words in result.output, result.output
         assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def trickle(port: int, head: bytes, body: bytes, every: float = 0.3) -> float | None:
+    """Send `head` at once, then `body` a byte every `every` seconds: the seconds until the
+    server closed the connection, or None if it never did."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.settimeout(every)
+        begin = time.monotonic()
+        sock.sendall(head)
+        for byte in body:
+            try:
+                sock.sendall(bytes([byte]))
+                sock.recv(4096)  # nothing, or the server's end: closed either way
+                return time.monotonic() - begin
+            except TimeoutError:
+                continue
+            except OSError:  # reset or broken pipe
+                return time.monotonic() - begin
+        return None
+
+
+def test_slow_clients_are_cut_off_and_health_still_answers(limited):
+    """--request-timeout 2: headers or a body at ~3 bytes a second, and a connection that
+    sends nothing, are closed after about 2 s (each could go on for 15 s)."""
+    slow_headers = (b"", b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 50)
+    slow_body = (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+        + f"Authorization: Bearer {TOKEN}\r\nContent-Length: 1000\r\n\r\n".encode(),
+        b"\xff" * 50,
+    )
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with ThreadPoolExecutor(2) as pool:
+        cut = [pool.submit(trickle, limited.port, *case) for case in (slow_headers, slow_body)]
+        with socket.create_connection(("127.0.0.1", limited.port)) as idle:
+            idle.settimeout(5)
+            begin = time.monotonic()
+            while not all(f.done() for f in cut) and time.monotonic() - begin < 20:
+                health = requests.get(limited.url + "/health", headers=auth, timeout=1)
+                assert health.status_code == 200
+                time.sleep(0.3)
+            assert idle.recv(1) == b""  # closed by then
+        took = [f.result() for f in cut]
+    assert all(t is not None and 1.8 < t < 4 for t in took), took
+
+
+def test_connections_past_the_limit_get_503(limited):
+    """--max-connections 6: six open connections, and a seventh's request is refused; the
+    six are closed once the request deadline passes and the server serves again."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    sockets = [socket.create_connection(("127.0.0.1", limited.port)) for _ in range(6)]
+    try:
+        time.sleep(0.3)
+        refused = requests.get(limited.url + "/health", headers=auth, timeout=5)
+        assert refused.status_code == 503, refused.text
+        time.sleep(2.5)
+        assert requests.get(limited.url + "/health", headers=auth, timeout=5).status_code == 200
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def test_onnx_serves_the_export_without_tensorflow(server, trained, tmp_path):

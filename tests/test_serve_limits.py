@@ -1,13 +1,15 @@
 """The limits of `cnnlab serve` that need no trained model: an image's size read from its
-header, and how many uploads decode at once (the app in this process, on a stand-in
-predictor whose decode counts its callers)."""
+header, how many uploads decode at once, and a slow body where httptools is missing (the app
+in this process, on a stand-in predictor whose decode counts its callers)."""
 
 from __future__ import annotations
 
 import io
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -65,13 +67,14 @@ class CountingPredictor:
         return np.full((len(images), 2), 0.5)
 
 
-def test_uploads_decode_one_per_core_at_a_time():
+@contextmanager
+def running(app, http: str = "auto"):
+    """`app` on uvicorn in a thread of this process, on a free port: yields the port."""
     import uvicorn
 
-    predictor = CountingPredictor()
     port = free_port()
-    app = create_app(predictor, Limits())
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", http=http)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -79,6 +82,15 @@ def test_uploads_decode_one_per_core_at_a_time():
         while not server.started and time.monotonic() < deadline:
             time.sleep(0.05)
         assert server.started
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def test_uploads_decode_one_per_core_at_a_time():
+    predictor = CountingPredictor()
+    with running(create_app(predictor, Limits())) as port:
 
         def post(_) -> int:
             return requests.post(
@@ -89,8 +101,37 @@ def test_uploads_decode_one_per_core_at_a_time():
         count = CORES + 6
         with ThreadPoolExecutor(count) as pool:
             codes = list(pool.map(post, range(count)))
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
     assert codes == [200] * count
     assert predictor.most <= CORES, f"{predictor.most} decodes at once on {CORES} cores"
+
+
+def test_a_slow_body_gets_408_without_the_timed_protocol(monkeypatch, capsys):
+    """Without httptools, uvicorn's h11 protocol times nothing: the app's own deadline ends
+    a body that trickles in, and the server says what it cannot guard."""
+    import sys
+
+    from cnnlab.commands.serve import _protocol
+
+    monkeypatch.setitem(sys.modules, "httptools", None)  # import httptools: ImportError
+    monkeypatch.delitem(sys.modules, "uvicorn.protocols.http.httptools_impl", raising=False)
+    assert _protocol(1.0) == "auto"
+    assert "httptools is not installed" in capsys.readouterr().out
+
+    app = create_app(CountingPredictor(), Limits(request_timeout_s=1.0))
+    with running(app, http="h11") as port, socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+            b"Content-Length: 100\r\n\r\n"
+        )
+        sock.settimeout(0.3)
+        begin, answer = time.monotonic(), b""
+        for _ in range(20):  # a byte each 0.3 s: 6 s at most
+            sock.sendall(b"x")
+            try:
+                answer = sock.recv(4096)
+                break
+            except TimeoutError:
+                continue
+        took = time.monotonic() - begin
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b"--request-timeout" in answer and 0.8 < took < 2.5, (answer, took)

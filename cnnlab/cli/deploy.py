@@ -111,6 +111,17 @@ def serve(
             help="Largest image, width x height, refused from its header before decoding.", min=1
         ),
     ] = 50_000_000,
+    max_connections: Annotated[
+        int, typer.Option(help="Most open connections; past them a request gets 503.", min=1)
+    ] = 100,
+    request_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a request's headers and body may take to arrive; slower clients are "
+            "cut off.",
+            min=0.1,
+        ),
+    ] = 30.0,
     backend: Backend = None,
 ) -> None:
     """Serve trained runs over HTTP: POST /predict, GET /health, and a page at /.
@@ -123,7 +134,7 @@ def serve(
 
     limits = Limits(
         max_bytes=max_bytes, max_files=max_files, max_batch=max_batch, wait_ms=batch_wait_ms,
-        max_pixels=max_pixels,
+        max_pixels=max_pixels, max_connections=max_connections, request_timeout_s=request_timeout,
     )  # fmt: skip
     serve_runs(
         run_dirs, host, port, onnx=onnx, token=token, token_file=token_file, cors=cors or [],
