@@ -95,6 +95,21 @@ def server(trained, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def limited(trained, tmp_path_factory):
+    """Token from a file, a 2-second request deadline and at most 6 connections."""
+    run, _ = trained
+    tmp = tmp_path_factory.mktemp("limited")
+    (tmp / "token").write_text(f"  {TOKEN}\n")
+    started = Server(
+        tmp, run, "--token-file", tmp / "token", "--request-timeout", "2",
+        "--max-connections", "6",
+    )  # fmt: skip
+    yield started
+    log = started.stop()
+    assert "Traceback" not in log, log
+
+
+@pytest.fixture(scope="module")
 def guarded(trained, tmp_path_factory):
     """Token (from the variable), small limits and one CORS origin."""
     run, _ = trained
@@ -161,6 +176,13 @@ def bomb_png() -> bytes:
     return out.getvalue()
 
 
+def flat_png(width: int, height: int) -> bytes:
+    """An RGB PNG of one colour: 9,000 x 9,000 is 258 KB that decode to 243 MB."""
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (90, 120, 200)).save(out, "PNG")
+    return out.getvalue()
+
+
 def bad_requests(photo: bytes) -> list[tuple[str, dict, int, str]]:
     """(what, requests.post keyword arguments, status, words the error must hold)."""
     return [
@@ -171,7 +193,7 @@ def bad_requests(photo: bytes) -> list[tuple[str, dict, int, str]]:
         ("empty file", {"files": {"f": ("empty.jpg", b"")}}, 400, "empty.jpg: empty file"),
         ("empty body", {"data": b"", "headers": {"Content-Type": "image/jpeg"}}, 400,
          "body is empty"),
-        ("bomb", {"files": {"f": ("bomb.png", bomb_png())}}, 422, "bomb.png: too many pixels"),
+        ("bomb", {"files": {"f": ("bomb.png", bomb_png())}}, 413, "bomb.png: too many pixels"),
         ("wrong type", {"data": photo, "headers": {"Content-Type": "text/plain"}}, 415,
          "content type 'text/plain'"),
         ("no type", {"data": photo}, 415, "content type"),
@@ -193,6 +215,22 @@ def test_bad_input_is_a_4xx_that_names_it_and_the_server_goes_on(server, trained
         assert response.status_code == status, (what, response.text)
         assert words in response.json()["error"], (what, response.text)
     assert post_files(server.url, photos[:1]).status_code == 200
+
+
+def test_an_image_over_max_pixels_is_refused_from_its_header(server):
+    big = requests.post(
+        server.url + "/predict", files={"f": ("big.png", flat_png(9000, 9000))}, timeout=30
+    )
+    assert big.status_code == 413, big.text
+    error = big.json()["error"]
+    assert "big.png" in error and "9,000 x 9,000 = 81,000,000" in error, error
+    assert "50,000,000" in error and "--max-pixels" in error, error
+    # A phone's photo, 24 megapixels, is under the default limit.
+    photo = requests.post(
+        server.url + "/predict", files={"f": ("phone.png", flat_png(6000, 4000))}, timeout=60
+    )
+    assert photo.status_code == 200, photo.text
+    assert requests.get(server.url + "/health", timeout=10).json()["max_pixels"] == 50_000_000
 
 
 def test_a_client_that_leaves_mid_upload(server, trained):
@@ -266,6 +304,99 @@ def test_a_token_limits_and_cors(guarded, server, trained):
     assert requests.get(guarded.url + "/", timeout=10).status_code == 200
     plain = post_files(server.url, photos[:1], headers={"Origin": ORIGIN})
     assert "access-control-allow-origin" not in plain.headers
+
+
+def test_the_schema_is_behind_the_token(guarded, limited, server):
+    assert requests.get(guarded.url + "/openapi.json", timeout=10).status_code == 401
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    schema = requests.get(guarded.url + "/openapi.json", headers=auth, timeout=10)
+    assert schema.status_code == 200 and "/predict" in schema.json()["paths"]
+    assert requests.get(limited.url + "/openapi.json", timeout=10).status_code == 401
+    for page in ("/docs", "/redoc"):
+        assert requests.get(guarded.url + page, headers=auth, timeout=10).status_code == 404
+    # Without a token the whole API is open, its schema too.
+    assert requests.get(server.url + "/openapi.json", timeout=10).status_code == 200
+
+
+def test_a_token_from_a_file(limited, trained, tmp_path):
+    _, photos = trained
+    assert requests.get(limited.url + "/health", timeout=10).status_code == 401
+    auth = {"Authorization": f"Bearer {TOKEN}"}  # the file's line, stripped
+    assert requests.get(limited.url + "/health", headers=auth, timeout=10).status_code == 200
+    assert post_files(limited.url, photos[:1], headers=auth).status_code == 200
+    assert TOKEN not in Path(f"/proc/{limited.process.pid}/cmdline").read_text()
+
+    run, _ = trained
+    (tmp_path / "empty").write_text("\n")
+    (tmp_path / "two").write_text("one two\n")
+    for args, words in [
+        (["--token-file", tmp_path / "missing"], "missing: no such file"),
+        (["--token-file", tmp_path / "empty"], "empty: empty"),
+        (["--token-file", tmp_path / "two"], "more than one word"),
+        (["--token-file", tmp_path / "two", "--token", "x"], "give one"),
+    ]:
+        result = invoke("serve", run, *args)
+        assert result.exit_code != 0 and words in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def trickle(port: int, head: bytes, body: bytes, every: float = 0.3) -> float | None:
+    """Send `head` at once, then `body` a byte every `every` seconds: the seconds until the
+    server closed the connection, or None if it never did."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.settimeout(every)
+        begin = time.monotonic()
+        sock.sendall(head)
+        for byte in body:
+            try:
+                sock.sendall(bytes([byte]))
+                sock.recv(4096)  # nothing, or the server's end: closed either way
+                return time.monotonic() - begin
+            except TimeoutError:
+                continue
+            except OSError:  # reset or broken pipe
+                return time.monotonic() - begin
+        return None
+
+
+def test_slow_clients_are_cut_off_and_health_still_answers(limited):
+    """--request-timeout 2: headers or a body at ~3 bytes a second, and a connection that
+    sends nothing, are closed after about 2 s (each could go on for 15 s)."""
+    slow_headers = (b"", b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 50)
+    slow_body = (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+        + f"Authorization: Bearer {TOKEN}\r\nContent-Length: 1000\r\n\r\n".encode(),
+        b"\xff" * 50,
+    )
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with ThreadPoolExecutor(2) as pool:
+        cut = [pool.submit(trickle, limited.port, *case) for case in (slow_headers, slow_body)]
+        with socket.create_connection(("127.0.0.1", limited.port)) as idle:
+            idle.settimeout(5)
+            begin = time.monotonic()
+            while not all(f.done() for f in cut) and time.monotonic() - begin < 20:
+                health = requests.get(limited.url + "/health", headers=auth, timeout=1)
+                assert health.status_code == 200
+                time.sleep(0.3)
+            assert idle.recv(1) == b""  # closed by then
+        took = [f.result() for f in cut]
+    assert all(t is not None and 1.8 < t < 4 for t in took), took
+
+
+def test_connections_past_the_limit_get_503(limited):
+    """--max-connections 6: six open connections, and a seventh's request is refused; the
+    six are closed once the request deadline passes and the server serves again."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    sockets = [socket.create_connection(("127.0.0.1", limited.port)) for _ in range(6)]
+    try:
+        time.sleep(0.3)
+        refused = requests.get(limited.url + "/health", headers=auth, timeout=5)
+        assert refused.status_code == 503, refused.text
+        time.sleep(2.5)
+        assert requests.get(limited.url + "/health", headers=auth, timeout=5).status_code == 200
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def test_onnx_serves_the_export_without_tensorflow(server, trained, tmp_path):

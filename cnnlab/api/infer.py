@@ -220,6 +220,7 @@ def serve(
     *,
     onnx: bool = False,
     token: str | None = None,
+    token_file: str | Path | None = None,
     cors: Sequence[str] = (),
     limits: Any = None,
     backend: str | None = None,
@@ -229,9 +230,15 @@ def serve(
     Args:
         onnx: run each run's export/model.onnx in onnxruntime (no TensorFlow).
         token: require 'Authorization: Bearer TOKEN'.
-        limits: a cnnlab.commands.serve.app.Limits (request size, files, batching).
+        token_file: read that token from this file instead (it stays out of `ps`).
+        limits: a cnnlab.commands.serve.app.Limits (request size, files, pixels, batching,
+            connections, request timeout).
     """
     run_dirs = _paths(runs)
+    if token is not None and token_file is not None:
+        raise CnnlabError("--token and --token-file: give one (CNNLAB_SERVE_TOKEN is --token)")
+    if token_file is not None:
+        token = _read_token(Path(token_file))
     if token is not None and not token:
         raise CnnlabError("--token: empty; give the token clients must send")
     if onnx:
@@ -245,6 +252,25 @@ def serve(
     serve_runs(
         run_dirs, host, port, onnx=onnx, token=token, cors=list(cors), limits=limits or Limits(),
     )  # fmt: skip
+
+
+def _read_token(path: Path) -> str:
+    """The token in `path`, without the whitespace and newline around it."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise CnnlabError(f"--token-file {path}: no such file") from None
+    except OSError as e:
+        raise CnnlabError(f"--token-file {path}: cannot read it ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise CnnlabError(f"--token-file {path}: not text; write the token in it") from None
+    if not token:
+        raise CnnlabError(f"--token-file {path}: empty; write the token clients must send in it")
+    if len(token.split()) > 1:
+        raise CnnlabError(
+            f"--token-file {path}: holds more than one word; write the token alone in it"
+        )
+    return token
 
 
 def compare(

@@ -83,6 +83,13 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Read --token from this file (its one line), so it stays out of `ps`.",
+            show_default=False,
+        ),
+    ] = None,
     cors: Annotated[
         list[str] | None,
         typer.Option(help="An origin whose pages may call the API (repeatable); none by default."),
@@ -98,6 +105,23 @@ def serve(
         float,
         typer.Option(help="How long a request waits for others to share its batch.", min=0),
     ] = 5.0,
+    max_pixels: Annotated[
+        int,
+        typer.Option(
+            help="Largest image, width x height, refused from its header before decoding.", min=1
+        ),
+    ] = 50_000_000,
+    max_connections: Annotated[
+        int, typer.Option(help="Most open connections; past them a request gets 503.", min=1)
+    ] = 100,
+    request_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a request's headers and body may take to arrive; slower clients are "
+            "cut off.",
+            min=0.1,
+        ),
+    ] = 30.0,
     backend: Backend = None,
 ) -> None:
     """Serve trained runs over HTTP: POST /predict, GET /health, and a page at /.
@@ -108,8 +132,11 @@ def serve(
     from cnnlab.api import serve as serve_runs
     from cnnlab.commands.serve.app import Limits
 
-    limits = Limits(max_bytes, max_files, max_batch, batch_wait_ms)
+    limits = Limits(
+        max_bytes=max_bytes, max_files=max_files, max_batch=max_batch, wait_ms=batch_wait_ms,
+        max_pixels=max_pixels, max_connections=max_connections, request_timeout_s=request_timeout,
+    )  # fmt: skip
     serve_runs(
-        run_dirs, host, port, onnx=onnx, token=token, cors=cors or [], limits=limits,
-        backend=backend,
+        run_dirs, host, port, onnx=onnx, token=token, token_file=token_file, cors=cors or [],
+        limits=limits, backend=backend,
     )  # fmt: skip

@@ -51,6 +51,10 @@ class Unusable(Exception):
     """A file that cannot be used as an image; the message is '<kind> (<detail>)'."""
 
 
+class TooManyPixels(Unusable):
+    """An image larger than the caller's `max_pixels`, found from its header alone."""
+
+
 class Original(NamedTuple):
     """An image file as stored: its upright size in pixels and Pillow's colour mode ("RGB",
     "L", "RGBA", "P", "CMYK", ...)."""
@@ -70,20 +74,24 @@ class Decoded(NamedTuple):
     originals: list[Original]
 
 
-def read_image(source: Path | bytes, fmt: ImageFormat) -> np.ndarray:
+def read_image(source: Path | bytes, fmt: ImageFormat, max_pixels: int | None = None) -> np.ndarray:
     """One image, a file or its bytes (an upload), as uint8 pixels of `fmt`'s shape, upright
     as its EXIF tag says.
 
     An image with more pixels than Pillow's limit (Image.MAX_IMAGE_PIXELS, about 89 million:
-    a decompression bomb, a few KB that decode to gigabytes) is refused before it is decoded.
+    a decompression bomb, a few KB that decode to gigabytes) is refused before it is decoded,
+    and so is one with more than `max_pixels` (a server's own, smaller limit).
 
     Raises:
+        TooManyPixels: over `max_pixels`.
         Unusable: with the reason the image cannot be used.
     """
-    return _read(source, fmt)[0]
+    return _read(source, fmt, max_pixels)[0]
 
 
-def _read(source: Path | bytes, fmt: ImageFormat) -> tuple[np.ndarray, Original]:
+def _read(
+    source: Path | bytes, fmt: ImageFormat, max_pixels: int | None = None
+) -> tuple[np.ndarray, Original]:
     """read_image's pixels, and the Original the file holds."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -95,6 +103,12 @@ def _read(source: Path | bytes, fmt: ImageFormat) -> tuple[np.ndarray, Original]
         elif os.path.getsize(source) == 0:
             raise Unusable("empty file (0 bytes)")
         with Image.open(source) as img:
+            # The header gives the size: refuse before a byte of pixels is allocated.
+            if max_pixels is not None and img.width * img.height > max_pixels:
+                raise TooManyPixels(
+                    f"too many pixels ({img.width:,} x {img.height:,} = "
+                    f"{img.width * img.height:,}; at most {max_pixels:,})"
+                )
             # Pillow refuses twice its limit and only warns past it: refuse both alike.
             if img.width * img.height > (Image.MAX_IMAGE_PIXELS or float("inf")):
                 raise Image.DecompressionBombError(

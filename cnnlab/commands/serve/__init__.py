@@ -1,7 +1,8 @@
 """`cnnlab serve`: trained runs behind an HTTP API and a page, on uvicorn.
 
 `predictor` loads the runs (Keras, or their ONNX exports in onnxruntime), `batching` gathers
-requests that arrive together into one model call, `app` is the API and its limits.
+requests that arrive together into one model call, `app` is the API and its limits, `protocol`
+the deadline on a request's arrival.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from cnnlab.utils.console import say
+
+KEEP_ALIVE_S = 5  # how long an idle connection stays open after a response
 
 
 def serve(
@@ -35,8 +38,28 @@ def serve(
     engine = predictor.runtime + (f" on {predictor.backend}" if predictor.backend else "")
     say(f"serving {runs} ({len(predictor.class_names)} classes, {engine}) at {where}")
     say(f"page {where}/, API POST {where}/predict, GET {where}/health; Ctrl+C stops")
-    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, timeout_graceful_shutdown=5,
+        http=_protocol(limits.request_timeout_s), limit_concurrency=limits.max_connections,
+        timeout_keep_alive=KEEP_ALIVE_S,
+    )  # fmt: skip
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def _protocol(seconds: float):
+    """The HTTP protocol that cuts off requests slower than `seconds`, or uvicorn's own."""
+    from cnnlab.utils.console import warn
+
+    try:
+        from cnnlab.commands.serve.protocol import timed_protocol
+
+        return timed_protocol(seconds)
+    except ImportError:
+        warn(
+            "httptools is not installed: headers that trickle in are not cut off, only bodies "
+            "(--request-timeout); pip install httptools"
+        )
+        return "auto"
 
 
 def _bind(host: str, port: int):

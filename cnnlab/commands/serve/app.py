@@ -5,6 +5,7 @@
   and every class's probability by name.
 - `GET /health`: whether the model is loaded, its classes, runtime, backend and runs.
 - `GET /`: a page to drop or pick photos on, with no resource from the network.
+- `GET /openapi.json`: the API's schema, behind the token when there is one.
 
 Every refusal is a 4xx JSON `{"error": "..."}` naming the problem; the server goes on serving.
 No path a client sends is ever opened: uploads are bytes, decoded in memory.
@@ -12,7 +13,10 @@ No path a client sends is ever opened: uploads are bytes, decoded in memory.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cnnlab.commands.serve.batching import Batcher
 from cnnlab.commands.serve.predictor import Predictor
-from cnnlab.data.images import Unusable
+from cnnlab.data.images import TooManyPixels, Unusable
 from cnnlab.utils.console import warn
 
 PAGE = Path(__file__).with_name("page.html")
@@ -35,13 +39,21 @@ PAGE = Path(__file__).with_name("page.html")
 
 @dataclass(frozen=True)
 class Limits:
-    """What one request may hold, and how requests are batched."""
+    """What one request may hold, how requests are batched, and what the server holds open."""
 
     max_bytes: int = 20 * 1024 * 1024  # the body of one request
     max_files: int = 32  # images in one request
     max_batch: int = 32  # images in one model call
     wait_ms: float = 5.0  # how long the first waiting request waits for others
     top_k: int = 5
+    # width x height of one image, read from its header before decoding: 50 million holds a
+    # 200-megapixel phone's photos at 12.5 (its default) and refuses what decodes to gigabytes.
+    max_pixels: int = 50_000_000
+    max_connections: int = 100  # open connections; a request past them gets 503
+    # Seconds a request's headers and body may take to arrive: a client that trickles them
+    # (a byte a second holds a connection for hours) is cut off. 30 s carries --max-bytes'
+    # 20 MB at 5.6 Mbit/s and a 5 MB photo at 1.4.
+    request_timeout_s: float = 30.0
 
 
 class Refused(Exception):
@@ -54,10 +66,14 @@ class Refused(Exception):
 
 class BodyLimit:
     """Refuse a body over `max_bytes` (413) from its Content-Length, or once that many bytes
-    have arrived when it has none (chunked uploads), before it is all read."""
+    have arrived when it has none (chunked uploads), before it is all read; and one still
+    arriving `timeout_s` after the request reached the app (408), however slowly it comes.
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    The server's protocol (`protocol.timed_protocol`) cuts such a client off on its own; this
+    holds where that protocol is not used."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float):
+        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -66,11 +82,21 @@ class BodyLimit:
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             return await _refuse(send, 413, f"the body is {int(length):,} bytes; at most {limit:,}")
-        seen = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        seen, done = 0, False
 
         async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, done
+            if done:  # the body is in: what follows (a disconnect) may take its time
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0))
+            except TimeoutError:
+                raise Refused(
+                    408, f"the body did not arrive within {self.timeout_s:g} s (--request-timeout)"
+                ) from None
+            done = not message.get("more_body", False)
             seen += len(message.get("body", b""))
             if seen > limit:
                 raise Refused(413, f"the body is over {limit:,} bytes")
@@ -94,15 +120,23 @@ def create_app(
 ) -> FastAPI:  # fmt: skip
     """The server's application: `predictor`'s runs behind the API, batched by `limits`."""
     batcher = Batcher(predictor.probabilities, limits.max_batch, limits.wait_ms / 1000)
+    # Uploads decode one per core at a time, each in full before the next starts: a crowd of
+    # large photos waits its turn rather than holding all their pixels in memory at once (the
+    # threads Starlette lends, 40, would decode 40 at a time).
+    decoders = ThreadPoolExecutor(max_workers=_cores(), thread_name_prefix="cnnlab-decode")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         batcher.start()
         yield
         await batcher.stop()
+        decoders.shutdown(wait=True, cancel_futures=True)
 
-    app = FastAPI(title="cnnlab serve", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.add_middleware(BodyLimit, max_bytes=limits.max_bytes)
+    # The schema is served below, behind the token; no docs pages.
+    app = FastAPI(
+        title="cnnlab serve", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None
+    )
+    app.add_middleware(BodyLimit, max_bytes=limits.max_bytes, timeout_s=limits.request_timeout_s)
     if cors:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -143,6 +177,11 @@ def create_app(
     async def page() -> str:
         return PAGE.read_text(encoding="utf-8")
 
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(request: Request) -> JSONResponse:
+        check_token(request)
+        return JSONResponse(app.openapi())
+
     @app.get("/health")
     async def health(request: Request) -> dict:
         check_token(request)
@@ -151,6 +190,7 @@ def create_app(
             "runtime": predictor.runtime, "backend": predictor.backend,
             "runs": predictor.run_dirs, "max_batch": limits.max_batch,
             "max_files": limits.max_files, "max_bytes": limits.max_bytes,
+            "max_pixels": limits.max_pixels,
             "batches": batcher.batches, "images": batcher.images,
         }  # fmt: skip
 
@@ -160,12 +200,15 @@ def create_app(
         if top_k < 1:
             raise Refused(422, f"top_k: {top_k}; at least 1")
         uploads = await _uploads(request, limits.max_files)
-        from starlette.concurrency import run_in_threadpool
-
+        loop = asyncio.get_running_loop()
         images = []
         for name, data in uploads:
             try:
-                images.append(await run_in_threadpool(predictor.decode, data))
+                images.append(
+                    await loop.run_in_executor(decoders, predictor.decode, data, limits.max_pixels)
+                )
+            except TooManyPixels as e:
+                raise Refused(413, f"{name}: {e}, the server's --max-pixels") from None
             except Unusable as e:
                 raise Refused(422 if data else 400, f"{name}: {e}") from None
         probs = await batcher.predict(images)
@@ -178,6 +221,13 @@ def create_app(
         }
 
     return app
+
+
+def _cores() -> int:
+    """The cores this process may run on (a container's or taskset's share, not the host's)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 async def _uploads(request: Request, max_files: int) -> list[tuple[str, bytes]]:

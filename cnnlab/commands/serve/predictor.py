@@ -86,14 +86,15 @@ class Predictor:
         self.run_dirs = [str(m.run_dir) for m in members]
         self._keys = {decoding(m): m.cfg.data for m in members}
 
-    def decode(self, data: bytes) -> dict[tuple, np.ndarray]:
+    def decode(self, data: bytes, max_pixels: int | None = None) -> dict[tuple, np.ndarray]:
         """One upload as each decoding's (1, H, W, C) uint8 array.
 
         Raises:
+            cnnlab.data.images.TooManyPixels: more than `max_pixels` (from the header).
             cnnlab.data.images.Unusable: not an image, a damaged one, too many pixels.
         """
         return {
-            key: adapt_images(read_image(data, key[0])[None], data_cfg)
+            key: adapt_images(read_image(data, key[0], max_pixels)[None], data_cfg)
             for key, data_cfg in self._keys.items()
         }
 
