@@ -12,7 +12,7 @@ Nothing here imports TensorFlow or Keras until a function needs them.
 """
 
 from cnnlab.api.backend import open_finished_run, open_runs, start_backend
-from cnnlab.api.configs import check, load, lr_find, summary, tune
+from cnnlab.api.configs import check, init, load, lr_find, summary, tune
 from cnnlab.api.infer import (
     compare,
     evaluate,
@@ -26,7 +26,7 @@ from cnnlab.api.infer import (
 from cnnlab.api.run import Run, load_run, train
 
 __all__ = [
-    "Run", "check", "compare", "evaluate", "explain", "export", "load", "load_run", "lr_find",
-    "open_finished_run", "open_runs", "predict", "predict_csv", "predictions", "serve",
-    "start_backend", "summary", "train", "tune",
+    "Run", "check", "compare", "evaluate", "explain", "export", "init", "load", "load_run",
+    "lr_find", "open_finished_run", "open_runs", "predict", "predict_csv", "predictions",
+    "serve", "start_backend", "summary", "train", "tune",
 ]  # fmt: skip

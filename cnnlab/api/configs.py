@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from cnnlab.api.backend import start_backend
+from cnnlab.utils.console import say
 from cnnlab.utils.errors import CnnlabError
 
 if TYPE_CHECKING:
@@ -20,20 +21,38 @@ ConfigSource = Union[str, Path, Mapping[str, Any], "Config"]
 Overrides = Mapping[str, Any] | Sequence[str] | None
 
 
-def load(config: ConfigSource, overrides: Overrides = None, need_data: bool = True) -> Config:
-    """A validated config from a YAML file or a mapping, with `overrides` applied.
+def load(
+    config: ConfigSource,
+    overrides: Overrides = None,
+    need_data: bool = True,
+    model: str | None = None,
+) -> Config:
+    """A validated config from a YAML file, a folder of photos or a mapping, with `overrides`.
 
     Args:
-        config: a YAML file, the config as a dict, or a validated Config (returned as it is
-            when there are no overrides).
+        config: a YAML file; a folder of photos (class folders, or split folders of class
+            folders: the config is made from it, see cnnlab.api.folders, and its choices are
+            said); the config as a dict; or a validated Config (returned as it is when there
+            are no overrides).
         overrides: {"train.epochs": 3, ...}, or "train.epochs=3" strings as `--set` takes.
         need_data: whether the data files it names must exist.
+        model: with a folder: the builder or keras.applications backbone to train.
 
     Raises:
         ConfigError: one line per problem, naming the file and line (or override) and the key.
     """
+    from cnnlab.api.folders import folder_config, is_folder_config
     from cnnlab.config import Config, dump_config, load_config, override_items
 
+    if model is not None and not is_folder_config(config):
+        raise CnnlabError(
+            f"--model {model} is for a folder of photos; a config names its model under "
+            "model.builder (change it with --set model.builder=NAME)"
+        )
+    if is_folder_config(config):
+        config = folder_config(config, model)
+        for line in config.pop("_why"):
+            say(line)
     if isinstance(config, Config):
         if not overrides:
             return config
@@ -41,6 +60,24 @@ def load(config: ConfigSource, overrides: Overrides = None, need_data: bool = Tr
 
         config = yaml.safe_load(dump_config(config))
     return load_config(config, override_items(overrides), need_data=need_data)
+
+
+def init(
+    folder: str | Path, output: str | Path, model: str | None = None, overwrite: bool = False
+) -> Path:
+    """Write the config `cnnlab train FOLDER` would use, commented, to edit before training.
+
+    Returns:
+        `output`, written.
+    """
+    from cnnlab.api.folders import folder_yaml
+    from cnnlab.utils.atomic import atomic_write
+
+    out = Path(output)
+    if out.exists() and not overwrite:
+        raise CnnlabError(f"{out}: already exists; pass --overwrite to replace it")
+    atomic_write(out, folder_yaml(folder, model))
+    return out
 
 
 def _items(overrides: Overrides) -> list[str]:
@@ -88,6 +125,7 @@ def lr_find(
     config: str | Path,
     overrides: Overrides = None,
     *,
+    model: str | None = None,
     steps: int = 100,
     low: float = 1e-7,
     high: float = 1.0,
@@ -99,7 +137,7 @@ def lr_find(
     Returns:
         {"folder", "suggested_learning_rate" (or None), "reason", ...}, as lr_find.json.
     """
-    cfg = load(config, overrides)
+    cfg = load(config, overrides, model=model)
     start_backend(cfg.backend, cfg.deterministic)
     from cnnlab.commands.lr_find import find_rate
 

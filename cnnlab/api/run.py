@@ -155,6 +155,7 @@ def train(
     *,
     seeds: Sequence[int] | None = None,
     resume: str | Path | Run | None = None,
+    model: str | None = None,
     ask: Callable[[str], bool] | None = None,
     coordinator: str | None = None,
     num_processes: int | None = None,
@@ -164,11 +165,13 @@ def train(
     """Train a model as `config` describes into a new run directory, or continue one.
 
     Args:
-        config: a YAML file or a dict (see the configuration reference).
+        config: a YAML file, a dict (see the configuration reference), or a folder of photos
+            (a config is made from it: cnnlab.api.folders).
         overrides: {"train.epochs": 3, ...} (or "key=value" strings), as `--set` does.
         seeds: train one run per seed, one after another (the members of an ensemble).
         resume: an interrupted run to continue from its last complete epoch; a config given
             too must be the one it started with.
+        model: with a folder of photos: the builder or keras.applications backbone to train.
         ask: a yes/no question to the user; when given and an interrupted run of the same
             config exists, its answer decides whether to continue that run.
         coordinator: several processes training one model (data_parallel on JAX): process
@@ -185,6 +188,7 @@ def train(
         ConfigError, DataError, RunDirError: one-line messages, as the CLI prints them.
     """
     from cnnlab.api.configs import load
+    from cnnlab.api.folders import is_folder_config
     from cnnlab.config import override_items
     from cnnlab.training.cluster import check_backend, cluster_from, join, leave
 
@@ -193,8 +197,11 @@ def train(
     if seeds is not None and resume is not None:
         raise CnnlabError("seeds start new runs; they cannot be combined with resume")
     resume = Path(resume.path if isinstance(resume, Run) else resume) if resume else None
+    if seeds and is_folder_config(config):
+        config = load(config, model=model)  # the folder's config once, then a run per seed
+        model = None
     configs = [load(config, [*override_items(overrides), f"seed={s}"]) for s in seeds or []]
-    cfg = load(config, overrides) if config is not None and not configs else None
+    cfg = load(config, overrides, model=model) if config is not None and not configs else None
     cluster = cluster_from(coordinator, num_processes, process_id)
     if configs or cfg is not None:
         first = configs[0] if configs else cfg

@@ -47,6 +47,7 @@ for name, command in (
     ("tune", study.tune),
     ("lr-find", study.lr_find),
     ("check", training.check),
+    ("init", training.init),
 ):
     app.command(name)(command)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -97,8 +98,19 @@ def tune(
 
 @user_errors
 def lr_find(
-    config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
+    config: Annotated[
+        Path,
+        typer.Argument(help="Experiment YAML file, or a folder of photos.", metavar="CONFIG|DIR"),
+    ],
     overrides: Overrides = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="With a folder: the builder or backbone (as for train).",
+            show_default=False,
+        ),
+    ] = None,
     steps: Annotated[int, typer.Option(help="Batches to train while the rate rises.")] = 100,
     low: Annotated[float, typer.Option("--min", help="The first learning rate.")] = 1e-7,
     high: Annotated[float, typer.Option("--max", help="The last learning rate.")] = 1.0,
@@ -115,11 +127,15 @@ def lr_find(
     smoothed loss (lr_find.png) and suggest a rate."""
     from cnnlab.api import lr_find as find_rate
 
-    record = find_rate(config, overrides, steps=steps, low=low, high=high, output=output)
+    record = find_rate(
+        config, overrides, model=model, steps=steps, low=low, high=high, output=output
+    )
     echo(f"wrote {record['folder']}/lr_find.png, lr_find.csv, lr_find.json")
     rate = record["suggested_learning_rate"]
     if rate is None:
         echo(f"no suggestion: {record['reason']}")
         return
     echo(f"suggested learning rate {rate:.3g} ({record['reason']})")
-    echo(f"  cnnlab train {config} --set train.learning_rate={rate:.3g}")
+    sets = [*(overrides or []), f"train.learning_rate={rate:.3g}"]
+    words = ["cnnlab", "train", str(config), *(["--model", model] if model else [])]
+    echo("  " + shlex.join([*words, *[w for item in sets for w in ("--set", item)]]))
