@@ -27,6 +27,7 @@ def score_run(
     model: keras.Model,
     data: Dataset,
     out_file: str,
+    *,
     splits: tuple[str, ...] = ("val", "test"),
     extra: dict | None = None,
     complete: bool = False,

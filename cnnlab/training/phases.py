@@ -3,6 +3,8 @@ continues a resumed run where its record says it stopped."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 import numpy as np
 
@@ -134,23 +136,31 @@ def make_callbacks(
     return callbacks, stateful
 
 
-def fit_phases(
-    cfg: Config,
-    model: keras.Model,
-    data: Dataset,
-    checkpoint: RunCheckpoint,
-    step: Step,
-    best_weights=None,
-    extra_callbacks: tuple[keras.callbacks.Callback, ...] = (),
-    shard: tuple[int, int] = (0, 1),
-) -> None:
-    """Fit the phases from `step` on; the checkpoint carries history and best model across them.
+@dataclass(frozen=True)
+class Fitting:
+    """What fitting the phases works on: the model and its data, the checkpoint that carries
+    history and the best model across phases, where to go on from, and how."""
+
+    model: keras.Model
+    data: Dataset
+    checkpoint: RunCheckpoint
+    step: Step  # the phase and epoch to go on from
+    best_weights: list | None = None  # a resumed run's best model so far
+    extra_callbacks: tuple[keras.callbacks.Callback, ...] = ()  # e.g. tune's pruning
+    shard: tuple[int, int] = (0, 1)  # (this process, processes) of a data_parallel run
+
+
+def fit_phases(cfg: Config, fitting: Fitting) -> None:
+    """Fit the phases from `fitting.step` on.
 
     Every phase recompiles (its own optimizer, schedule and trainable layers) and has its own
     early stopping. A phase continued `inside` keeps the loaded model's optimizer state. With
-    `cache_features`, the frozen base runs once and each phase fits only the head. `shard` is
-    (this process, processes) of a data_parallel run over several processes.
+    `cache_features`, the frozen base runs once and each phase fits only the head.
     """
+    model, data, checkpoint, step = fitting.model, fitting.data, fitting.checkpoint, fitting.step
+    best_weights, extra_callbacks, shard = (
+        fitting.best_weights, fitting.extra_callbacks, fitting.shard
+    )  # fmt: skip
     from cnnlab.data.pipeline import BatchPlan, batches
 
     train_cfg = cfg.train

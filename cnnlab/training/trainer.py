@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import keras
 
@@ -23,7 +24,7 @@ from cnnlab.tracking import Tracker
 from cnnlab.training.callbacks import RunCheckpoint
 from cnnlab.training.cluster import ONE_PROCESS, Cluster
 from cnnlab.training.distribute import Placement, make_placement
-from cnnlab.training.phases import fit_phases, write_train_batch
+from cnnlab.training.phases import Fitting, fit_phases, write_train_batch
 from cnnlab.training.resume_record import ResumeRecord
 from cnnlab.utils.atomic import atomic_write, write_json
 from cnnlab.utils.console import note, say, warn
@@ -214,13 +215,14 @@ def _run_in(
                 say(f"wrote {runs.RunDir(run_dir).train_batch}: the first batch, augmented")
             checkpoint = RunCheckpoint(run_dir, cfg.train.monitor, record)
             step = checkpoint.record.next_step(len(cfg.train.stages()))
+            fitting = Fitting(
+                model, data, checkpoint, step, best_weights, callbacks, placement.shard
+            )
             if step is not None:
-                fit_phases(
-                    cfg, model, data, checkpoint, step, best_weights, callbacks, placement.shard
-                )
+                fit_phases(cfg, fitting)
         if cluster.is_chief:
             # Scored on one device, outside the placement: the best model is read back anew.
-            _finish(cfg, run_dir, data, model, checkpoint, device, placement, record is not None)
+            _finish(cfg, run_dir, fitting, Trained(device, placement, record is not None))
 
 
 def _placement(cfg: Config, cluster: Cluster) -> Placement:
@@ -326,18 +328,18 @@ def _model(cfg: Config, run_dir: Path, data: Dataset, record: ResumeRecord | Non
     return model, best_weights
 
 
-def _finish(
-    cfg: Config,
-    run_dir: Path,
-    data: Dataset,
-    model: keras.Model,
-    checkpoint: RunCheckpoint,
-    device: str,
-    placement: Placement,
-    resumed: bool,
-) -> None:
+class Trained(NamedTuple):
+    """How a run trained, as metrics.json records it beside the scores."""
+
+    device: str
+    placement: Placement
+    resumed: bool
+
+
+def _finish(cfg: Config, run_dir: Path, fitting: Fitting, trained: Trained) -> None:
     """Score the best model, write metrics.json and the reports, and mark the run completed."""
-    record = checkpoint.record
+    data, model, record = fitting.data, fitting.model, fitting.checkpoint.record
+    device, placement, resumed = trained
     if record.best_epoch is None:
         raise CnnlabError(
             f"{run_dir}: no epoch produced a finite {cfg.train.monitor}, so no best model was "
@@ -365,7 +367,7 @@ def _finish(
     if budget is not None:
         extra["time_budget"] = {**budget, "epochs_run": epochs_run}
     metrics = score_run(
-        run_dir, best, data, runs.METRICS_FILE, ("train", "val", "test"), extra,
+        run_dir, best, data, runs.METRICS_FILE, splits=("train", "val", "test"), extra=extra,
         complete=True, tta=cfg.model.tta,
     )  # fmt: skip
     summary = ", ".join(
