@@ -25,13 +25,19 @@ BUNDLED_MNIST = Path(__file__).resolve().parents[2] / "data" / "mnist.npz"
 CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
 
 
+# How a photo of another aspect ratio than the images' size is fitted to it (ImageDirData).
+ResizeMode = Literal["squash", "crop", "pad"]
+
+
 class ImageFormat(NamedTuple):
-    """How image files become a model's input: size, colour mode and resampling."""
+    """How image files become a model's input: size, colour mode, resampling, and how a photo
+    of another aspect ratio is fitted to the size."""
 
     height: int
     width: int
     color_mode: str  # grayscale, rgb or rgba
     interpolation: str = "bilinear"
+    resize_mode: ResizeMode = "squash"
 
     @property
     def shape(self) -> tuple[int, int, int]:
