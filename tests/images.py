@@ -23,6 +23,16 @@ def digit_photo(digit: np.ndarray, cls: int, size: int) -> Image.Image:
     return Image.fromarray(rgb).resize((size, size), Image.Resampling.BILINEAR)
 
 
+def banded_photo(width: int = 200, height: int = 100) -> Image.Image:
+    """A photo in three upright bands: red on the left quarter, green in the centre half, blue on
+    the right quarter (at 2:1, the centre square is all green)."""
+    pixels = np.zeros((height, width, 3), np.uint8)
+    pixels[:, : width // 4, 0] = 255
+    pixels[:, width // 4 : width - width // 4, 1] = 255
+    pixels[:, width - width // 4 :, 2] = 255
+    return Image.fromarray(pixels)
+
+
 def write_class_folders(
     root: Path,
     mnist: dict,

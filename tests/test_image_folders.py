@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -19,7 +20,8 @@ from cnnlab.data.images import read_image
 from cnnlab.utils import console
 from cnnlab.utils.errors import DataError
 
-from .images import digit_photo, write_class_folders, write_split_folders
+from .helpers import invoke, keras_probabilities
+from .images import banded_photo, digit_photo, write_class_folders, write_split_folders
 
 
 def cfg(root: Path, **kwargs) -> ImageDirData:
@@ -188,6 +190,76 @@ def test_decoded_images_are_cached_until_a_file_changes(tmp_path, mnist_arrays, 
     greens = after.x_test[..., 1].astype(int) - after.x_test[..., 0]
     assert (greens.mean(axis=(1, 2)) > 200).sum() == 1
     assert len(list((cache / "images").glob("*.npz"))) == 2
+
+
+def test_the_cache_keeps_resize_modes_apart(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "wide"
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            banded_photo(80 + 20 * i, 40 + 10 * i).save(root / name / f"{i}.png")
+    squash = load_dataset(cfg(root), seed=0)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded although cached")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sys.modules["cnnlab.data.image_dir"], "decode_files", no_decoding)
+        np.testing.assert_array_equal(load_dataset(cfg(root), seed=0).x_train, squash.x_train)
+        for mode in ("crop", "pad"):
+            with pytest.raises(AssertionError, match="decoded although cached"):
+                load_dataset(cfg(root, resize_mode=mode), seed=0)
+    crop = load_dataset(cfg(root, resize_mode="crop"), seed=0)
+    assert (crop.x_train == (0, 255, 0)).all()  # the green centre only, no squashed bands
+    assert (squash.x_train[:, :, :4, 0] == 255).all()  # the squashed red band
+    assert len(list((tmp_path / "cache" / "images").glob("*.npz"))) == 2
+
+
+@pytest.fixture(scope="module")
+def cropping_run(tmp_path_factory, mnist_arrays):
+    """A run trained with resize_mode: crop, and a wide photo: a digit between colour bands,
+    which crop decodes as the digit alone."""
+    tmp = tmp_path_factory.mktemp("crop")
+    root = write_class_folders(tmp / "photos", mnist_arrays, 8, size=32)
+    config = tmp / "c.yaml"
+    config.write_text(
+        f"data: {{loader: image_dir, root: {root}, image_size: [32, 32], resize_mode: crop}}\n"
+        "model: {builder: small_cnn, filters: [8, 16]}\n"
+        "train: {epochs: 1, batch_size: 8, verbose: 0}\n"
+        f"output_dir: {tmp / 'out'}\n"
+    )
+    result = invoke("train", config)
+    assert result.exit_code == 0, result.output
+    (run,) = [p.parent for p in (tmp / "out").glob("*/model.keras")]
+    photo = banded_photo(96, 32)
+    photo.paste(digit_photo(mnist_arrays["x_train"][100], 1, 32), (32, 0))
+    photo.save(tmp / "wide.png")
+    centre = np.asarray(photo.crop((32, 0, 64, 32)))
+    return run, tmp / "wide.png", centre
+
+
+def test_predict_decodes_as_the_run_was_trained(cropping_run, tmp_path):
+    from cnnlab.runs import open_run
+
+    run, photo, centre = cropping_run
+    fmt = open_run(run)[1].data.image_format  # from the run's config.yaml
+    assert fmt.resize_mode == "crop"
+    np.testing.assert_array_equal(read_image(photo, fmt), centre)  # as training decodes
+    result = invoke("predict", run, photo, "-o", tmp_path / "p.csv")
+    assert result.exit_code == 0, result.output
+    predicted = pd.read_csv(tmp_path / "p.csv")[["cats", "dogs"]].to_numpy()
+    np.testing.assert_allclose(predicted, keras_probabilities(run, centre[None]), atol=2e-6)
+    squashed = read_image(photo, fmt._replace(resize_mode="squash"))
+    assert np.abs(predicted - keras_probabilities(run, squashed[None])).max() > 1e-3
+
+
+def test_serve_decodes_uploads_as_the_run_was_trained(cropping_run):
+    from cnnlab.commands.serve.predictor import load_predictor
+
+    run, photo, centre = cropping_run
+    (decoded,) = load_predictor([run], onnx=False).decode(photo.read_bytes()).values()
+    np.testing.assert_array_equal(decoded, centre[None])
 
 
 def test_bad_files_come_back_from_the_cache_too(tmp_path, mnist_arrays, monkeypatch):

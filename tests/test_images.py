@@ -19,6 +19,7 @@ from cnnlab.data.images import read_image
 from cnnlab.utils.errors import DataError
 
 from .images import (
+    banded_photo,
     cifar_batch,
     cifar_images,
     write_cifar10,
@@ -174,6 +175,79 @@ def test_sixteen_bit_grayscale_is_scaled_to_eight_bits(tmp_path, name):
     assert (gray[..., 0] == ramp >> 8).all()
     rgb = read_image(tmp_path / name, ImageFormat(24, 24, "rgb"))
     assert (rgb == (ramp >> 8)[..., None]).all()
+
+
+RED, GREEN, BLUE, BLACK = (255, 0, 0), (0, 255, 0), (0, 0, 255), (0, 0, 0)
+
+
+def wide(path: Path, mode: str, size: int = 64) -> np.ndarray:
+    return read_image(path, ImageFormat(size, size, "rgb", resize_mode=mode)).astype(int)
+
+
+def test_resize_mode_squashes_crops_or_pads_a_wide_photo(tmp_path):
+    path = tmp_path / "wide.png"
+    banded_photo(200, 100).save(path)
+    # squash: stretched to the square, the bands keep their share of the width.
+    squash = wide(path, "squash")
+    assert (squash[:, 2:14] == RED).all() and (squash[:, 18:46] == GREEN).all()
+    assert (squash[:, 50:62] == BLUE).all()
+    # crop: the centre 100x100 fills the square, the side bands are cut off.
+    assert (wide(path, "crop") == GREEN).all()
+    # pad: 200x200 with black above and below (rows 0-49 and 150-199), then resized.
+    pad = wide(path, "pad")
+    assert (pad[:14] == BLACK).all() and (pad[51:] == BLACK).all()
+    assert (pad[18:46, 2:14] == RED).all() and (pad[18:46, 18:46] == GREEN).all()
+    assert (pad[18:46, 50:62] == BLUE).all()
+    # A tall photo is padded at its sides and cropped to its middle rows.
+    tall = tmp_path / "tall.png"
+    banded_photo(200, 100).transpose(Image.Transpose.ROTATE_90).save(tall)
+    assert (wide(tall, "pad")[:, :14] == BLACK).all()
+    assert (wide(tall, "crop") == GREEN).all()
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_crop_and_pad_apply_to_the_photo_made_upright(tmp_path, suffix):
+    # Stored tall, with the EXIF tag (6) that turns it clockwise into the wide banded photo.
+    stored = banded_photo(200, 100).transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / f"phone{suffix}"
+    stored.save(path, exif=exif, **({"quality": 95} if suffix == ".jpg" else {}))
+    crop = wide(path, "crop")
+    assert np.abs(crop[:, 2:-2] - GREEN).max() < 20  # (JPEG blurs colour across band edges)
+    pad = wide(path, "pad")
+    assert pad[:14].max() < 20 and pad[51:].max() < 20  # black above and below
+    assert np.abs(pad[18:46, 18:46] - GREEN).max() < 20
+    # Upright again: red on the left, blue on the right.
+    assert np.abs(pad[18:46, 2:14] - RED).max() < 20
+    assert np.abs(pad[18:46, 50:62] - BLUE).max() < 20
+
+
+@pytest.mark.parametrize("turned", [False, True])
+@pytest.mark.parametrize("mode", ["crop", "pad"])
+def test_jpeg_draft_keeps_the_pixels_the_region_needs(tmp_path, monkeypatch, mode, turned):
+    # Pillow's draft decodes a JPEG at 1/2, 1/4 or 1/8 scale, never smaller than asked.
+    from PIL import JpegImagePlugin
+
+    drafted = []
+    draft = JpegImagePlugin.JpegImageFile.draft
+
+    def spy(self, *args):
+        found = draft(self, *args)
+        drafted.append(self.size)
+        return found
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    photo, exif = banded_photo(512, 128), Image.Exif()
+    if turned:  # stored tall, with the tag that turns it upright
+        photo, exif[0x0112] = photo.transpose(Image.Transpose.ROTATE_90), 6
+    photo.save(tmp_path / "wide.jpg", exif=exif, quality=95)
+    wide(tmp_path / "wide.jpg", mode)
+    (size,) = drafted
+    upright = size[::-1] if turned else size
+    # crop: the centre 128 x 128 at half scale is 64 x 64, all the image needs. pad: the whole
+    # 512 x 128 at an eighth is 64 x 16, the photo's part of the padded 64 x 64.
+    assert upright == {"crop": (256, 64), "pad": (64, 16)}[mode]
 
 
 def test_image_dir_run_writes_the_bad_file_list(tmp_path, mnist_arrays, cli):

@@ -25,13 +25,19 @@ BUNDLED_MNIST = Path(__file__).resolve().parents[2] / "data" / "mnist.npz"
 CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
 
 
+# How a photo of another aspect ratio than the images' size is fitted to it (ImageDirData).
+ResizeMode = Literal["squash", "crop", "pad"]
+
+
 class ImageFormat(NamedTuple):
-    """How image files become a model's input: size, colour mode and resampling."""
+    """How image files become a model's input: size, colour mode, resampling, and how a photo
+    of another aspect ratio is fitted to the size."""
 
     height: int
     width: int
     color_mode: str  # grayscale, rgb or rgba
     interpolation: str = "bilinear"
+    resize_mode: ResizeMode = "squash"
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -299,6 +305,16 @@ class ImageDirData(DataSchema):
     interpolation: Literal["bilinear", "nearest", "bicubic", "lanczos", "box", "hamming"] = Field(
         "bilinear", description="The resampling filter that resizes the images."
     )
+    resize_mode: ResizeMode = Field(
+        "squash",
+        description="How a photo of another aspect ratio than `image_size` is fitted to it, as "
+        "Keras' `image_dataset_from_directory` does. `squash`: stretched to `image_size`. "
+        "`crop`: the largest centred part of `image_size`'s aspect ratio, resized (the edges of "
+        "the longer side are cut off; `crop_to_aspect_ratio`). `pad`: black bars added evenly "
+        "to both ends of the shorter side up to that aspect ratio, then resized (nothing is cut "
+        "off; `pad_to_aspect_ratio`). Applied to the upright photo (EXIF orientation), and the "
+        "same way wherever a run's images are decoded: train, evaluate, predict, explain, serve.",
+    )
     validation_split: Fraction = Field(
         0.2,
         description="The fraction of train held out for validation when there is no "
@@ -323,7 +339,7 @@ class ImageDirData(DataSchema):
 
     @property
     def image_format(self) -> ImageFormat:
-        return ImageFormat(*self.image_size, self.color_mode, self.interpolation)
+        return ImageFormat(*self.image_size, self.color_mode, self.interpolation, self.resize_mode)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

@@ -302,8 +302,9 @@ def decode_listing(
 def _cache_key(listing: Listing, root: Path, fmt: ImageFormat) -> str:
     described = {
         # What an entry holds and how it was decoded: 2 added the files' sizes and modes as
-        # stored, 3 scales 16-bit grayscale to 8 bits (2 clipped it).
-        "version": 3,
+        # stored, 3 scales 16-bit grayscale to 8 bits (2 clipped it), 4 has the resize mode
+        # in the format (squash, crop, pad: each its own entry).
+        "version": 4,
         "format": list(fmt),
         "classes": listing.classes,
         "files": {

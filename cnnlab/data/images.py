@@ -3,7 +3,8 @@
 `predict` and `explain` are given (files, folders, patterns).
 
 Files are read with Pillow, turned upright by their EXIF orientation (phone photos are often
-stored sideways with a tag that says so), converted to the colour mode and resized.
+stored sideways with a tag that says so), converted to the colour mode, cropped or padded to
+the size's aspect ratio when the format's resize_mode says so, and resized.
 """
 
 from __future__ import annotations
@@ -116,14 +117,13 @@ def _read(
                 )
             original = _original(img)
             mode = _PIL_MODES[fmt.color_mode]
-            # JPEG can decode straight to a smaller scale: far faster for large photos. Ask for
-            # a square so that a sideways-stored photo is still large enough once turned.
-            side = max(fmt.height, fmt.width)
-            img.draft(mode, (side, side))
+            # JPEG can decode straight to a smaller scale: far faster for large photos.
+            img.draft(mode, _draft_size(img.size, original, fmt))
             img.load()  # decodes every byte now: truncated files fail here
             img = _upright(_eight_bit(img, Image), ImageOps)
             if img.mode != mode:
                 img = img.convert(mode)
+            img = _to_aspect_ratio(img, fmt, Image)
             if img.size != (fmt.width, fmt.height):
                 resample = getattr(Image.Resampling, fmt.interpolation.upper())
                 img = img.resize((fmt.width, fmt.height), resample)
@@ -136,6 +136,50 @@ def _read(
         raise Unusable(f"too many pixels ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise Unusable(f"damaged image ({str(e) or type(e).__name__})") from None
+
+
+def _region(width: int, height: int, fmt: ImageFormat) -> tuple[int, int]:
+    """(width, height) of what is resized to `fmt`'s size, for an upright picture of `width` x
+    `height`: the picture (squash), its centred part of `fmt`'s aspect ratio (crop), or the
+    picture padded to that ratio (pad); whole pixels, rounded down, as Keras' resize counts."""
+    if fmt.resize_mode == "squash":
+        return width, height
+    # Each side as long as the other side asks at fmt's aspect ratio.
+    wide, tall = height * fmt.width // fmt.height, width * fmt.height // fmt.width
+    if fmt.resize_mode == "crop":
+        return max(min(width, wide), 1), max(min(height, tall), 1)
+    return max(width, wide), max(height, tall)
+
+
+def _to_aspect_ratio(img, fmt: ImageFormat, image_module):
+    """The upright picture cropped to its centre or padded with black around it (Keras'
+    crop_to_aspect_ratio and pad_to_aspect_ratio), as `fmt`'s resize_mode says."""
+    width, height = img.size
+    region = _region(width, height, fmt)
+    if region == img.size:
+        return img
+    if fmt.resize_mode == "crop":
+        left, top = (width - region[0]) // 2, (height - region[1]) // 2
+        return img.crop((left, top, left + region[0], top + region[1]))
+    canvas = image_module.new(img.mode, region)  # zeros: black, and transparent in RGBA
+    canvas.paste(img, ((region[0] - width) // 2, (region[1] - height) // 2))
+    return canvas
+
+
+def _draft_size(stored: tuple[int, int], original: Original, fmt: ImageFormat) -> tuple[int, int]:
+    """The size, as stored, to ask Pillow's JPEG draft for (it decodes at 1/2, 1/4 or 1/8
+    scale, never below the size asked) so that what is resized to `fmt`'s size keeps at
+    least `fmt`'s pixels."""
+    if fmt.resize_mode == "squash":
+        # A square, so that a sideways-stored photo is still large enough once turned.
+        side = max(fmt.height, fmt.width)
+        return side, side
+    # The crop, or the photo within the padding, is resized by one factor on both sides: the
+    # whole upright photo needs that factor times its size (rounded up) to keep fmt's pixels.
+    width, height = original.width, original.height
+    region_width, region_height = _region(width, height, fmt)
+    needs = (-(-width * fmt.width // region_width), -(-height * fmt.height // region_height))
+    return needs if stored == (width, height) else needs[::-1]  # stored turned by a quarter
 
 
 def _eight_bit(img, image_module):
