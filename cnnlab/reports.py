@@ -262,7 +262,10 @@ def _metrics_sections(metrics: dict | None) -> list[tuple[str, str]]:
         ("parameters", metrics["params"]),
         ("device", metrics["device"]),
     ]
-    return [("Metrics", _table(split_rows)), ("Timings", _table(timings))]
+    stages = [
+        (f"{stage} seconds", seconds) for stage, seconds in metrics.get("timings", {}).items()
+    ]
+    return [("Metrics", _table(split_rows)), ("Timings", _table(timings + stages))]
 
 
 def _health_section(run_dir: Path, health: dict) -> str:

@@ -7,6 +7,7 @@ the mistakes grid and (for an unlabelled Kaggle test set) the submission.
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import keras
@@ -32,6 +33,8 @@ def score_run(
     extra: dict | None = None,
     complete: bool = False,
     tta: str = "none",
+    train_sample: int | None = None,
+    timings: dict[str, float] | None = None,
 ) -> dict:
     """Score `model` on `data`'s splits, write the result and redraw the run's reports.
 
@@ -40,32 +43,50 @@ def score_run(
         model: the run's best model.
         data: the run's data, split as in training.
         out_file: the JSON file in `run_dir` that receives {split: {loss, accuracy} or None
-            (no labels), **extra}.
+            (no labels), "scored": {split: {"images", "views"}}, **extra}.
         splits: which of train, val and test to score.
         extra: more entries for `out_file` (train's timings and settings).
         complete: the end of training: write submission.csv when the test images have no
             labels, mark the run completed and drop its resume record.
-        tta: the run's model.tta (test-time augmentation), applied to every split.
+        tta: the run's model.tta (test-time augmentation), applied to validation and test,
+            and to train unless `train_sample` is given.
+        train_sample: score at most this many training images (a seeded sample), one view: a
+            check for overfitting in seconds rather than the whole split with every view.
+        timings: receives the seconds spent scoring ("score") and drawing ("reports").
 
     Returns:
         What was written to `out_file`.
     """
+    started = time.monotonic()
     probs: dict[str, np.ndarray] = {}
+    labels: dict[str, np.ndarray | None] = {}
+    scored: dict[str, dict[str, int]] = {}
     for split in splits:
         x, y = data.split(split)
-        if x is not None and (y is not None or split == "test"):
-            views = f" x {VIEWS[tta]} views ({tta})" if VIEWS[tta] > 1 else ""
-            # After training among its lines; beside evaluate's JSON on stderr.
-            (say if complete else note)(f"scoring {split}: {len(x):,} images{views}")
-            probs[split] = class_probabilities(model, x, tta)
+        if x is None or (y is None and split != "test"):
+            continue
+        split_tta, of = tta, ""
+        if split == "train" and train_sample is not None:
+            split_tta = "none"
+            if len(x) > train_sample:
+                of = f" of {len(x):,}"
+                picked = np.sort(np.random.default_rng(0).choice(len(x), train_sample, False))
+                x, y = x[picked], y[picked]
+        views = f" x {VIEWS[split_tta]} views ({split_tta})" if VIEWS[split_tta] > 1 else ""
+        # After training among its lines; beside evaluate's JSON on stderr.
+        (say if complete else note)(f"scoring {split}: {len(x):,}{of} images{views}")
+        probs[split], labels[split] = class_probabilities(model, x, split_tta), y
+        scored[split] = {"images": len(x), "views": VIEWS[split_tta]}
     # Per-class results on the test set when it has labels, else on the validation set.
     shown = "test" if data.y_test is not None else "val"
     if shown not in probs:
         probs[shown] = class_probabilities(model, data.split(shown)[0], tta)
+        labels[shown] = data.split(shown)[1]
     # Every prediction is made and checked before the first file is written: a failure
     # leaves the run's earlier results as they were.
-    _check_classes(data, probs)
-    results: dict = {split: _scores(data, split, probs) for split in splits}
+    _check_classes(data, probs, labels)
+    results: dict = {split: _scores(split, probs, labels) for split in splits}
+    results["scored"] = scored
     results.update(extra or {})
     write_json(run_dir / out_file, results)
     if complete:
@@ -76,20 +97,24 @@ def score_run(
         runs.write_state(run_dir, "completed")
         # The resume record duplicates last.keras; a completed run has no use for it.
         shutil.rmtree(runs.RunDir(run_dir).resume, ignore_errors=True)
+    drawn = time.monotonic()
     reports.write_run_reports(run_dir, data, shown, probs[shown], _heatmaps(model))
+    if timings is not None:
+        timings["score"] = round(drawn - started, 3)
+        timings["reports"] = round(time.monotonic() - drawn, 3)
     return results
 
 
-def _scores(data: Dataset, split: str, probs: dict[str, np.ndarray]) -> dict | None:
-    y = data.split(split)[1]
+def _scores(split: str, probs: dict, labels: dict) -> dict | None:
+    y = labels.get(split)
     return None if y is None else scores(probs[split], y)
 
 
-def _check_classes(data: Dataset, probs: dict[str, np.ndarray]) -> None:
+def _check_classes(data: Dataset, probs: dict[str, np.ndarray], labels: dict) -> None:
     """Refuse data whose classes are not the model's outputs: its labels would score the
     wrong outputs, or none."""
     for split, p in probs.items():
-        y = data.split(split)[1]
+        y = labels.get(split)
         if len(data.class_names) != p.shape[1] or (
             y is not None and len(y) and y.max() >= p.shape[1]
         ):

@@ -245,3 +245,34 @@ def test_curves_mark_phase_boundaries(tmp_path):
     plot_curves(tmp_path / "plain.csv", tmp_path / "plain.png", best_epoch=5)
     assert purple_pixels(tmp_path / "plain.png") == 0
     assert purple_pixels(tmp_path / "phased.png") > 50  # the dotted phase line and its label
+
+
+def test_metrics_say_where_the_time_went(run_dir):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    timings = metrics["timings"]
+    assert list(timings) == ["setup", "decode", "health", "fit", "score", "reports"]
+    assert all(seconds >= 0 for seconds in timings.values()) and timings["fit"] > 0
+    assert timings["fit"] >= metrics["train_seconds"] * 0.9
+    # 450 training images: all of them scored, one view; validation and test with the TTA.
+    assert metrics["scored"]["train"] == {"images": 450, "views": 1}
+    page = (run_dir / "report.html").read_text()
+    assert "fit seconds" in page and "reports seconds" in page
+
+
+def test_the_training_split_is_scored_on_a_sample_of_one_view(tmp_path):
+    import keras
+
+    from cnnlab.data import Dataset
+    from cnnlab.scoring import score_run
+
+    inputs = keras.Input((4, 4, 1))
+    model = keras.Model(
+        inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inputs))
+    )
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (40, 4, 4, 1), np.uint8), np.arange(40) % 2
+    data = Dataset(images, labels, images[:8], labels[:8], None, None, ["a", "b"])
+    results = score_run(tmp_path, model, data, "m.json", splits=("train", "val"),
+                        tta="horizontal_flip", train_sample=10)  # fmt: skip
+    assert results["scored"] == {"train": {"images": 10, "views": 1},
+                                 "val": {"images": 8, "views": 2}}  # fmt: skip

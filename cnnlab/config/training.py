@@ -233,6 +233,12 @@ class TrainConfig(_Optimization):
         description="The value that picks the best epoch (`model.keras`) and drives early "
         "stopping, the plateau and tuning.",
     )
+    score_train: Literal["sample", "full"] = Field(
+        "sample",
+        description="How the training split is scored when training ends (metrics.json's "
+        "`train`). `sample`: at most 10,000 of its images (seeded), one view each: enough to "
+        "see overfitting, in seconds. `full`: every training image, with `model.tta`'s views.",
+    )
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = Field(
         0.0,
         description="Train against targets of 1 - s + s/K for the true class and s/K for each "

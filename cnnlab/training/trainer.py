@@ -37,6 +37,10 @@ from cnnlab.utils.environment import (
 )
 from cnnlab.utils.errors import CnnlabError, DataError, RunInterrupted
 from cnnlab.utils.scratch import temporary_files_in
+from cnnlab.utils.stopwatch import Stopwatch
+
+# Training images scored when a run ends, unless train.score_train is full (one view each).
+TRAIN_SCORE_SAMPLE = 10_000
 
 
 def train(
@@ -64,6 +68,7 @@ def train(
     """
     if not cluster.is_chief:
         return _train_alongside(cfg, resume, cluster)
+    clock = Stopwatch()
     record = ResumeRecord.load(resume) if resume is not None else None
     run_dir = resume if resume is not None else runs.new_run_dir(cfg)
     runs.write_state(run_dir, "running")
@@ -72,7 +77,7 @@ def train(
     callbacks = [*(callbacks or ()), *([tracker.callback()] if tracker else [])]
     try:
         with sigterm_interrupts():
-            _run(cfg, run_dir, record, tuple(callbacks), cluster)
+            _run(cfg, run_dir, record, tuple(callbacks), cluster, clock)
     except KeyboardInterrupt:
         runs.write_state(run_dir, "interrupted", "stopped by Ctrl+C or SIGTERM")
         if tracker:
@@ -125,7 +130,7 @@ def _train_alongside(cfg: Config, resume: Path | None, cluster: Cluster) -> Path
             )  # fmt: skip
         record = ResumeRecord.load(scratch) if resume is not None else None
         with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
-            _run(cfg, scratch, record, (), cluster)
+            _run(cfg, scratch, record, (), cluster, Stopwatch())
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return resume or scratch
@@ -180,15 +185,17 @@ def start_or_resume(
 
 
 def _run(
-    cfg: Config, run_dir: Path, record: ResumeRecord | None, callbacks: tuple, cluster: Cluster
-) -> None:
-    with temporary_files_in(run_dir / runs.TEMP_DIR):
-        _run_in(cfg, run_dir, record, callbacks, cluster)
+    cfg: Config, run_dir: Path, record: ResumeRecord | None, callbacks: tuple, cluster: Cluster,
+    clock: Stopwatch,
+) -> None:  # fmt: skip
+    with temporary_files_in(runs.RunDir(run_dir).temp):
+        _run_in(cfg, run_dir, record, callbacks, cluster, clock)
 
 
 def _run_in(
-    cfg: Config, run_dir: Path, record: ResumeRecord | None, callbacks: tuple, cluster: Cluster
-) -> None:
+    cfg: Config, run_dir: Path, record: ResumeRecord | None, callbacks: tuple, cluster: Cluster,
+    clock: Stopwatch,
+) -> None:  # fmt: skip
     keras.utils.set_random_seed(cfg.seed)
     device = describe_device()
     precision, why = resolve_precision(cfg.train.precision)
@@ -197,13 +204,15 @@ def _run_in(
     with op_determinism(cfg.deterministic), dtype_policy(precision):
         if record is None:
             write_json(runs.RunDir(run_dir).environment, environment(cfg.seed, device))
-        data = _load_data(cfg, run_dir)
+        with clock.stage("decode"):
+            data = _load_data(cfg, run_dir)
         runs.write_class_names(run_dir, data.class_names)
         if data.source:
             say(data.source)
         say(_describe_data(data))
         if record is None:
-            _data_health(cfg, run_dir, data, cluster.is_chief)
+            with clock.stage("health"):
+                _data_health(cfg, run_dir, data, cluster.is_chief)
         with placement.scope():
             data = _split_evenly(data, placement)
             model, best_weights = _model(cfg, run_dir, data, record)
@@ -219,10 +228,11 @@ def _run_in(
                 model, data, checkpoint, step, best_weights, callbacks, placement.shard
             )
             if step is not None:
-                fit_phases(cfg, fitting)
+                with clock.stage("fit"):
+                    fit_phases(cfg, fitting)
         if cluster.is_chief:
             # Scored on one device, outside the placement: the best model is read back anew.
-            _finish(cfg, run_dir, fitting, Trained(device, placement, record is not None))
+            _finish(cfg, run_dir, fitting, Trained(device, placement, record is not None, clock))
 
 
 def _placement(cfg: Config, cluster: Cluster) -> Placement:
@@ -334,12 +344,13 @@ class Trained(NamedTuple):
     device: str
     placement: Placement
     resumed: bool
+    clock: Stopwatch
 
 
 def _finish(cfg: Config, run_dir: Path, fitting: Fitting, trained: Trained) -> None:
     """Score the best model, write metrics.json and the reports, and mark the run completed."""
     data, model, record = fitting.data, fitting.model, fitting.checkpoint.record
-    device, placement, resumed = trained
+    device, placement, resumed, clock = trained
     if record.best_epoch is None:
         raise CnnlabError(
             f"{run_dir}: no epoch produced a finite {cfg.train.monitor}, so no best model was "
@@ -366,10 +377,15 @@ def _finish(cfg: Config, run_dir: Path, fitting: Fitting, trained: Trained) -> N
     budget = record.callbacks.get("time_budget")
     if budget is not None:
         extra["time_budget"] = {**budget, "epochs_run": epochs_run}
+    sample = None if cfg.train.score_train == "full" else TRAIN_SCORE_SAMPLE
     metrics = score_run(
         run_dir, best, data, runs.METRICS_FILE, splits=("train", "val", "test"), extra=extra,
-        complete=True, tta=cfg.model.tta,
+        complete=True, tta=cfg.model.tta, train_sample=sample, timings=clock.seconds,
     )  # fmt: skip
+    # Where the time went, the reports included: written into metrics.json and the report.
+    metrics["timings"] = clock.timings()
+    write_json(runs.RunDir(run_dir).metrics, metrics)
+    reports.write_html_report(run_dir)
     summary = ", ".join(
         f"{split} accuracy {metrics[split]['accuracy']:.4f}"
         for split in ("train", "val", "test")

@@ -9,6 +9,7 @@ import platform
 import re
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -29,6 +30,7 @@ STARTUP_NOISE = re.compile(
     r"TF-TRT Warning: Could not find TensorRT"
 )
 _started = False
+_start_seconds = 0.0  # how long loading Keras (and TensorFlow) took in this process
 # JAX's compiled steps are kept under the cache folder, at most this many bytes (least recently
 # used entries go first): a repeated run loads them instead of compiling again.
 JAX_CACHE_BYTES = 2 * 2**30
@@ -74,7 +76,7 @@ def start_backend_quietly(backend: str, deterministic: bool = False, quiet: bool
     deterministic GPU kernels, which must be set before JAX starts. On JAX, compiled steps are
     kept in `cache_root()/jax` (unless JAX_COMPILATION_CACHE_DIR names another folder).
     """
-    global _started
+    global _started, _start_seconds
     running = sys.modules.get("keras")
     if running is not None and running.backend.backend() != backend:
         raise CnnlabError(
@@ -93,6 +95,7 @@ def start_backend_quietly(backend: str, deterministic: bool = False, quiet: bool
         flag = "--xla_gpu_deterministic_ops=true"
         if flag not in os.environ.get("XLA_FLAGS", ""):
             os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
+    began = time.monotonic()
     try:
         with stderr_without(STARTUP_NOISE) if quiet else contextlib.nullcontext():
             import keras  # noqa: F401
@@ -110,6 +113,15 @@ def start_backend_quietly(backend: str, deterministic: bool = False, quiet: bool
             f"or use backend: {other}"
         ) from None
     _started = True
+    _start_seconds = time.monotonic() - began
+
+
+def claim_backend_start_seconds() -> float:
+    """How long starting the Keras backend took in this process, once: 0 before it started
+    and after the first call (the first run of a process counts it, later ones do not)."""
+    global _start_seconds
+    seconds, _start_seconds = _start_seconds, 0.0
+    return seconds
 
 
 def backend_name() -> str:
