@@ -12,13 +12,19 @@ import pytest
 from PIL import Image
 
 from cnnlab.commands.compare import COLUMNS
-from cnnlab.reports import PER_CLASS_COLUMNS
+from cnnlab.reports import (
+    CONFUSED_COLUMNS,
+    PER_CLASS_COLUMNS,
+    most_confused,
+    write_class_report,
+    write_html_report,
+)
 
 from .helpers import CONFIGS, invoke
 
 REPORT_FILES = {
     "curves.png", "confusion_matrix.png", "misclassified.png", "per_class.csv",
-    "classification_report.txt", "report.html", "state.json",
+    "classification_report.txt", "most_confused.csv", "report.html", "state.json",
 }  # fmt: skip
 
 
@@ -68,11 +74,43 @@ def test_per_class_report_matches_the_test_set(run_dir):
     assert "test set" in text and "macro avg" in text and "accuracy" in text
 
 
+def test_most_confused_lists_the_pairs_most_first():
+    names = ["cat", "dog", "fox"]
+    y_true = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2])
+    y_pred = np.array([1, 1, 1, 0, 0, 1, 2, 1, 1, 1, 0, 2])
+    assert most_confused(y_true, y_pred, names) == [
+        ("cat", "dog", 3), ("fox", "dog", 3), ("dog", "cat", 1), ("dog", "fox", 1),
+        ("fox", "cat", 1),
+    ]  # fmt: skip
+    assert most_confused(y_true, y_pred, names, min_count=2) == [
+        ("cat", "dog", 3),
+        ("fox", "dog", 3),
+    ]
+    assert most_confused(y_true, y_true, names) == []
+
+
+def test_report_lists_the_most_confused_pairs(tmp_path):
+    names = ["cat", "dog", "fox"]
+    y_true = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    y_pred = np.array([1, 1, 0, 1, 2, 1, 1, 2])
+    write_class_report(y_true, y_pred, names, tmp_path, "test")
+    pairs = pd.read_csv(tmp_path / "most_confused.csv")
+    assert list(pairs.columns) == CONFUSED_COLUMNS
+    assert pairs.values.tolist() == [["cat", "dog", 2], ["fox", "dog", 2], ["dog", "fox", 1]]
+    page = write_html_report(tmp_path).read_text()
+    assert "<h2>Most confused classes</h2>" in page
+    table = page.split("<h2>Most confused classes</h2>")[1].split("</section>")[0]
+    rows = re.findall(r"<tr>\s*<td>(\w+)</td>\s*<td>(\w+)</td>\s*<td>(\d+)</td>", table)
+    assert rows == [("cat", "dog", "2"), ("fox", "dog", "2"), ("dog", "fox", "1")]
+    write_class_report(y_true, y_true, names, tmp_path, "test")
+    assert "No image was confused" in write_html_report(tmp_path).read_text()
+
+
 def test_html_report_is_self_contained(run_dir):
     page = (run_dir / "report.html").read_text()
     for section in (
-        "Metrics", "Timings", "Learning curves", "Confusion matrix", "Per-class results",
-        "Most confident mistakes", "Model summary", "Config", "Environment",
+        "Metrics", "Timings", "Learning curves", "Confusion matrix", "Most confused classes",
+        "Per-class results", "Most confident mistakes", "Model summary", "Config", "Environment",
     ):  # fmt: skip
         assert f"<h2>{section}</h2>" in page
     assert page.count("src='data:image/png;base64,") == 3
