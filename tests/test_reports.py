@@ -167,6 +167,10 @@ def test_compare_shows_finished_failed_and_partial_runs(run_dir, tmp_path):
     assert rows.loc["killed-run", "epochs"] == 2
     assert rows.loc["old-run", "state"] == "interrupted"
     assert table["run"].iloc[0] == run_dir.name  # the only test accuracy sorts first
+    actual, predicted, count = pd.read_csv(run_dir / "most_confused.csv").iloc[0]
+    assert rows.loc[run_dir.name, "most_confused"] == f"{actual}->{predicted} {count}"
+    assert rows["most_confused"].drop(run_dir.name).isna().all()  # no report, no pair
+    assert f"| {actual}->{predicted} {count} |" in md.read_text()
     assert md.read_text().startswith("| run | state | dataset |")
     for name in ("failed-run", "killed-run", "old-run", run_dir.name):
         assert name in result.output
