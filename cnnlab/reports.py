@@ -16,6 +16,7 @@ from cnnlab.utils.atomic import atomic_path, atomic_write
 
 PER_CLASS_COLUMNS = ["class", "precision", "recall", "f1", "support"]
 CONFUSED_COLUMNS = ["actual", "predicted", "count"]
+TILE = 192  # pixels: about the width of a tile of tile_images' grids in the PNG
 CONFUSED_SHOWN = 10  # pairs report.html lists; most_confused.csv holds them all
 
 
@@ -159,19 +160,30 @@ def plot_misclassified(
     wrong = np.flatnonzero(y_pred != y_true)
     worst = wrong[np.argsort(-probs[wrong, y_pred[wrong]])][:count]
     images = x[worst]
-    if heatmaps is not None and len(worst):
-        from cnnlab.gradcam import overlay
-
-        heat = heatmaps(images, y_pred[worst])
-        images = np.stack([overlay(image, h) for image, h in zip(images, heat, strict=True)])
     labels = [
         f"true {class_names[y_true[i]]}, pred {class_names[y_pred[i]]}\n"
         f"confidence {probs[i, y_pred[i]]:.0%}"
         for i in worst
     ]
+    if heatmaps is not None and len(worst):
+        from cnnlab.gradcam import enlarge, is_flat, overlay
+
+        heat = heatmaps(images, y_pred[worst])
+        # Drawn at about the tile's size in the PNG, so the map is upsampled smoothly here,
+        # not in blocks by matplotlib.
+        images = np.stack(
+            [
+                overlay(enlarge(image, TILE, 2 * TILE), h)
+                for image, h in zip(images, heat, strict=True)
+            ]
+        )
+        labels = [
+            label + (", flat map" if is_flat(h) else "")
+            for label, h in zip(labels, heat, strict=True)
+        ]
     title = f"Most confident mistakes, {split} set ({len(wrong):,} of {len(y_true):,} wrong)"
     if heatmaps is not None:
-        title += "; Grad-CAM of the predicted class"
+        title += "; Grad-CAM of the predicted class, each map stretched"
     tile_images(images, labels, out, title, empty="no mistakes")
 
 

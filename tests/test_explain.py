@@ -9,7 +9,16 @@ import pytest
 from PIL import Image
 
 from cnnlab.config import load_config
-from cnnlab.gradcam import feature_layer, gradcam
+from cnnlab.gradcam import (
+    OPACITY,
+    enlarge,
+    feature_layer,
+    gradcam,
+    is_flat,
+    overlay,
+    spread,
+    stretch,
+)
 from cnnlab.models import build_model
 from cnnlab.utils.errors import CnnlabError
 
@@ -86,3 +95,36 @@ def test_explain_writes_a_png_per_image_and_a_sheet(tmp_path, mnist_arrays):
     assert again.exit_code != 0 and "already exists; pass --overwrite" in again.output
     wrong = invoke("explain", run, photos[0], "--class", "horses", "--overwrite")
     assert wrong.exit_code == 1 and "--class horses: not a class of the run" in wrong.output
+
+
+def test_the_overlay_leaves_the_photo_where_the_map_is_cold():
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    heat = np.zeros((8, 12), np.float32)
+    heat[:, 6:] = 1.0  # hot on the right, at the model's resolution
+    drawn = overlay(photo, heat).astype(int)
+    assert drawn.shape == photo.shape
+    assert (drawn[:, :32] == photo[:, :32]).all()  # cold: the photo's own pixels
+    assert np.abs(drawn[:, 64:] - photo[:, 64:]).mean() > 30  # hot: coloured
+    assert np.abs(drawn - photo).mean() < OPACITY * 255 / 2
+    grey = np.full((28, 28, 1), 90, np.uint8)
+    assert (overlay(grey, np.zeros((28, 28))) == 90).all()  # a map of 0s draws nothing
+
+
+def test_a_weak_map_is_stretched_and_a_flat_one_drawn_as_nothing():
+    weak = np.linspace(0.9, 1.0, 64, dtype=np.float32).reshape(8, 8)  # nearly one value
+    assert stretch(weak).min() == 0 and stretch(weak).max() == pytest.approx(1)
+    assert spread(weak) == pytest.approx((0.9, 1.0)) and not is_flat(weak)
+    flat = np.full((8, 8), 0.98, np.float32)
+    flat[0, 0] = 1.0
+    photo = np.full((8, 8, 3), 200, np.uint8)
+    assert is_flat(flat) and (overlay(photo, flat) == photo).all()
+    assert is_flat(np.zeros((8, 8))) and spread(np.zeros((8, 8))) == (1.0, 1.0)
+
+
+def test_small_images_are_enlarged_in_whole_pixels():
+    digit = np.arange(28 * 28, dtype=np.uint8).reshape(28, 28, 1)
+    big = enlarge(digit, 224, 512)
+    assert big.shape == (224, 224, 1) and (big[::8, ::8] == digit).all()
+    assert enlarge(np.zeros((200, 300, 3)), 224, 512).shape == (200, 300, 3)
+    assert enlarge(np.zeros((20, 400, 3)), 224, 512).shape == (20, 400, 3)  # long side kept

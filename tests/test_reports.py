@@ -16,6 +16,7 @@ from cnnlab.reports import (
     CONFUSED_COLUMNS,
     PER_CLASS_COLUMNS,
     most_confused,
+    plot_misclassified,
     write_class_report,
     write_html_report,
 )
@@ -128,6 +129,32 @@ def test_evaluate_redraws_the_reports(run_dir):
         assert (run_dir / name).read_bytes() == before[name], name
     page = (run_dir / "report.html").read_text()
     assert page.count("src='data:image/png;base64,") == 3
+
+
+def coloured_pixels(path) -> int:
+    with Image.open(path) as image:
+        rgb = np.asarray(image.convert("RGB")).astype(int)
+    return int((rgb.max(axis=-1) - rgb.min(axis=-1) > 30).sum())
+
+
+def test_the_mistakes_grid_draws_the_map_over_the_photo_not_instead(tmp_path):
+    """Grey photos: where Grad-CAM's map is 0 they stay grey; where it is hot, coloured."""
+    x = np.full((4, 24, 24, 1), 128, np.uint8)
+    y = np.array([0, 0, 1, 1])
+    probs = np.array([[0.1, 0.9], [0.2, 0.8], [0.7, 0.3], [0.6, 0.4]])
+
+    def cold(images, classes):
+        return np.zeros(images.shape[:3])
+
+    def hot_right(images, classes):
+        heat = np.zeros(images.shape[:3])
+        heat[:, :, 12:] = 1
+        return heat
+
+    plot_misclassified(x, y, probs, ["a", "b"], tmp_path / "cold.png", "test", heatmaps=cold)
+    plot_misclassified(x, y, probs, ["a", "b"], tmp_path / "hot.png", "test", heatmaps=hot_right)
+    assert coloured_pixels(tmp_path / "cold.png") == 0
+    assert coloured_pixels(tmp_path / "hot.png") > 4 * 1000  # half of each ~192-pixel tile
 
 
 def fake_run(root, name, state=None, metrics=None, history=None):
