@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cnnlab.commands.explain import BAND, GAP
 from cnnlab.config import load_config
 from cnnlab.gradcam import (
     OPACITY,
@@ -71,30 +72,66 @@ def load_config_text(tmp_path, model_line: str, loader: str = "mnist"):
     return load_config(path, need_data=False)
 
 
-def test_explain_writes_a_png_per_image_and_a_sheet(tmp_path, mnist_arrays):
-    root = write_class_folders(tmp_path / "photos", mnist_arrays, 12)
-    config = tmp_path / "photos.yaml"
+@pytest.fixture(scope="module")
+def photo_run(tmp_path_factory, mnist_arrays):
+    """A run trained one epoch on 24x24 colour photos, and its photo folder."""
+    tmp = tmp_path_factory.mktemp("explain")
+    root = write_class_folders(tmp / "photos", mnist_arrays, 12)
+    config = tmp / "photos.yaml"
     config.write_text(
         f"data: {{loader: image_dir, root: {root}, image_size: [24, 24]}}\n"
         "model: {builder: small_cnn, filters: [8, 16]}\n"
         "train: {epochs: 1, batch_size: 8, verbose: 0}\n"
-        f"output_dir: {tmp_path / 'out'}\n"
+        f"output_dir: {tmp / 'out'}\n"
     )
     invoke_ok("train", config)
-    run = only_run(tmp_path / "out")
+    return only_run(tmp / "out"), root
+
+
+def test_explain_writes_a_png_per_image_and_a_sheet(photo_run):
+    run, root = photo_run
     photos = sorted((root / "cats").iterdir())[:2] + sorted((root / "dogs").iterdir())[:1]
     result = invoke_ok("explain", run, *photos, "--class", "dogs")
     folder = run / "explain"
     for photo in photos:
         png = folder / f"{photo.stem}-gradcam.png"
         with Image.open(png) as image:
-            assert image.size == (48 * 9, 24 * 9)  # image and heatmap side by side, enlarged
+            # The 40x40 photo and its heatmap side by side, enlarged 6 times, under the band.
+            assert image.size == (2 * 240 + GAP, BAND + 240)
         assert f"-> {png}" in result.output
     assert "showing dogs" in result.output and (folder / "gradcam.png").is_file()
     again = invoke("explain", run, *photos)
     assert again.exit_code != 0 and "already exists; pass --overwrite" in again.output
     wrong = invoke("explain", run, photos[0], "--class", "horses", "--overwrite")
     assert wrong.exit_code == 1 and "--class horses: not a class of the run" in wrong.output
+
+
+def test_explain_shows_the_photo_at_its_own_size_under_a_label(photo_run, tmp_path):
+    run, root = photo_run
+    with Image.open(sorted((root / "dogs").iterdir())[0]) as small:
+        photo = np.asarray(small.convert("RGB").resize((300, 200), Image.Resampling.BICUBIC))
+    Image.fromarray(photo).save(tmp_path / "wide.png")
+    # Stored sideways, with the EXIF tag that turns it upright (as phones do).
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(photo).transpose(Image.Transpose.ROTATE_90).save(
+        tmp_path / "turned.jpg", exif=exif, quality=95
+    )
+    Image.fromarray(photo).resize((1200, 800)).save(tmp_path / "large.png")
+    invoke_ok("explain", run, tmp_path, "-o", tmp_path / "out")
+    pngs = {name: Image.open(tmp_path / "out" / f"{name}-gradcam.png").convert("RGB")
+            for name in ("wide", "turned", "large")}  # fmt: skip
+    # The photo at its own size (not the model's 24 pixels), upright; a large one at 512.
+    assert pngs["wide"].size == pngs["turned"].size == (2 * 300 + GAP, BAND + 200)
+    assert pngs["large"].size == (2 * 512 + GAP, BAND + 341)
+    drawn = np.asarray(pngs["wide"]).astype(int)
+    assert (drawn[BAND:, :300] == photo).all()  # the photo itself, on the left
+    heatmap = drawn[BAND:, 300 + GAP :]
+    assert np.abs(heatmap - photo).mean() < 40  # the photo shows through the heatmap
+    band = drawn[:BAND].min(axis=-1)
+    assert (band < 100).sum() > 200 and (band > 250).mean() > 0.8  # dark text on white
+    turned = np.asarray(pngs["turned"]).astype(int)[BAND:, :300]
+    assert np.abs(turned - photo).mean() < 8  # upright (JPEG's losses aside)
 
 
 def test_the_overlay_leaves_the_photo_where_the_map_is_cold():
