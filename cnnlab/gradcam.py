@@ -7,6 +7,11 @@ over its positions, weighs its channels; the weighted sum, through ReLU, scaled 
 resized to the image, is the heatmap. The gradient comes from TensorFlow or JAX, whichever
 backend the model runs on, behind the one function `gradcam`. `cnnlab explain` draws it for
 image files, the report's mistakes grid over its images (`overlay`).
+
+Drawn, a map is stretched from its lowest value to its highest (a weak model's map that is
+nearly the same everywhere would otherwise colour the whole picture alike), upsampled smoothly
+to the picture, and laid over it in a perceptual colour scale whose opacity grows with the
+value: where the map is cold the photo shows as it is.
 """
 
 from __future__ import annotations
@@ -15,6 +20,10 @@ import keras
 import numpy as np
 
 from cnnlab.utils.errors import CnnlabError
+
+COLOURS = "inferno"  # perceptual: dark to yellow, readable in grey too
+OPACITY = 0.6  # of the map where it peaks; it falls to 0 with the value
+FLAT = 0.05  # a map whose values span less than this share of its peak shows nothing
 
 
 def feature_layer(model: keras.Model, name: str | None = None) -> keras.Layer:
@@ -69,7 +78,7 @@ def gradcam(
     peak = cams.max(axis=(1, 2), keepdims=True)
     cams = np.where(peak > 0, cams / np.maximum(peak, 1e-12), 0.0)
     height, width = images.shape[1:3]
-    resized = keras.ops.image.resize(cams[..., None], (height, width), interpolation="bilinear")
+    resized = keras.ops.image.resize(cams[..., None], (height, width), interpolation="bicubic")
     return np.clip(keras.ops.convert_to_numpy(resized)[..., 0], 0, 1)
 
 
@@ -112,10 +121,51 @@ def _gradients(head: keras.Model, maps: np.ndarray, classes: np.ndarray) -> np.n
     raise CnnlabError(f"Grad-CAM runs on tensorflow or jax, not {backend}")
 
 
-def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """The heatmap (jet colours) over the image, uint8 RGB."""
-    import matplotlib
+def spread(heat: np.ndarray) -> tuple[float, float]:
+    """A map's lowest and highest value, as shares of its highest (1.0, 1.0 for a map that is
+    0 everywhere: there is nothing to tell apart)."""
+    high = float(heat.max())
+    if high <= 0:
+        return 1.0, 1.0
+    return float(heat.min()) / high, 1.0
 
-    colours = matplotlib.colormaps["jet"](heat)[..., :3] * 255
+
+def is_flat(heat: np.ndarray) -> bool:
+    """True for a map that tells no region from another (its values span less than FLAT)."""
+    low, high = spread(heat)
+    return high - low < FLAT
+
+
+def stretch(heat: np.ndarray) -> np.ndarray:
+    """A map scaled from its lowest value (0) to its highest (1); a flat one is all 0."""
+    heat = np.asarray(heat, np.float32)
+    if is_flat(heat):
+        return np.zeros_like(heat)
+    low, high = heat.min(), heat.max()
+    return (heat - low) / (high - low)
+
+
+def enlarge(image: np.ndarray, at_least: int, at_most: int) -> np.ndarray:
+    """A small image repeated pixel by pixel (whole times, nothing invented) until its height
+    is at least `at_least`, its long side kept within `at_most`; larger images as they are."""
+    height, width = image.shape[:2]
+    factor = max(1, min(-(-at_least // height), at_most // max(height, width)))
+    return image.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else image
+
+
+def overlay(image: np.ndarray, heat: np.ndarray, opacity: float = OPACITY) -> np.ndarray:
+    """The heatmap over the image, uint8 RGB of the image's size: the map stretched
+    (`stretch`), upsampled smoothly (bicubic) when the image is larger, in COLOURS, opaque
+    as its value times `opacity`; where it is 0 the image's pixels are unchanged."""
+    import matplotlib
+    from PIL import Image
+
+    height, width = image.shape[:2]
+    value = stretch(heat)
+    if value.shape != (height, width):
+        resized = Image.fromarray(value).resize((width, height), Image.Resampling.BICUBIC)
+        value = np.clip(np.asarray(resized), 0, 1)
+    colours = matplotlib.colormaps[COLOURS](value)[..., :3] * 255
+    alpha = opacity * value[..., None]
     rgb = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
-    return np.clip((1 - alpha) * rgb + alpha * colours, 0, 255).astype(np.uint8)
+    return np.clip(np.round((1 - alpha) * rgb + alpha * colours), 0, 255).astype(np.uint8)

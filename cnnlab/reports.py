@@ -15,6 +15,9 @@ from cnnlab import runs
 from cnnlab.utils.atomic import atomic_path, atomic_write
 
 PER_CLASS_COLUMNS = ["class", "precision", "recall", "f1", "support"]
+CONFUSED_COLUMNS = ["actual", "predicted", "count"]
+TILE = 192  # pixels: about the width of a tile of tile_images' grids in the PNG
+CONFUSED_SHOWN = 10  # pairs report.html lists; most_confused.csv holds them all
 
 
 def figure(**kwargs):
@@ -69,10 +72,36 @@ def plot_curves(history_csv: Path, out: Path, best_epoch: int | None = None) -> 
     _save(fig, out)
 
 
+def most_confused(
+    y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str], min_count: int = 1
+) -> list[tuple[str, str, int]]:
+    """The class pairs the model mixes up most (fastai's `most_confused`): the confusion
+    matrix's cells off its diagonal, as (actual, predicted, count), largest count first.
+
+    Args:
+        min_count: leave out pairs seen fewer times (at least 1: pairs never confused are
+            never listed).
+
+    Returns:
+        The pairs; equal counts keep the matrix's order (actual class, then predicted).
+    """
+    k = len(class_names)
+    cells = np.asarray(y_true, np.int64) * k + np.asarray(y_pred, np.int64)
+    counts = np.bincount(cells, minlength=k * k).reshape(k, k)
+    np.fill_diagonal(counts, 0)
+    actual, predicted = np.nonzero(counts >= max(1, min_count))  # row by row: the matrix's order
+    order = np.argsort(-counts[actual, predicted], kind="stable")
+    return [
+        (class_names[a], class_names[p], int(counts[a, p]))
+        for a, p in zip(actual[order], predicted[order], strict=True)
+    ]
+
+
 def write_class_report(
     y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str], run_dir: Path, split: str
 ) -> None:
-    """per_class.csv, classification_report.txt and confusion_matrix.png for one split."""
+    """per_class.csv, classification_report.txt, most_confused.csv and confusion_matrix.png
+    for one split."""
     import pandas as pd
     from sklearn.metrics import ConfusionMatrixDisplay, classification_report
 
@@ -96,6 +125,8 @@ def write_class_report(
         for name in class_names
     ]
     atomic_write(files.per_class, pd.DataFrame(rows, columns=PER_CLASS_COLUMNS).to_csv(index=False))
+    pairs = pd.DataFrame(most_confused(y_true, y_pred, class_names), columns=CONFUSED_COLUMNS)
+    atomic_write(files.most_confused, pairs.to_csv(index=False))
 
     size = max(6.0, 0.5 * len(class_names))
     fig = figure(figsize=(size, size))
@@ -129,19 +160,30 @@ def plot_misclassified(
     wrong = np.flatnonzero(y_pred != y_true)
     worst = wrong[np.argsort(-probs[wrong, y_pred[wrong]])][:count]
     images = x[worst]
-    if heatmaps is not None and len(worst):
-        from cnnlab.gradcam import overlay
-
-        heat = heatmaps(images, y_pred[worst])
-        images = np.stack([overlay(image, h) for image, h in zip(images, heat, strict=True)])
     labels = [
         f"true {class_names[y_true[i]]}, pred {class_names[y_pred[i]]}\n"
         f"confidence {probs[i, y_pred[i]]:.0%}"
         for i in worst
     ]
+    if heatmaps is not None and len(worst):
+        from cnnlab.gradcam import enlarge, is_flat, overlay
+
+        heat = heatmaps(images, y_pred[worst])
+        # Drawn at about the tile's size in the PNG, so the map is upsampled smoothly here,
+        # not in blocks by matplotlib.
+        images = np.stack(
+            [
+                overlay(enlarge(image, TILE, 2 * TILE), h)
+                for image, h in zip(images, heat, strict=True)
+            ]
+        )
+        labels = [
+            label + (", flat map" if is_flat(h) else "")
+            for label, h in zip(labels, heat, strict=True)
+        ]
     title = f"Most confident mistakes, {split} set ({len(wrong):,} of {len(y_true):,} wrong)"
     if heatmaps is not None:
-        title += "; Grad-CAM of the predicted class"
+        title += "; Grad-CAM of the predicted class, each map stretched"
     tile_images(images, labels, out, title, empty="no mistakes")
 
 
@@ -286,6 +328,21 @@ def _health_section(run_dir: Path, health: dict) -> str:
     return f"<ul>{lines}</ul>{_table(counts)}{picture}"
 
 
+def _confused_section(path: Path) -> str:
+    import pandas as pd
+
+    pairs = pd.read_csv(path, dtype={"actual": str, "predicted": str})
+    if pairs.empty:
+        return "<p>No image was confused with another class.</p>"
+    rest = len(pairs) - CONFUSED_SHOWN
+    more = f" ({rest:,} more pairs in {runs.MOST_CONFUSED})" if rest > 0 else ""
+    intro = (
+        f"<p>Actual class, the class predicted instead, and how many images, on the confusion "
+        f"matrix's images{html.escape(more)}.</p>"
+    )
+    return intro + pairs.head(CONFUSED_SHOWN).to_html(index=False)
+
+
 def notebook_html(run_dir: Path) -> str:
     """A run as a notebook shows it: its state, metrics, timings and learning curves."""
     state = runs.read_state(run_dir)
@@ -310,6 +367,8 @@ def write_html_report(run_dir: Path) -> Path:
     sections = _metrics_sections(metrics)
     sections.append(("Learning curves", _image(files.curves, "learning curves")))
     sections.append(("Confusion matrix", _image(files.confusion, "confusion matrix")))
+    if files.most_confused.is_file():
+        sections.append(("Most confused classes", _confused_section(files.most_confused)))
     if files.per_class.is_file():
         frame = pd.read_csv(files.per_class)
         sections.append(("Per-class results", frame.to_html(index=False, float_format="%.4f")))

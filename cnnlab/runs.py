@@ -43,6 +43,7 @@ CURVES = "curves.png"
 CONFUSION = "confusion_matrix.png"
 PER_CLASS = "per_class.csv"
 CLASS_REPORT = "classification_report.txt"
+MOST_CONFUSED = "most_confused.csv"  # the class pairs mixed up most: actual, predicted, count
 MISCLASSIFIED = "misclassified.png"
 TRAIN_BATCH = "train_batch.png"
 LEAKS = "leaks.png"
@@ -142,6 +143,10 @@ class RunDir:
     @property
     def class_report(self) -> Path:
         return self.path / CLASS_REPORT
+
+    @property
+    def most_confused(self) -> Path:
+        return self.path / MOST_CONFUSED
 
     @property
     def misclassified(self) -> Path:

@@ -12,13 +12,20 @@ import pytest
 from PIL import Image
 
 from cnnlab.commands.compare import COLUMNS
-from cnnlab.reports import PER_CLASS_COLUMNS
+from cnnlab.reports import (
+    CONFUSED_COLUMNS,
+    PER_CLASS_COLUMNS,
+    most_confused,
+    plot_misclassified,
+    write_class_report,
+    write_html_report,
+)
 
 from .helpers import CONFIGS, invoke
 
 REPORT_FILES = {
     "curves.png", "confusion_matrix.png", "misclassified.png", "per_class.csv",
-    "classification_report.txt", "report.html", "state.json",
+    "classification_report.txt", "most_confused.csv", "report.html", "state.json",
 }  # fmt: skip
 
 
@@ -68,11 +75,43 @@ def test_per_class_report_matches_the_test_set(run_dir):
     assert "test set" in text and "macro avg" in text and "accuracy" in text
 
 
+def test_most_confused_lists_the_pairs_most_first():
+    names = ["cat", "dog", "fox"]
+    y_true = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2])
+    y_pred = np.array([1, 1, 1, 0, 0, 1, 2, 1, 1, 1, 0, 2])
+    assert most_confused(y_true, y_pred, names) == [
+        ("cat", "dog", 3), ("fox", "dog", 3), ("dog", "cat", 1), ("dog", "fox", 1),
+        ("fox", "cat", 1),
+    ]  # fmt: skip
+    assert most_confused(y_true, y_pred, names, min_count=2) == [
+        ("cat", "dog", 3),
+        ("fox", "dog", 3),
+    ]
+    assert most_confused(y_true, y_true, names) == []
+
+
+def test_report_lists_the_most_confused_pairs(tmp_path):
+    names = ["cat", "dog", "fox"]
+    y_true = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    y_pred = np.array([1, 1, 0, 1, 2, 1, 1, 2])
+    write_class_report(y_true, y_pred, names, tmp_path, "test")
+    pairs = pd.read_csv(tmp_path / "most_confused.csv")
+    assert list(pairs.columns) == CONFUSED_COLUMNS
+    assert pairs.values.tolist() == [["cat", "dog", 2], ["fox", "dog", 2], ["dog", "fox", 1]]
+    page = write_html_report(tmp_path).read_text()
+    assert "<h2>Most confused classes</h2>" in page
+    table = page.split("<h2>Most confused classes</h2>")[1].split("</section>")[0]
+    rows = re.findall(r"<tr>\s*<td>(\w+)</td>\s*<td>(\w+)</td>\s*<td>(\d+)</td>", table)
+    assert rows == [("cat", "dog", "2"), ("fox", "dog", "2"), ("dog", "fox", "1")]
+    write_class_report(y_true, y_true, names, tmp_path, "test")
+    assert "No image was confused" in write_html_report(tmp_path).read_text()
+
+
 def test_html_report_is_self_contained(run_dir):
     page = (run_dir / "report.html").read_text()
     for section in (
-        "Metrics", "Timings", "Learning curves", "Confusion matrix", "Per-class results",
-        "Most confident mistakes", "Model summary", "Config", "Environment",
+        "Metrics", "Timings", "Learning curves", "Confusion matrix", "Most confused classes",
+        "Per-class results", "Most confident mistakes", "Model summary", "Config", "Environment",
     ):  # fmt: skip
         assert f"<h2>{section}</h2>" in page
     assert page.count("src='data:image/png;base64,") == 3
@@ -90,6 +129,32 @@ def test_evaluate_redraws_the_reports(run_dir):
         assert (run_dir / name).read_bytes() == before[name], name
     page = (run_dir / "report.html").read_text()
     assert page.count("src='data:image/png;base64,") == 3
+
+
+def coloured_pixels(path) -> int:
+    with Image.open(path) as image:
+        rgb = np.asarray(image.convert("RGB")).astype(int)
+    return int((rgb.max(axis=-1) - rgb.min(axis=-1) > 30).sum())
+
+
+def test_the_mistakes_grid_draws_the_map_over_the_photo_not_instead(tmp_path):
+    """Grey photos: where Grad-CAM's map is 0 they stay grey; where it is hot, coloured."""
+    x = np.full((4, 24, 24, 1), 128, np.uint8)
+    y = np.array([0, 0, 1, 1])
+    probs = np.array([[0.1, 0.9], [0.2, 0.8], [0.7, 0.3], [0.6, 0.4]])
+
+    def cold(images, classes):
+        return np.zeros(images.shape[:3])
+
+    def hot_right(images, classes):
+        heat = np.zeros(images.shape[:3])
+        heat[:, :, 12:] = 1
+        return heat
+
+    plot_misclassified(x, y, probs, ["a", "b"], tmp_path / "cold.png", "test", heatmaps=cold)
+    plot_misclassified(x, y, probs, ["a", "b"], tmp_path / "hot.png", "test", heatmaps=hot_right)
+    assert coloured_pixels(tmp_path / "cold.png") == 0
+    assert coloured_pixels(tmp_path / "hot.png") > 4 * 1000  # half of each ~192-pixel tile
 
 
 def fake_run(root, name, state=None, metrics=None, history=None):
@@ -129,6 +194,10 @@ def test_compare_shows_finished_failed_and_partial_runs(run_dir, tmp_path):
     assert rows.loc["killed-run", "epochs"] == 2
     assert rows.loc["old-run", "state"] == "interrupted"
     assert table["run"].iloc[0] == run_dir.name  # the only test accuracy sorts first
+    actual, predicted, count = pd.read_csv(run_dir / "most_confused.csv").iloc[0]
+    assert rows.loc[run_dir.name, "most_confused"] == f"{actual}->{predicted} {count}"
+    assert rows["most_confused"].drop(run_dir.name).isna().all()  # no report, no pair
+    assert f"| {actual}->{predicted} {count} |" in md.read_text()
     assert md.read_text().startswith("| run | state | dataset |")
     for name in ("failed-run", "killed-run", "old-run", run_dir.name):
         assert name in result.output

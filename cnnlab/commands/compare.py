@@ -12,14 +12,14 @@ from cnnlab.utils.errors import CnnlabError, RunDirError
 
 COLUMNS = [
     "run", "state", "dataset", "builder", "params", "epochs", "best_val_accuracy",
-    "test_accuracy", "test_macro_f1", "train_seconds", "images_per_second",
+    "test_accuracy", "test_macro_f1", "most_confused", "train_seconds", "images_per_second",
 ]  # fmt: skip
 
 
 # Shorter headers for the terminal; CSV and Markdown keep the column names above.
 HEADERS = [
     "run", "state", "dataset", "builder", "params", "epochs", "best val acc", "test acc",
-    "test F1", "train s", "images/s",
+    "test F1", "most confused", "train s", "images/s",
 ]  # fmt: skip
 
 
@@ -61,6 +61,7 @@ def run_row(run_dir: Path) -> dict:
                 row["best_val_accuracy"] = float(frame["val_accuracy"].max())
         except (pd.errors.ParserError, pd.errors.EmptyDataError):
             pass
+    row["most_confused"] = _top_confused(files.most_confused)
     try:
         metrics = json.loads(files.metrics.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
@@ -74,6 +75,24 @@ def run_row(run_dir: Path) -> dict:
         images_per_second=metrics.get("images_per_second"),
     )
     return row
+
+
+def _top_confused(path: Path) -> str | None:
+    """The pair most_confused.csv lists first, as "cat->dog 12"; "none" when no image was
+    confused, None without the file (or with a damaged one)."""
+    import csv
+
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            first = next(csv.DictReader(f), None)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    if first is None:
+        return "none"
+    try:
+        return f"{first['actual']}->{first['predicted']} {int(first['count'])}"
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def compare(paths: list[Path], sort: str = "test_accuracy", ascending: bool = False):

@@ -2,7 +2,8 @@
 
 The heatmap is of the predicted class or `--class`, at the last convolutional feature map or
 `--layer`; the class's score is its probability before TTA. Images are decoded as
-`cnnlab predict` decodes them.
+`cnnlab predict` decodes them; each PNG shows the file itself (upright, at its own size up to
+MAX_SIDE, small ones enlarged) beside the heatmap drawn over it (cnnlab.gradcam.overlay).
 """
 
 from __future__ import annotations
@@ -11,31 +12,34 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.gradcam import feature_layer, gradcam, overlay
+from cnnlab.gradcam import enlarge, feature_layer, gradcam, is_flat, overlay, spread
 from cnnlab.runs import RunDir
 from cnnlab.utils.errors import CnnlabError, RunDirError
 
 SHEET = "gradcam.png"
-VIEW = 224  # at least this many pixels high, each image's PNG
+MAX_SIDE = 512  # the long side of each picture of an image's PNG, at most
+VIEW = 224  # small images (MNIST, CIFAR) are enlarged to at least this many pixels high
+GAP = 8  # white pixels between the photo and its heatmap
+BAND = 48  # the title band above them: two lines of FONT_PX
+FONT_PX = 15
+TILE = 192  # the contact sheet's tiles, square
 
 
 def explain_images(
     run_dir: Path, inputs: list[str], out: Path | None, class_name: str | None,
     layer_name: str | None, overwrite: bool = False,
 ) -> dict:  # fmt: skip
-    """Grad-CAM for image files with a run's best model: a PNG per image and a contact sheet.
+    """Grad-CAM for image files with a run's best model: a PNG per image (the photo at its
+    own size beside its heatmap, under a title band) and a contact sheet.
 
     Returns:
         {"folder", "layer", "images": [(path, predicted, probability, explained class, png)],
         "skipped": [(path, reason)]}
     """
-    from PIL import Image
-
     from cnnlab.data import adapt_images
     from cnnlab.data.images import collect_image_files, decode_files
     from cnnlab.inference import class_probabilities, load_members
     from cnnlab.reports import tile_images
-    from cnnlab.utils.atomic import atomic_path
 
     (member,) = load_members([run_dir])
     model, names = member.model, member.class_names
@@ -63,28 +67,110 @@ def explain_images(
         [gradcam(model, x[i : i + 32], classes[i : i + 32], layer) for i in range(0, len(x), 32)]
     )
     folder.mkdir(parents=True, exist_ok=True)
-    shown, labels, rows = [], [], []
+    tiles, labels, rows = [], [], []
     kept = [(p, f) for (p, f), good in zip(zip(paths, files, strict=True), ok, strict=True) if good]
     for i, (path, png) in enumerate(kept):
-        picture = overlay(x[i], heat[i])
-        pair = Image.fromarray(np.concatenate([_rgb(x[i]), picture], axis=1))
-        scale = max(1, VIEW // pair.height)  # small images (MNIST, CIFAR) enlarged to be seen
-        pair = pair.resize((pair.width * scale, pair.height * scale), Image.Resampling.NEAREST)
-        with atomic_path(png) as tmp:
-            pair.save(tmp, "PNG")
-        label = f"{names[predicted[i]]} {probs[i, predicted[i]]:.0%}"
-        if target is not None:
-            label += f"\nshowing {names[target]}"
-        shown.append(picture)
-        labels.append(label)
+        guess = (names[predicted[i]], float(probs[i, predicted[i]]))
+        shown = (
+            None if classes[i] == predicted[i] else (names[classes[i]], float(probs[i, classes[i]]))
+        )
+        picture = _write_png(png, path, x[i], heat[i], guess, shown, layer.name)
+        tiles.append(_fit(picture, TILE))
+        notes = [f"{guess[0]} {guess[1]:.0%}"]
+        notes += [f"showing {shown[0]}"] if shown else []
+        notes += ["flat map"] if is_flat(heat[i]) else []
+        labels.append(f"{_short(Path(path).name)}\n{', '.join(notes)}")
         rows.append((str(path), names[predicted[i]], float(probs[i, predicted[i]]),
                      names[classes[i]], str(png)))  # fmt: skip
     tile_images(
-        np.stack(shown), labels, sheet,
+        np.stack(tiles), labels, sheet,
         f"{run_dir.name}: Grad-CAM at {layer.name}, predicted class and probability",
     )  # fmt: skip
     return {"folder": str(folder), "layer": layer.name, "images": rows, "skipped": skipped}
 
 
-def _rgb(image: np.ndarray) -> np.ndarray:
-    return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
+def _write_png(
+    png: Path, path: Path, decoded: np.ndarray, heat: np.ndarray, guess: tuple[str, float],
+    shown: tuple[str, float] | None, layer: str,
+) -> np.ndarray:  # fmt: skip
+    """One image's PNG: the file as a person sees it beside the heatmap over it, under the
+    prediction, the class explained when another, and what the colours stand for. Returns
+    the heatmap picture."""
+    from cnnlab.utils.atomic import atomic_path
+
+    # The heatmap, made at the model's input size, is upsampled onto the photo: the model's
+    # input is the whole photo, resized.
+    photo = enlarge(_picture(path, decoded), VIEW, MAX_SIDE)
+    picture = overlay(photo, heat)
+    title = f"{Path(path).name}: {guess[0]} {guess[1]:.1%}"
+    if shown is not None:
+        title += f"; Grad-CAM of {shown[0]} ({shown[1]:.1%})"
+    with atomic_path(png) as tmp:
+        _labelled([photo, picture], [title, f"Grad-CAM at {layer}, {_range(heat)}"]).save(
+            tmp, "PNG"
+        )
+    return picture
+
+
+def _picture(path: Path, decoded: np.ndarray) -> np.ndarray:
+    """The file as a person sees it; what the model took if it cannot be read again."""
+    from cnnlab.data.images import Unusable, read_picture
+
+    try:
+        return read_picture(path, MAX_SIDE)
+    except Unusable:
+        return np.repeat(decoded, 3, axis=-1) if decoded.shape[-1] == 1 else decoded[..., :3]
+
+
+def _range(heat: np.ndarray) -> str:
+    """What the colours of a map stand for."""
+    low, high = spread(heat)
+    if heat.max() <= 0:
+        return "flat map (0 everywhere): no region raises the class's score"
+    if is_flat(heat):
+        return f"flat map ({low:.0%}-{high:.0%} of its peak): no region stands out"
+    return f"colours stretched over the map's {low:.0%}-{high:.0%} of its peak"
+
+
+def _labelled(pictures: list[np.ndarray], lines: list[str]):
+    """The pictures side by side under a white band (BAND pixels) with two `lines` of text, in
+    a smaller font when they are wider than the pictures: a PIL image."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    height = max(p.shape[0] for p in pictures)
+    width = sum(p.shape[1] for p in pictures) + GAP * (len(pictures) - 1)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    for size in range(FONT_PX, 9, -1):
+        font = ImageFont.load_default(size=size)
+        text = max(measure.textlength(line, font=font) for line in lines) + 2 * GAP
+        if text <= width:
+            break
+    canvas = Image.new("RGB", (max(width, round(text)), BAND + height), "white")
+    left = (canvas.width - width) // 2  # a narrow image under a long title: centred
+    for picture in pictures:
+        canvas.paste(Image.fromarray(picture), (left, BAND))
+        left += picture.shape[1] + GAP
+    draw = ImageDraw.Draw(canvas)
+    for n, line in enumerate(lines):
+        colour = "black" if n == 0 else "dimgray"
+        draw.text((GAP, 4 + n * (FONT_PX + 6)), line, fill=colour, font=font)
+    return canvas
+
+
+def _fit(picture: np.ndarray, side: int) -> np.ndarray:
+    """A picture shrunk or enlarged (its shape kept) into a white side x side square."""
+    from PIL import Image
+
+    height, width = picture.shape[:2]
+    scale = side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    # Whole pixels when enlarging (nothing invented), Lanczos when shrinking.
+    resample = Image.Resampling.NEAREST if scale > 1 else Image.Resampling.LANCZOS
+    fitted = Image.fromarray(picture).resize(size, resample)
+    square = Image.new("RGB", (side, side), "white")
+    square.paste(fitted, ((side - size[0]) // 2, (side - size[1]) // 2))
+    return np.asarray(square)
+
+
+def _short(name: str, most: int = 26) -> str:
+    return name if len(name) <= most else name[: most - 3] + "..."

@@ -4,7 +4,8 @@
 
 Files are read with Pillow, turned upright by their EXIF orientation (phone photos are often
 stored sideways with a tag that says so), converted to the colour mode, cropped or padded to
-the size's aspect ratio when the format's resize_mode says so, and resized.
+the size's aspect ratio when the format's resize_mode says so, and resized; for display
+(`read_picture`), upright in RGB at their own size.
 """
 
 from __future__ import annotations
@@ -180,6 +181,28 @@ def _draft_size(stored: tuple[int, int], original: Original, fmt: ImageFormat) -
     region_width, region_height = _region(width, height, fmt)
     needs = (-(-width * fmt.width // region_width), -(-height * fmt.height // region_height))
     return needs if stored == (width, height) else needs[::-1]  # stored turned by a quarter
+
+
+def read_picture(path: Path, longest: int) -> np.ndarray:
+    """An image file as a person sees it, for display: uint8 RGB, upright as its EXIF tag
+    says, at its own size or shrunk (Lanczos) so that its long side is at most `longest`.
+
+    Raises:
+        Unusable: with the reason the image cannot be shown.
+    """
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as img:
+            if img.width * img.height > (Image.MAX_IMAGE_PIXELS or float("inf")):
+                raise Unusable(f"too many pixels ({img.width:,} x {img.height:,})")
+            img.draft("RGB", (longest, longest))  # JPEG: decode at a smaller scale, faster
+            img.load()
+            img = _upright(_eight_bit(img, Image), ImageOps).convert("RGB")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise Unusable(f"damaged image ({str(e) or type(e).__name__})") from None
+    img.thumbnail((longest, longest), Image.Resampling.LANCZOS)  # shrinks only, keeps the shape
+    return np.asarray(img, np.uint8)
 
 
 def _eight_bit(img, image_module):
