@@ -195,9 +195,11 @@ def test_a_stopped_run_says_how_to_resume_it(tmp_path, signum):
     cmd = [sys.executable, "-m", "cnnlab", "train", str(CONFIGS / "mnist_mlp.yaml"),
            "--set", f"output_dir={out}", "--set", "data.max_samples=3000",
            "--set", "train.epochs=40", "--set", "train.verbose=0"]  # fmt: skip
+    # A test worker may ignore SIGINT, and its children would inherit that: not a terminal's.
     proc = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not list(out.glob("*/.resume/progress.json")):
