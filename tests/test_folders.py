@@ -116,3 +116,14 @@ def test_validation_taken_after_a_test_split_is_said(photos, tmp_path):
                     "--set", "data.validation_split=0.15")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "validation <- 15% of train after the test split" in result.output
+
+
+def test_a_folder_one_level_too_high_names_the_one_to_give(photos, tmp_path):
+    top = tmp_path / "top"
+    top.mkdir()
+    (top / "pets").symlink_to(photos, target_is_directory=True)
+    result = invoke("check", top)
+    (line,) = [x for x in result.output.splitlines() if x.startswith("error: ")]
+    assert line.endswith(f"holds the images, in 2 classes (cats, dogs); give that folder "
+                         f"instead: {top / 'pets'}")  # fmt: skip
+    assert invoke("check", top / "pets", "--set", "train.epochs=1").exit_code == 0

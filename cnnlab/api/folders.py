@@ -13,9 +13,12 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import shlex
 import statistics
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from cnnlab.config.models import BACKBONES, MODEL_SCHEMAS
 from cnnlab.utils.errors import ConfigError
@@ -52,9 +55,19 @@ def folder_config(root: str | Path, model: str | None = None) -> dict[str, Any]:
         ConfigError: an unknown `model`.
     """
     from cnnlab.data.image_dir import scan_folder
+    from cnnlab.utils.errors import DataError
 
     root = Path(root).expanduser().resolve()
-    listing = scan_folder(root)
+    try:
+        listing = scan_folder(root)
+    except DataError as e:
+        inner = getattr(e, "inner_root", None)
+        if inner is None:
+            raise
+        raise DataError(
+            f"{str(e).partition('; set data.root to')[0]}; give that folder instead: "
+            f"{shlex.quote(str(inner))}"
+        ) from None
     count = sum(len(files) for files in listing.files.values())
     side = _median_side(listing)
     why = [
@@ -77,7 +90,11 @@ def folder_config(root: str | Path, model: str | None = None) -> dict[str, Any]:
                 f"no pretrained weights at hand ({BACKBONE_WEIGHTS} is not in "
                 f"{_keras_models()}): the airbench BatchNorm convnet from scratch"
             )
-    why.append(f"image_size [{size}, {size}]: the median side, within what the model takes")
+    if size == side:
+        why.append(f"image_size [{size}, {size}]: the photos' median short side")
+    else:
+        bound = "the most the model gains from" if side > size else "the least the model takes"
+        why.append(f"image_size [{size}, {size}]: {bound} (the photos' median side is {side})")
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", root.name).strip("-.") or "photos"
     return {
         "name": name if name[0].isalnum() else f"photos-{name}",
@@ -90,8 +107,6 @@ def folder_config(root: str | Path, model: str | None = None) -> dict[str, Any]:
 
 def folder_yaml(root: str | Path, model: str | None = None) -> str:
     """folder_config as a commented YAML file: what `cnnlab init DIR` writes."""
-    import yaml
-
     config = folder_config(root, model)
     why = config.pop("_why")
     header = [
@@ -101,7 +116,20 @@ def folder_yaml(root: str | Path, model: str | None = None) -> str:
         *(f"# {line}" for line in why),
         "# Every key: the configuration reference (docs/configuration.md).",
     ]
-    return "\n".join(header) + "\n" + yaml.safe_dump(config, sort_keys=False)
+    body = yaml.dump(config, Dumper=_FlowLists, sort_keys=False, width=100)
+    return "\n".join(header) + "\n" + body
+
+
+class _FlowLists(yaml.SafeDumper):
+    """Lists of values on one line (`image_size: [128, 128]`), everything else as blocks."""
+
+
+def _list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
+    scalars = not any(isinstance(item, dict | list) for item in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=scalars)
+
+
+_FlowLists.add_representer(list, _list)
 
 
 def is_folder_config(config: object) -> bool:

@@ -128,7 +128,10 @@ def scan_folder(root: Path) -> Listing:
     folders = _split_folders(root, problems)
     classes = _class_folders(folders["train"], problems)
     if len(classes) < 2:
-        raise DataError(_too_few_classes(folders["train"], classes))
+        error = DataError(_too_few_classes(folders["train"], classes))
+        if len(classes) == 1 and "set data.root to" in str(error):
+            error.inner_root = folders["train"] / classes[0]  # cnnlab train DIR names it so
+        raise error
     listing = Listing(folders, classes, {}, problems)
     for split, folder in folders.items():
         found = classes if split == "train" else _class_folders(folder, problems)
