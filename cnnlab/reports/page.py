@@ -60,7 +60,8 @@ def _metrics_sections(metrics: dict | None) -> list[tuple[str, str]]:
         ("device", metrics["device"]),
     ]
     stages = [
-        (f"{stage} seconds", seconds) for stage, seconds in metrics.get("timings", {}).items()
+        (f"{stage} seconds", f"{seconds:,.1f}")
+        for stage, seconds in metrics.get("timings", {}).items()
     ]
     return [("Metrics", _table(split_rows)), ("Timings", _table(timings + stages))]
 
