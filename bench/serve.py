@@ -2,15 +2,20 @@
 at a time (--max-batch 1), side by side in one run; or under attack (--attack).
 
     python bench/serve.py RUN_DIR PHOTOS [--clients 16] [--requests 400] [--seconds 60]
-                          [--repeats 3] [--max-batch 32] [--wait-ms 5]
+                          [--repeats 3] [--max-batch 32] [--wait-ms 5] [--onnx]
     python bench/serve.py RUN_DIR [PHOTOS] --attack [--clients 50] [--seconds 60]
 
 Each mode starts its own server (`cnnlab serve RUN_DIR --max-batch B`), is warmed up, then the
 clients send one photo per request (PHOTOS: a folder, searched recursively), as a raw image/jpeg
 body over a kept-alive connection, until `--requests` have been answered or `--seconds` have
-passed. Modes alternate over `--repeats` rounds; the table gives each mode's median throughput
-and p50/p99 latency, and the ratio of throughputs. The clients (standard-library http.client,
-one thread each) run on the same cores as the server.
+passed. Each round also measures the model alone, in this process with no HTTP: the photos
+decoded by the server's own `Predictor.decode` (timed apart), then its `probabilities` on them
+in batches of `--max-batch` and of 1 for `--model-seconds` each: the ceiling the batched server
+could reach if HTTP, decoding and the clients cost nothing. Modes alternate over `--repeats`
+rounds; the table gives each mode's median throughput and p50/p99 latency, then batched
+throughput as a share of the ceiling and the ratio of throughputs, against the targets. The
+clients (standard-library http.client, one thread each) run on the same cores as the server.
+`--onnx` serves (and measures) the run's ONNX export (`cnnlab export RUN_DIR --format onnx`).
 
 --attack starts one server with its default limits and sends, from `--clients` threads for
 `--seconds` (each client at most 1,000 requests), a mix of what has taken servers down: one in
@@ -53,13 +58,14 @@ from tests.helpers import free_port  # noqa: E402
 
 
 def start(
-    run: Path, log: Path, max_batch: int = 32, wait_ms: float = 5.0
+    run: Path, log: Path, max_batch: int = 32, wait_ms: float = 5.0, onnx: bool = False
 ) -> tuple[subprocess.Popen, str]:
     """`cnnlab serve RUN_DIR` on a free port of 127.0.0.1, up once /health answers."""
     port = free_port()
     command = [
         sys.executable, "-m", "cnnlab", "serve", str(run), "--port", str(port),
         "--max-batch", str(max_batch), "--batch-wait-ms", str(wait_ms),
+        *(["--onnx"] if onnx else []),
     ]  # fmt: skip
     process = subprocess.Popen(command, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -123,6 +129,40 @@ def load(url: str, photos: list[bytes], clients: int, total: int, seconds: float
         "answered": len(ms), "failed": failures, "throughput": len(ms) / wall,
         "p50": ms[len(ms) // 2], "p99": ms[min(len(ms) - 1, int(len(ms) * 0.99))],
     }  # fmt: skip
+
+
+def load_predictor(run: Path, onnx: bool):
+    """The server's predictor of `run`, in this process, loaded as `cnnlab serve` loads it."""
+    from cnnlab.api.backend import open_finished_run, open_runs
+    from cnnlab.commands.serve.predictor import load_predictor
+
+    if onnx:
+        open_finished_run(run)
+    else:
+        open_runs([run])
+    return load_predictor([run], onnx)
+
+
+def model_alone(predictor, photos: list[bytes], max_batch: int, seconds: float) -> dict:
+    """The model with no HTTP: ms an image `decode` takes, and images/s of `probabilities` on
+    the decoded photos in batches of `max_batch` and of 1, `seconds` each after a warm-up."""
+    begin = time.perf_counter()
+    decoded = [predictor.decode(photo) for photo in photos]
+    decode_ms = (time.perf_counter() - begin) * 1000 / len(photos)
+    result = {"decode ms": decode_ms}
+    for size in (max_batch, 1):
+        batches = [decoded[i : i + size] for i in range(0, len(decoded) - size + 1, size)]
+        for batch in batches[:3]:  # warm-up: the first calls of a batch size build its graph
+            predictor.probabilities(batch)
+        done, begin = 0, time.perf_counter()
+        while time.perf_counter() - begin < seconds:
+            for batch in batches:
+                predictor.probabilities(batch)
+                done += len(batch)
+                if time.perf_counter() - begin >= seconds:
+                    break
+        result[size] = done / (time.perf_counter() - begin)
+    return result
 
 
 def flat_png(width: int, height: int, shaded: bool) -> bytes:
@@ -343,6 +383,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--wait-ms", type=float, default=5.0)
+    parser.add_argument("--model-seconds", type=float, default=10, help="model alone, per size")
+    parser.add_argument("--onnx", action="store_true", help="serve the run's ONNX export")
     args = parser.parse_args()
     args.run = args.run.resolve()  # the server runs in the repository's folder
     if args.photos is None and not args.attack:
@@ -360,10 +402,19 @@ def main() -> None:
     args.clients = args.clients or 16
     modes = {"batched": args.max_batch, "one at a time": 1}
     results: dict[str, list[dict]] = {mode: [] for mode in modes}
+    alone: list[dict] = []
+    predictor = load_predictor(args.run, args.onnx)
     log = Path("serve-bench.log")
     for round_ in range(args.repeats):
+        alone.append(model_alone(predictor, photos, args.max_batch, args.model_seconds))
+        print(
+            f"round {round_ + 1} model alone: {alone[-1][args.max_batch]:.1f} images/s in "
+            f"batches of {args.max_batch}, {alone[-1][1]:.1f} one at a time; decoding "
+            f"{alone[-1]['decode ms']:.2f} ms an image",
+            flush=True,
+        )
         for mode, max_batch in modes.items():
-            process, url = start(args.run, log, max_batch, args.wait_ms)
+            process, url = start(args.run, log, max_batch, args.wait_ms, args.onnx)
             try:
                 load(url, photos, args.clients, 4 * args.clients, 30)  # warm-up
                 result = load(url, photos, args.clients, args.requests, args.seconds)
@@ -379,7 +430,11 @@ def main() -> None:
                 f"{result['answered']} answered, {result['failed']} failed",
                 flush=True,
             )
-    print(f"\n{args.clients} clients, {len(photos)} photos from {args.photos}, run {args.run}")
+    runtime = "onnxruntime" if args.onnx else "keras"
+    print(
+        f"\n{args.clients} clients, {len(photos)} photos from {args.photos}, run {args.run} "
+        f"({runtime})"
+    )
     print("| mode | images/s | p50 ms | p99 ms | mean batch |")
     print("| --- | --- | --- | --- | --- |")
     medians = {}
@@ -391,8 +446,22 @@ def main() -> None:
             f"| {mode} | {med['throughput']:.1f} | {med['p50']:.0f} | {med['p99']:.0f} | "
             f"{batch:.1f} |"
         )
-    ratio = medians["batched"]["throughput"] / medians["one at a time"]["throughput"]
-    print(f"\nbatched / one at a time: {ratio:.2f}x throughput (medians of {args.repeats})")
+    ceiling = statistics.median(a[args.max_batch] for a in alone)
+    single = statistics.median(a[1] for a in alone)
+    decode_ms = statistics.median(a["decode ms"] for a in alone)
+    print(
+        f"| model alone, no HTTP (batches of {args.max_batch} / of 1) | {ceiling:.1f} / "
+        f"{single:.1f} | | | |"
+    )
+    batched = medians["batched"]
+    share = batched["throughput"] / ceiling
+    ratio = batched["throughput"] / medians["one at a time"]["throughput"]
+    print(f"\nmedians of {args.repeats} rounds; decoding alone {decode_ms:.2f} ms an image")
+    print(f"- batched / model ceiling: {share:.0%} (target: at least 85%)")
+    print(f"- batched p99: {batched['p99']:.0f} ms (target: at most 250 ms)")
+    print(f"- batched / one at a time: {ratio:.2f}x throughput (target: at least 1.4x)")
+    met = share >= 0.85 and batched["p99"] <= 250 and ratio >= 1.4
+    print("targets met" if met else "TARGETS MISSED")
 
 
 if __name__ == "__main__":
