@@ -13,8 +13,10 @@ decoded by the server's own `Predictor.decode` (timed apart), then its `probabil
 in batches of `--max-batch` and of 1 for `--model-seconds` each: the ceiling the batched server
 could reach if HTTP, decoding and the clients cost nothing. Modes alternate over `--repeats`
 rounds; the table gives each mode's median throughput and p50/p99 latency, then batched
-throughput as a share of the ceiling and the ratio of throughputs, against the targets. The
-clients (standard-library http.client, one thread each) run on the same cores as the server.
+throughput as a share of the ceiling and the ratio of throughputs, against the targets, and
+where the CPU went: per answered image the server's CPU time (all its threads) and the
+clients', beside the model's and decoding's alone. The clients (standard-library
+http.client, one thread each) run on the same cores as the server.
 `--onnx` serves (and measures) the run's ONNX export (`cnnlab export RUN_DIR --format onnx`).
 
 --attack starts one server with its default limits and sends, from `--clients` threads for
@@ -41,6 +43,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import io
+import os
 import socket
 import statistics
 import subprocess
@@ -82,8 +85,15 @@ def start(
     raise SystemExit("the server did not answer in 180 s")
 
 
-def load(url: str, photos: list[bytes], clients: int, total: int, seconds: float) -> dict:
-    """Send up to `total` requests from `clients` threads within `seconds`."""
+def cpu_s(pid: int) -> float:
+    """CPU seconds process `pid` has used, all its threads, user and system."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(url: str, photos: list[bytes], clients: int, total: int, seconds: float, pid: int) -> dict:
+    """Send up to `total` requests from `clients` threads within `seconds`; with the CPU
+    time an answered image cost the server (process `pid`) and the clients."""
     host, port = url.removeprefix("http://").split(":")
     latencies: list[float] = []
     failures = 0
@@ -117,17 +127,22 @@ def load(url: str, photos: list[bytes], clients: int, total: int, seconds: float
             connection.close()
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
+    server_cpu, client_cpu = cpu_s(pid), time.process_time()
     begin = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - begin
+    server_cpu, client_cpu = cpu_s(pid) - server_cpu, time.process_time() - client_cpu
     latencies.sort()
     ms = [x * 1000 for x in latencies]
     return {
         "answered": len(ms), "failed": failures, "throughput": len(ms) / wall,
         "p50": ms[len(ms) // 2], "p99": ms[min(len(ms) - 1, int(len(ms) * 0.99))],
+        "server ms": server_cpu * 1000 / max(len(ms), 1),
+        "client ms": client_cpu * 1000 / max(len(ms), 1),
+        "cores": (server_cpu + client_cpu) / wall,
     }  # fmt: skip
 
 
@@ -144,24 +159,27 @@ def load_predictor(run: Path, onnx: bool):
 
 
 def model_alone(predictor, photos: list[bytes], max_batch: int, seconds: float) -> dict:
-    """The model with no HTTP: ms an image `decode` takes, and images/s of `probabilities` on
-    the decoded photos in batches of `max_batch` and of 1, `seconds` each after a warm-up."""
-    begin = time.perf_counter()
+    """The model with no HTTP: CPU ms an image `decode` takes, and images/s of
+    `probabilities` on the decoded photos in batches of `max_batch` and of 1, `seconds` each
+    after a warm-up, with the CPU ms an image in batches of `max_batch` and the cores used."""
+    begin = time.process_time()
     decoded = [predictor.decode(photo) for photo in photos]
-    decode_ms = (time.perf_counter() - begin) * 1000 / len(photos)
-    result = {"decode ms": decode_ms}
+    result = {"decode ms": (time.process_time() - begin) * 1000 / len(photos)}
     for size in (max_batch, 1):
         batches = [decoded[i : i + size] for i in range(0, len(decoded) - size + 1, size)]
         for batch in batches[:3]:  # warm-up: the first calls of a batch size build its graph
             predictor.probabilities(batch)
-        done, begin = 0, time.perf_counter()
+        done, begin, cpu = 0, time.perf_counter(), time.process_time()
         while time.perf_counter() - begin < seconds:
             for batch in batches:
                 predictor.probabilities(batch)
                 done += len(batch)
                 if time.perf_counter() - begin >= seconds:
                     break
-        result[size] = done / (time.perf_counter() - begin)
+        wall, cpu = time.perf_counter() - begin, time.process_time() - cpu
+        result[size] = done / wall
+        if size == max_batch:
+            result["model ms"], result["cores"] = cpu * 1000 / done, cpu / wall
     return result
 
 
@@ -409,15 +427,15 @@ def main() -> None:
         alone.append(model_alone(predictor, photos, args.max_batch, args.model_seconds))
         print(
             f"round {round_ + 1} model alone: {alone[-1][args.max_batch]:.1f} images/s in "
-            f"batches of {args.max_batch}, {alone[-1][1]:.1f} one at a time; decoding "
-            f"{alone[-1]['decode ms']:.2f} ms an image",
+            f"batches of {args.max_batch} ({alone[-1]['cores']:.2f} cores), {alone[-1][1]:.1f} "
+            f"one at a time; decoding {alone[-1]['decode ms']:.2f} ms an image",
             flush=True,
         )
         for mode, max_batch in modes.items():
             process, url = start(args.run, log, max_batch, args.wait_ms, args.onnx)
             try:
-                load(url, photos, args.clients, 4 * args.clients, 30)  # warm-up
-                result = load(url, photos, args.clients, args.requests, args.seconds)
+                load(url, photos, args.clients, 4 * args.clients, 30, process.pid)  # warm-up
+                result = load(url, photos, args.clients, args.requests, args.seconds, process.pid)
                 health = requests.get(url + "/health", timeout=10).json()
                 result["mean batch"] = health["images"] / max(health["batches"], 1)
             finally:
@@ -427,7 +445,8 @@ def main() -> None:
             print(
                 f"round {round_ + 1} {mode}: {result['throughput']:.1f} images/s, "
                 f"p50 {result['p50']:.0f} ms, p99 {result['p99']:.0f} ms, "
-                f"{result['answered']} answered, {result['failed']} failed",
+                f"{result['answered']} answered, {result['failed']} failed; "
+                f"{result['cores']:.2f} cores",
                 flush=True,
             )
     runtime = "onnxruntime" if args.onnx else "keras"
@@ -456,7 +475,15 @@ def main() -> None:
     batched = medians["batched"]
     share = batched["throughput"] / ceiling
     ratio = batched["throughput"] / medians["one at a time"]["throughput"]
-    print(f"\nmedians of {args.repeats} rounds; decoding alone {decode_ms:.2f} ms an image")
+    cost = {k: statistics.median(r[k] for r in results["batched"]) for k in results["batched"][0]}
+    model_ms = statistics.median(a["model ms"] for a in alone)
+    print(
+        f"\nmedians of {args.repeats} rounds. CPU an image, batched: the server "
+        f"{cost['server ms']:.2f} ms, the clients {cost['client ms']:.2f} ms, on "
+        f"{cost['cores']:.2f} cores; alone, the model {model_ms:.2f} ms in batches of "
+        f"{args.max_batch} (on {statistics.median(a['cores'] for a in alone):.2f} cores) and "
+        f"decoding {decode_ms:.2f} ms"
+    )
     print(f"- batched / model ceiling: {share:.0%} (target: at least 85%)")
     print(f"- batched p99: {batched['p99']:.0f} ms (target: at most 250 ms)")
     print(f"- batched / one at a time: {ratio:.2f}x throughput (target: at least 1.4x)")
