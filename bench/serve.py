@@ -2,15 +2,24 @@
 at a time (--max-batch 1), side by side in one run; or under attack (--attack).
 
     python bench/serve.py RUN_DIR PHOTOS [--clients 16] [--requests 400] [--seconds 60]
-                          [--repeats 3] [--max-batch 32] [--wait-ms 5]
+                          [--repeats 3] [--max-batch 32] [--wait-ms 5] [--model-seconds 10]
+                          [--onnx]
     python bench/serve.py RUN_DIR [PHOTOS] --attack [--clients 50] [--seconds 60]
 
 Each mode starts its own server (`cnnlab serve RUN_DIR --max-batch B`), is warmed up, then the
 clients send one photo per request (PHOTOS: a folder, searched recursively), as a raw image/jpeg
 body over a kept-alive connection, until `--requests` have been answered or `--seconds` have
-passed. Modes alternate over `--repeats` rounds; the table gives each mode's median throughput
-and p50/p99 latency, and the ratio of throughputs. The clients (standard-library http.client,
-one thread each) run on the same cores as the server.
+passed. Each round also measures the model alone, in this process with no HTTP: the photos
+decoded by the server's own `Predictor.decode` (timed apart), then its `probabilities` on them
+in batches of `--max-batch` and of 1 for `--model-seconds` each: the ceiling the batched server
+could reach if HTTP, decoding and the clients cost nothing. Modes alternate over `--repeats`
+rounds; the table gives each mode's median throughput and p50/p99 latency, then batched
+throughput as a share of the ceiling and the ratio of throughputs, against the targets (at
+least 85% of the ceiling, a p99 of at most 250 ms, at least 1.4x one at a time), and
+where the CPU went: per answered image the server's CPU time (all its threads) and the
+clients', beside the model's and decoding's alone. The clients (standard-library
+http.client, one thread each) run on the same cores as the server.
+`--onnx` serves (and measures) the run's ONNX export (`cnnlab export RUN_DIR --format onnx`).
 
 --attack starts one server with its default limits and sends, from `--clients` threads for
 `--seconds` (each client at most 1,000 requests), a mix of what has taken servers down: one in
@@ -36,6 +45,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import io
+import os
 import socket
 import statistics
 import subprocess
@@ -53,13 +63,14 @@ from tests.helpers import free_port  # noqa: E402
 
 
 def start(
-    run: Path, log: Path, max_batch: int = 32, wait_ms: float = 5.0
+    run: Path, log: Path, max_batch: int = 32, wait_ms: float = 5.0, onnx: bool = False
 ) -> tuple[subprocess.Popen, str]:
     """`cnnlab serve RUN_DIR` on a free port of 127.0.0.1, up once /health answers."""
     port = free_port()
     command = [
         sys.executable, "-m", "cnnlab", "serve", str(run), "--port", str(port),
         "--max-batch", str(max_batch), "--batch-wait-ms", str(wait_ms),
+        *(["--onnx"] if onnx else []),
     ]  # fmt: skip
     process = subprocess.Popen(command, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -76,8 +87,15 @@ def start(
     raise SystemExit("the server did not answer in 180 s")
 
 
-def load(url: str, photos: list[bytes], clients: int, total: int, seconds: float) -> dict:
-    """Send up to `total` requests from `clients` threads within `seconds`."""
+def cpu_s(pid: int) -> float:
+    """CPU seconds process `pid` has used, all its threads, user and system."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(url: str, photos: list[bytes], clients: int, total: int, seconds: float, pid: int) -> dict:
+    """Send up to `total` requests from `clients` threads within `seconds`; with the CPU
+    time an answered image cost the server (process `pid`) and the clients."""
     host, port = url.removeprefix("http://").split(":")
     latencies: list[float] = []
     failures = 0
@@ -111,18 +129,60 @@ def load(url: str, photos: list[bytes], clients: int, total: int, seconds: float
             connection.close()
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
+    server_cpu, client_cpu = cpu_s(pid), time.process_time()
     begin = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - begin
+    server_cpu, client_cpu = cpu_s(pid) - server_cpu, time.process_time() - client_cpu
     latencies.sort()
     ms = [x * 1000 for x in latencies]
     return {
         "answered": len(ms), "failed": failures, "throughput": len(ms) / wall,
         "p50": ms[len(ms) // 2], "p99": ms[min(len(ms) - 1, int(len(ms) * 0.99))],
+        "server ms": server_cpu * 1000 / max(len(ms), 1),
+        "client ms": client_cpu * 1000 / max(len(ms), 1),
+        "cores": (server_cpu + client_cpu) / wall,
     }  # fmt: skip
+
+
+def load_predictor(run: Path, onnx: bool):
+    """The server's predictor of `run`, in this process, loaded as `cnnlab serve` loads it."""
+    from cnnlab.api.backend import open_finished_run, open_runs
+    from cnnlab.commands.serve.predictor import load_predictor
+
+    if onnx:
+        open_finished_run(run)
+    else:
+        open_runs([run])
+    return load_predictor([run], onnx)
+
+
+def model_alone(predictor, photos: list[bytes], max_batch: int, seconds: float) -> dict:
+    """The model with no HTTP: CPU ms an image `decode` takes, and images/s of
+    `probabilities` on the decoded photos in batches of `max_batch` and of 1, `seconds` each
+    after a warm-up, with the CPU ms an image in batches of `max_batch` and the cores used."""
+    begin = time.process_time()
+    decoded = [predictor.decode(photo) for photo in photos]
+    result = {"decode ms": (time.process_time() - begin) * 1000 / len(photos)}
+    for size in (max_batch, 1):
+        batches = [decoded[i : i + size] for i in range(0, len(decoded) - size + 1, size)]
+        for batch in batches[:3]:  # warm-up: the first calls of a batch size build its graph
+            predictor.probabilities(batch)
+        done, begin, cpu = 0, time.perf_counter(), time.process_time()
+        while time.perf_counter() - begin < seconds:
+            for batch in batches:
+                predictor.probabilities(batch)
+                done += len(batch)
+                if time.perf_counter() - begin >= seconds:
+                    break
+        wall, cpu = time.perf_counter() - begin, time.process_time() - cpu
+        result[size] = done / wall
+        if size == max_batch:
+            result["model ms"], result["cores"] = cpu * 1000 / done, cpu / wall
+    return result
 
 
 def flat_png(width: int, height: int, shaded: bool) -> bytes:
@@ -343,6 +403,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--wait-ms", type=float, default=5.0)
+    parser.add_argument("--model-seconds", type=float, default=10, help="model alone, per size")
+    parser.add_argument("--onnx", action="store_true", help="serve the run's ONNX export")
     args = parser.parse_args()
     args.run = args.run.resolve()  # the server runs in the repository's folder
     if args.photos is None and not args.attack:
@@ -360,13 +422,22 @@ def main() -> None:
     args.clients = args.clients or 16
     modes = {"batched": args.max_batch, "one at a time": 1}
     results: dict[str, list[dict]] = {mode: [] for mode in modes}
+    alone: list[dict] = []
+    predictor = load_predictor(args.run, args.onnx)
     log = Path("serve-bench.log")
     for round_ in range(args.repeats):
+        alone.append(model_alone(predictor, photos, args.max_batch, args.model_seconds))
+        print(
+            f"round {round_ + 1} model alone: {alone[-1][args.max_batch]:.1f} images/s in "
+            f"batches of {args.max_batch} ({alone[-1]['cores']:.2f} cores), {alone[-1][1]:.1f} "
+            f"one at a time; decoding {alone[-1]['decode ms']:.2f} ms an image",
+            flush=True,
+        )
         for mode, max_batch in modes.items():
-            process, url = start(args.run, log, max_batch, args.wait_ms)
+            process, url = start(args.run, log, max_batch, args.wait_ms, args.onnx)
             try:
-                load(url, photos, args.clients, 4 * args.clients, 30)  # warm-up
-                result = load(url, photos, args.clients, args.requests, args.seconds)
+                load(url, photos, args.clients, 4 * args.clients, 30, process.pid)  # warm-up
+                result = load(url, photos, args.clients, args.requests, args.seconds, process.pid)
                 health = requests.get(url + "/health", timeout=10).json()
                 result["mean batch"] = health["images"] / max(health["batches"], 1)
             finally:
@@ -376,10 +447,15 @@ def main() -> None:
             print(
                 f"round {round_ + 1} {mode}: {result['throughput']:.1f} images/s, "
                 f"p50 {result['p50']:.0f} ms, p99 {result['p99']:.0f} ms, "
-                f"{result['answered']} answered, {result['failed']} failed",
+                f"{result['answered']} answered, {result['failed']} failed; "
+                f"{result['cores']:.2f} cores",
                 flush=True,
             )
-    print(f"\n{args.clients} clients, {len(photos)} photos from {args.photos}, run {args.run}")
+    runtime = "onnxruntime" if args.onnx else "keras"
+    print(
+        f"\n{args.clients} clients, {len(photos)} photos from {args.photos}, run {args.run} "
+        f"({runtime})"
+    )
     print("| mode | images/s | p50 ms | p99 ms | mean batch |")
     print("| --- | --- | --- | --- | --- |")
     medians = {}
@@ -391,8 +467,30 @@ def main() -> None:
             f"| {mode} | {med['throughput']:.1f} | {med['p50']:.0f} | {med['p99']:.0f} | "
             f"{batch:.1f} |"
         )
-    ratio = medians["batched"]["throughput"] / medians["one at a time"]["throughput"]
-    print(f"\nbatched / one at a time: {ratio:.2f}x throughput (medians of {args.repeats})")
+    ceiling = statistics.median(a[args.max_batch] for a in alone)
+    single = statistics.median(a[1] for a in alone)
+    decode_ms = statistics.median(a["decode ms"] for a in alone)
+    print(
+        f"| model alone, no HTTP (batches of {args.max_batch} / of 1) | {ceiling:.1f} / "
+        f"{single:.1f} | | | |"
+    )
+    batched = medians["batched"]
+    share = batched["throughput"] / ceiling
+    ratio = batched["throughput"] / medians["one at a time"]["throughput"]
+    cost = {k: statistics.median(r[k] for r in results["batched"]) for k in results["batched"][0]}
+    model_ms = statistics.median(a["model ms"] for a in alone)
+    print(
+        f"\nmedians of {args.repeats} rounds. CPU an image, batched: the server "
+        f"{cost['server ms']:.2f} ms, the clients {cost['client ms']:.2f} ms, on "
+        f"{cost['cores']:.2f} cores; alone, the model {model_ms:.2f} ms in batches of "
+        f"{args.max_batch} (on {statistics.median(a['cores'] for a in alone):.2f} cores) and "
+        f"decoding {decode_ms:.2f} ms"
+    )
+    print(f"- batched / model ceiling: {share:.0%} (target: at least 85%)")
+    print(f"- batched p99: {batched['p99']:.0f} ms (target: at most 250 ms)")
+    print(f"- batched / one at a time: {ratio:.2f}x throughput (target: at least 1.4x)")
+    met = share >= 0.85 and batched["p99"] <= 250 and ratio >= 1.4
+    print("targets met" if met else "TARGETS MISSED")
 
 
 if __name__ == "__main__":

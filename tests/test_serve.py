@@ -217,6 +217,61 @@ def test_bad_input_is_a_4xx_that_names_it_and_the_server_goes_on(server, trained
     assert post_files(server.url, photos[:1]).status_code == 200
 
 
+def urllib_post(url: str, body: bytes, content_type: str) -> tuple[int, dict]:
+    """POST `body` with the standard library, which reads the answer only once it has sent
+    the whole body: (status, the JSON answer)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        url + "/predict", data=body, headers={"Content-Type": content_type}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+
+
+def test_a_client_that_reads_after_sending_gets_the_early_answer(server):
+    """A body refused before it is read (too large, or the wrong type) is read to its end and
+    thrown away, so that urllib sees the 4xx rather than a connection reset."""
+    large = os.urandom(25 * 1024 * 1024)  # over the default --max-bytes, 20 MB
+    for _ in range(2):
+        status, answer = urllib_post(server.url, large, "image/jpeg")
+        assert status == 413 and "at most 20,971,520" in answer["error"], answer
+    status, answer = urllib_post(server.url, large[: 5 * 1024 * 1024], "text/plain")
+    assert status == 415 and "content type 'text/plain'" in answer["error"], answer
+    # Sent in chunks, with no Content-Length: refused once 20 MB have arrived.
+    chunks = (large[i : i + (1 << 20)] for i in range(0, len(large), 1 << 20))
+    response = requests.post(
+        server.url + "/predict", data=chunks, headers={"Content-Type": "image/jpeg"}, timeout=60
+    )
+    assert response.status_code == 413 and "20,971,520" in response.json()["error"]
+    assert requests.get(server.url + "/health", timeout=10).status_code == 200
+
+
+def test_a_body_far_over_the_limit_is_not_read_forever(server):
+    """An endless chunked body is read only so far past the refusal before the connection is
+    closed; the server goes on serving."""
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        chunk = b"%x\r\n" % (1 << 20) + b"\xff" * (1 << 20) + b"\r\n"
+        sock.settimeout(10)
+        sent, begin = 0, time.monotonic()
+        with pytest.raises(OSError):  # reset or broken pipe, once the server has closed
+            while time.monotonic() - begin < 20:
+                sock.sendall(chunk)
+                sent += 1
+    assert sent < 200, f"{sent} MB were taken before the connection was closed"
+    assert time.monotonic() - begin < 10
+    assert requests.get(server.url + "/health", timeout=10).status_code == 200
+
+
 def test_an_image_over_max_pixels_is_refused_from_its_header(server):
     big = requests.post(
         server.url + "/predict", files={"f": ("big.png", flat_png(9000, 9000))}, timeout=30

@@ -64,27 +64,42 @@ class Refused(Exception):
         self.status = status
 
 
+# A body answered before it has all arrived is still read, and thrown away, up to this many
+# bytes or twice --max-bytes, whichever is more (below).
+LINGER_BYTES = 64 * 1024 * 1024
+
+
 class BodyLimit:
     """Refuse a body over `max_bytes` (413) from its Content-Length, or once that many bytes
     have arrived when it has none (chunked uploads), before it is all read; and one still
     arriving `timeout_s` after the request reached the app (408), however slowly it comes.
 
-    The server's protocol (`protocol.timed_protocol`) cuts such a client off on its own; this
-    holds where that protocol is not used."""
+    A response sent before its request's body has all arrived (a 413, a 401, a 415) ends only
+    once the rest of the body has been read and thrown away, and closes the connection, as
+    nginx's lingering close does: a client that reads nothing until it has sent its whole body
+    (urllib, requests) would otherwise see a connection reset instead of the answer. At most
+    `max(LINGER_BYTES, 2 * max_bytes)` bytes of body are read so, within the same `timeout_s`;
+    past either the connection is closed, and a body declared longer is not read at all.
+
+    The server's protocol (`protocol.timed_protocol`) cuts a slow client off on its own; the
+    408 holds where that protocol is not used."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float):
         self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
+        self.linger_bytes = max(LINGER_BYTES, 2 * max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         limit = self.max_bytes
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            return await _refuse(send, 413, f"the body is {int(length):,} bytes; at most {limit:,}")
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        declared = int(length) if length is not None and length.isdigit() else None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
-        seen, done = 0, False
+        seen = 0
+        # Whether the body has all arrived: at once for a request without one (a GET).
+        done = declared == 0 or (declared is None and b"transfer-encoding" not in headers)
 
         async def counted() -> Message:
             nonlocal seen, done
@@ -102,7 +117,38 @@ class BodyLimit:
                 raise Refused(413, f"the body is over {limit:,} bytes")
             return message
 
-        await self.app(scope, counted, send)
+        async def lingering(message: Message) -> None:
+            """`send`, but an answer given before the body is in waits for its end."""
+            if done:
+                return await send(message)
+            if message["type"] == "http.response.start":
+                closing = [*message.get("headers", []), (b"connection", b"close")]
+                return await send({**message, "headers": closing})
+            if message.get("more_body", False):
+                return await send(message)
+            await send({**message, "more_body": True})  # the whole answer, sent now
+            if declared is None or declared <= self.linger_bytes:
+                await self._discard(receive, seen, deadline)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        if declared is not None and declared > limit:
+            return await _refuse(
+                lingering, 413, f"the body is {declared:,} bytes; at most {limit:,}"
+            )
+        await self.app(scope, counted, lingering)
+
+    async def _discard(self, receive: Receive, seen: int, deadline: float) -> None:
+        """Read the rest of a body (`seen` bytes of it arrived) until its end, a disconnect,
+        `linger_bytes` in all or `deadline`."""
+        loop = asyncio.get_running_loop()
+        while seen <= self.linger_bytes:
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0))
+            except TimeoutError:
+                return
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
+            seen += len(message.get("body", b""))
 
 
 async def _refuse(send: Send, status: int, message: str) -> None:
