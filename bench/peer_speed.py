@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -89,7 +90,10 @@ def cnnlab_worker(config: Path, overrides: list[str], epochs: int, precision: st
             print(json.dumps(record), flush=True)
 
     timer = EpochTimer()
-    train(cfg, callbacks=[timer])
+    try:
+        train(cfg, callbacks=[timer])
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)  # the run directory: only the timings matter
     out.write_text(json.dumps({"precision": precision, "epochs": timer.records}, indent=1))
 
 
