@@ -75,7 +75,8 @@ def test_one_folder_of_classes_says_where_each_split_came_from(tmp_path, mnist_a
     root = write_class_folders(tmp_path / "flat", mnist_arrays, 10)
     data = load_dataset(cfg(root, validation_split=0.2, test_split=0.1), seed=0)
     assert data.source == (
-        f"image folders: train <- {root}, validation <- 20% of train, test <- 10% of train"
+        f"image folders: train <- {root}, validation <- 20% of train after the test split, "
+        "test <- 10% of train"
     )
 
 
