@@ -300,7 +300,38 @@ BACKBONES: dict[str, tuple[int, str]] = {
 }
 
 
-class PretrainedModel(ModelSchema):
+class _OnPretrainedBase(ModelSchema):
+    """What the builders on a pretrained base share: the base's layers can be unfrozen, and its
+    features can be computed once (`cache_features`)."""
+
+    PRETRAINED_BASE = True
+
+    cache_features: bool = Field(
+        False,
+        description="true: run the frozen base once over the training and validation images "
+        "and fit only the head on the stored features: many times faster on a CPU. Needs a "
+        "base frozen in every phase and no augmentation. The saved model still takes raw "
+        "images.",
+    )
+
+    def check_training(self, train: TrainConfig) -> None:
+        super().check_training(train)
+        if not self.cache_features:
+            return
+        if self.augmentation is not None:
+            raise ValueError(
+                "model.cache_features: features computed once cannot be augmented; remove "
+                "model.augmentation or set cache_features: false"
+            )
+        unfrozen = [i for i, p in enumerate(train.phases or []) if p.unfreeze]
+        if unfrozen:
+            raise ValueError(
+                f"model.cache_features needs the base frozen in every phase, but "
+                f"train.phases.{unfrozen[0]}.unfreeze is set; set cache_features: false"
+            )
+
+
+class PretrainedModel(_OnPretrainedBase):
     """An ImageNet classifier of keras.applications (its convolutional base, no top) under a
     new head: Chollet's feature extraction, then fine-tuning with `train.phases[*].unfreeze`.
 
@@ -308,8 +339,6 @@ class PretrainedModel(ModelSchema):
     base runs in inference mode, so its BatchNormalization statistics stay as trained even
     when its layers are unfrozen. It starts frozen.
     """
-
-    PRETRAINED_BASE = True
 
     builder: Literal["pretrained"] = Field(description="`pretrained`: this builder.")
     backbone: Literal[tuple(BACKBONES)] = Field(  # type: ignore[valid-type]
@@ -329,24 +358,13 @@ class PretrainedModel(ModelSchema):
     )
     dense_units: list[Count] = Field([], description="The head's hidden dense layers.")
     dropout: Dropout = Field(0.2, description="Dropout before the output layer.")
-    cache_features: bool = Field(
-        False,
-        description="true: run the frozen base once over the training and validation images "
-        "and fit only the head on the stored features: many times faster on a CPU. Needs a "
-        "base frozen in every phase and no augmentation. The saved model still takes raw "
-        "images.",
-    )
 
     @property
     def INPUT_NEEDS(self) -> InputNeeds:  # noqa: N802  (the class attribute of other builders)
         return InputNeeds(min_size=BACKBONES[self.backbone][0], channels=3)
 
-    def check_training(self, train: TrainConfig) -> None:
-        super().check_training(train)
-        _check_cached_features(self, train)
 
-
-class Vgg16Model(ModelSchema):
+class Vgg16Model(_OnPretrainedBase):
     """VGG16's convolutional base (no top) with a new classifier head.
 
     The base computes with VGG16's own preprocessing, inside the model, and in inference mode.
@@ -356,7 +374,6 @@ class Vgg16Model(ModelSchema):
 
     # The smallest image an ImageNet base takes (five 2x2 poolings), and its channels.
     INPUT_NEEDS = InputNeeds(min_size=32, channels=3)
-    PRETRAINED_BASE = True
 
     builder: Literal["vgg16"] = Field(description="`vgg16`: this builder.")
     weights: Literal["imagenet", "none"] | FilePath = Field(
@@ -370,30 +387,3 @@ class Vgg16Model(ModelSchema):
     )
     dense_units: list[Count] = Field([256], description="The head's hidden dense layers.")
     dropout: Dropout = Field(0.5, description="Dropout before the output layer.")
-    cache_features: bool = Field(
-        False,
-        description="true: run the frozen base once over the training and validation images "
-        "and fit only the head on the stored features: many times faster on a CPU. Needs a "
-        "base frozen in every phase and no augmentation. The saved model still takes raw "
-        "images.",
-    )
-
-    def check_training(self, train: TrainConfig) -> None:
-        super().check_training(train)
-        _check_cached_features(self, train)
-
-
-def _check_cached_features(model: PretrainedModel | Vgg16Model, train: TrainConfig) -> None:
-    if not model.cache_features:
-        return
-    if model.augmentation is not None:
-        raise ValueError(
-            "model.cache_features: features computed once cannot be augmented; remove "
-            "model.augmentation or set cache_features: false"
-        )
-    unfrozen = [i for i, p in enumerate(train.phases or []) if p.unfreeze]
-    if unfrozen:
-        raise ValueError(
-            f"model.cache_features needs the base frozen in every phase, but "
-            f"train.phases.{unfrozen[0]}.unfreeze is set; set cache_features: false"
-        )
