@@ -88,6 +88,11 @@ class DataSchema(Schema):
         """The number of classes when the config fixes it; None when only the data tells."""
         return None
 
+    @property
+    def multi_label(self) -> bool:
+        """Several labels per image (one sigmoid per class) rather than exactly one."""
+        return False
+
     def how_to_give(self, needs: InputNeeds) -> str:
         """The settings that make this loader give images a model with `needs` takes."""
         raise NotImplementedError

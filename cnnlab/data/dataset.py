@@ -34,7 +34,8 @@ def describe_problems(problems: list[tuple[str, str]]) -> str:
 
 @dataclass
 class Dataset:
-    """Images as uint8 (N, H, W, C) arrays (scaling happens inside the model) and int labels.
+    """Images as uint8 (N, H, W, C) arrays (scaling happens inside the model) and labels: int
+    class indices (N,), or, with several labels per image, 0/1 uint8 arrays (N, classes).
 
     `y_test` is None when the test images carry no labels (a Kaggle test.csv). `problems`
     lists (path, reason) for input files left out (image folders with on_bad_file: skip);
@@ -79,6 +80,11 @@ class Dataset:
     def nbytes(self) -> int:
         """Memory the images of every split take."""
         return sum(x.nbytes for x in (self.x_train, self.x_val, self.x_test) if x is not None)
+
+    @property
+    def multi_label(self) -> bool:
+        """Several labels per image: labels are (N, classes) 0/1 arrays."""
+        return self.y_train is not None and self.y_train.ndim == 2
 
     @property
     def num_classes(self) -> int:

@@ -159,6 +159,33 @@ def load_model_file(path: Path):
         raise RunDirError(f"{path}: cannot load the model ({type(e).__name__}: {e})") from None
 
 
+def write_thresholds(run_dir: Path, names: list[str], thresholds) -> None:
+    """Record a several-labels run's per-class thresholds: a class is predicted when its
+    probability is at least its threshold."""
+    values = {name: round(float(t), 6) for name, t in zip(names, thresholds, strict=True)}
+    write_json(RunDir(run_dir).thresholds, values)
+
+
+def read_thresholds(run_dir: Path, names: list[str]):
+    """A several-labels run's thresholds in the order of `names` (a float array), or None for
+    a run with one label per image (no THRESHOLDS_FILE)."""
+    import numpy as np
+
+    path = RunDir(run_dir).thresholds
+    if not path.is_file():
+        return None
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise RunDirError(f"{path}: cannot read the thresholds: {e}") from None
+    if not isinstance(values, dict) or sorted(values) != sorted(names):
+        raise RunDirError(f"{path}: expected a threshold for each class of the run: {names}")
+    found = np.array([values[name] for name in names], np.float64)
+    if not np.all((found >= 0) & (found <= 1)):
+        raise RunDirError(f"{path}: every threshold must lie between 0 and 1")
+    return found
+
+
 def write_class_names(run_dir: Path, names: list[str]) -> None:
     """Record the class names in output order, for predictions that name classes."""
     write_json(RunDir(run_dir).classes, list(names))

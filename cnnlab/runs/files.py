@@ -11,6 +11,7 @@ CONFIG_FILE = "config.yaml"  # the resolved config (after --set), written before
 ENVIRONMENT_FILE = "environment.json"  # versions, device, seed and command line
 SUMMARY_FILE = "summary.txt"  # the model summary
 CLASSES_FILE = "classes.json"  # the class names, in the order of the model's outputs
+THRESHOLDS_FILE = "thresholds.json"  # several labels per image: {class: threshold}, set on val
 TEMP_DIR = ".tmp"  # temporary files while training
 RESUME_DIR = ".resume"  # the last complete epoch, for `cnnlab train --resume`:
 PROGRESS_FILE = "progress.json"  # the resume record (cnnlab.training.resume_record), and
@@ -88,6 +89,10 @@ class RunDir:
     @property
     def classes(self) -> Path:
         return self.path / CLASSES_FILE
+
+    @property
+    def thresholds(self) -> Path:
+        return self.path / THRESHOLDS_FILE
 
     @property
     def temp(self) -> Path:
