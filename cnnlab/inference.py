@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 import numpy as np
 
 from cnnlab.config import Config
-from cnnlab.runs import load_run_model, open_run, read_class_names
+from cnnlab.data.dataset import above
+from cnnlab.runs import load_run_model, open_run, read_class_names, read_thresholds
 from cnnlab.utils.errors import RunDirError
 
 if TYPE_CHECKING:
@@ -27,7 +28,8 @@ VIEWS = {"none": 1, "horizontal_flip": 2, "flip_and_shift": 6}  # images predict
 
 
 def class_probabilities(model: keras.Model, x: np.ndarray, tta: str = "none") -> np.ndarray:
-    """(N, classes) float64 probabilities; a one-unit sigmoid output becomes [P(0), P(1)].
+    """(N, classes) float64 probabilities; a one-unit sigmoid output becomes [P(0), P(1)], and
+    a sigmoid per class (several labels per image) gives each class's own probability.
 
     `tta` is a run's model.tta: horizontal_flip averages each image's probabilities with its
     mirror image's; flip_and_shift weighs that average 1/2 and the same for the image shifted
@@ -49,6 +51,7 @@ def _mirrored(model: keras.Model, x: np.ndarray) -> np.ndarray:
 
 def _predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
     from cnnlab.data.pipeline import predict
+    from cnnlab.models.common import is_multi_label
 
     if len(x) <= BATCH_SIZE:  # one batch: without predict's per-call data pipeline (serve)
         probs = np.asarray(model.predict_on_batch(x), np.float64)
@@ -56,18 +59,27 @@ def _predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
         probs = predict(model, x, BATCH_SIZE).astype(np.float64)
     if probs.shape[-1] == 1:
         return np.concatenate([1 - probs, probs], axis=1)
+    if is_multi_label(model):
+        return probs
     # A float32 softmax sums to 1 only within rounding; make each row a distribution.
     return probs / probs.sum(axis=1, keepdims=True)
 
 
-def scores(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
+def scores(
+    probs: np.ndarray, y: np.ndarray, thresholds: np.ndarray | None = None
+) -> dict[str, float]:
     """Cross-entropy loss, accuracy, balanced accuracy (the mean of the classes' recalls) and
     macro-F1 (the mean of the classes' F1) of class probabilities against integer labels.
 
     The last two weigh every class alike however many images it has: with imbalanced classes
     they show what accuracy hides. Both are over the classes present in `y`.
+
+    Several labels per image (`y` of 0/1 per class): multi_label_scores, at `thresholds`.
     """
     import warnings
+
+    if y.ndim == 2:
+        return multi_label_scores(probs, y, thresholds)
 
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, log_loss
 
@@ -83,10 +95,72 @@ def scores(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
         }
 
 
+# The scores of a split as one number, by whether labels are one class or several per image.
+HEADLINE = {False: "accuracy", True: "mean_average_precision"}
+
+
+def headline(split_scores: dict) -> tuple[str, float]:
+    """(name, value) of a split's main score: accuracy, or mean average precision for several
+    labels per image."""
+    name = HEADLINE["accuracy" not in split_scores]
+    return name, split_scores[name]
+
+
+def multi_label_scores(
+    probs: np.ndarray, y: np.ndarray, thresholds: np.ndarray | None = None
+) -> dict[str, float]:
+    """Scores of several labels per image: binary cross-entropy loss; mean average precision
+    (the mean over the classes that have positives of each class's average precision, which
+    needs no threshold); and, each class predicted where its probability is at least its
+    threshold (0.5 without `thresholds`), micro-F1 (every image-class decision pooled),
+    macro-F1 (the mean of the classes' F1) and subset accuracy (images whose whole set of
+    classes is right)."""
+    import warnings
+
+    from sklearn.metrics import accuracy_score, average_precision_score, f1_score
+
+    y = np.asarray(y, np.int64)
+    p = np.clip(probs, 1e-7, 1 - 1e-7)
+    loss = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+    present = np.flatnonzero(y.sum(axis=0) > 0)
+    predicted = above(probs, thresholds)
+    with warnings.catch_warnings():  # a class never predicted has F1 0, said in the score
+        warnings.simplefilter("ignore")
+        return {
+            "loss": float(loss),
+            "mean_average_precision": float(
+                average_precision_score(y[:, present], probs[:, present], average="macro")
+            )
+            if len(present)
+            else 0.0,
+            "micro_f1": float(f1_score(y, predicted, average="micro", zero_division=0)),
+            "macro_f1": float(f1_score(y, predicted, average="macro", zero_division=0)),
+            "subset_accuracy": float(accuracy_score(y, predicted)),
+        }
+
+
+def choose_thresholds(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Each class's threshold that maximises its F1 on (`probs`, `y`), the validation split:
+    the probability of one of its images, so the threshold sits on data; 0.5 for a class
+    with no positive image there."""
+    from sklearn.metrics import precision_recall_curve
+
+    found = np.full(probs.shape[1], 0.5)
+    for k in range(probs.shape[1]):
+        if not y[:, k].any():
+            continue
+        precision, recall, cuts = precision_recall_curve(y[:, k], probs[:, k])
+        f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+        found[k] = cuts[int(np.argmax(f1[:-1]))]
+    return found
+
+
 class Predicts(Protocol):
     """A run ready to predict: a Member, or an exported file in its runtime (serve --onnx)."""
 
+    run_dir: Path
     cfg: Config
+    class_names: list[str]
 
     def probabilities(self, x: np.ndarray) -> np.ndarray: ...
 
@@ -129,6 +203,19 @@ def load_members(run_dirs: list[str | Path]) -> list[Member]:
                     f"{ours}; an ensemble needs models of the same task"
                 )
     return members
+
+
+def ensemble_thresholds(members: list[Predicts]) -> np.ndarray | None:
+    """The per-class thresholds of runs with several labels per image (the mean of theirs, as
+    their probabilities are averaged), or None for runs of one label per image."""
+    found = [read_thresholds(m.run_dir, m.class_names) for m in members]
+    if any(t is None for t in found):
+        if not all(t is None for t in found):
+            raise RunDirError(
+                "the runs mix one label per image with several; an ensemble needs one task"
+            )
+        return None
+    return np.mean(found, axis=0)
 
 
 def member_probabilities(members: list[Predicts], x: np.ndarray) -> list[np.ndarray]:

@@ -17,7 +17,7 @@ from cnnlab import reports, runs
 from cnnlab.data import Dataset
 from cnnlab.data.kaggle_csv import write_submission
 from cnnlab.gradcam import feature_layer, gradcam
-from cnnlab.inference import VIEWS, class_probabilities, scores
+from cnnlab.inference import VIEWS, choose_thresholds, class_probabilities, scores
 from cnnlab.utils.atomic import write_json
 from cnnlab.utils.console import note, say
 from cnnlab.utils.errors import CnnlabError, DataError
@@ -47,7 +47,9 @@ def score_run(
         splits: which of train, val and test to score.
         extra: more entries for `out_file` (train's timings and settings).
         complete: the end of training: write submission.csv when the test images have no
-            labels, mark the run completed and drop its resume record.
+            labels, mark the run completed and drop its resume record; with several labels
+            per image, choose each class's threshold on the validation split (F1 at its
+            best) and write them to the run (thresholds.json), which later scores read.
         tta: the run's model.tta (test-time augmentation), applied to validation and test,
             and to train unless `train_sample` is given.
         train_sample: score at most this many training images (a seeded sample), one view: a
@@ -79,15 +81,24 @@ def score_run(
         scored[split] = {"images": len(x), "views": VIEWS[split_tta]}
     # Per-class results on the test set when it has labels, else on the validation set.
     shown = "test" if data.y_test is not None else "val"
-    if shown not in probs:
-        probs[shown] = class_probabilities(model, data.split(shown)[0], tta)
-        labels[shown] = data.split(shown)[1]
+    wanted = {shown, "val"} if data.multi_label and complete else {shown}
+    for split in sorted(wanted - set(probs)):
+        probs[split] = class_probabilities(model, data.split(split)[0], tta)
+        labels[split] = data.split(split)[1]
     # Every prediction is made and checked before the first file is written: a failure
     # leaves the run's earlier results as they were.
     _check_classes(data, probs, labels)
-    results: dict = {split: _scores(split, probs, labels) for split in splits}
+    thresholds = None
+    if data.multi_label:
+        if complete:
+            thresholds = choose_thresholds(probs["val"], labels["val"])
+        else:
+            thresholds = runs.read_thresholds(run_dir, data.class_names)
+    results: dict = {split: _scores(split, probs, labels, thresholds) for split in splits}
     results["scored"] = scored
     results.update(extra or {})
+    if thresholds is not None and complete:
+        runs.write_thresholds(run_dir, data.class_names, thresholds)
     write_json(run_dir / out_file, results)
     if complete:
         if data.x_test is not None and data.y_test is None:
@@ -98,16 +109,18 @@ def score_run(
         # The resume record duplicates last.keras; a completed run has no use for it.
         shutil.rmtree(runs.RunDir(run_dir).resume, ignore_errors=True)
     drawn = time.monotonic()
-    reports.write_run_reports(run_dir, data, shown, probs[shown], _heatmaps(model))
+    reports.write_run_reports(
+        run_dir, data, shown, probs[shown], _heatmaps(model), thresholds=thresholds
+    )
     if timings is not None:
         timings["score"] = round(drawn - started, 3)
         timings["reports"] = round(time.monotonic() - drawn, 3)
     return results
 
 
-def _scores(split: str, probs: dict, labels: dict) -> dict | None:
+def _scores(split: str, probs: dict, labels: dict, thresholds) -> dict | None:
     y = labels.get(split)
-    return None if y is None else scores(probs[split], y)
+    return None if y is None else scores(probs[split], y, thresholds)
 
 
 def _check_classes(data: Dataset, probs: dict[str, np.ndarray], labels: dict) -> None:
@@ -116,7 +129,9 @@ def _check_classes(data: Dataset, probs: dict[str, np.ndarray], labels: dict) ->
     for split, p in probs.items():
         y = labels.get(split)
         if len(data.class_names) != p.shape[1] or (
-            y is not None and len(y) and y.max() >= p.shape[1]
+            y is not None
+            and len(y)
+            and (y.shape[1] != p.shape[1] if y.ndim == 2 else y.max() >= p.shape[1])
         ):
             raise DataError(
                 f"the data has {len(data.class_names)} classes, the model tells {p.shape[1]} "

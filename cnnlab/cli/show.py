@@ -47,7 +47,8 @@ def show_export(record: dict, path: Path) -> None:
         )
     accuracy = "no labels, so no accuracy"
     if record["accuracy"] is not None:
-        accuracy = f"accuracy {record['accuracy']:.4f} (Keras model {record['keras_accuracy']:.4f})"
+        metric = record.get("metric", "accuracy").replace("_", " ")
+        accuracy = f"{metric} {record['accuracy']:.4f} (Keras model {record['keras_accuracy']:.4f})"
     echo(
         f"{checked['images']:,} {checked['split']} images: max probability difference "
         f"{record['max_abs_diff']:.2g}, top-1 agreement {record['top1_agreement']:.2%}{saved}, "

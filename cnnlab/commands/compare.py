@@ -12,14 +12,15 @@ from cnnlab.utils.errors import CnnlabError, RunDirError
 
 COLUMNS = [
     "run", "state", "dataset", "builder", "params", "epochs", "best_val_accuracy",
-    "test_accuracy", "test_macro_f1", "most_confused", "train_seconds", "images_per_second",
+    "test_accuracy", "test_macro_f1", "test_map", "most_confused", "train_seconds",
+    "images_per_second",
 ]  # fmt: skip
 
 
 # Shorter headers for the terminal; CSV and Markdown keep the column names above.
 HEADERS = [
     "run", "state", "dataset", "builder", "params", "epochs", "best val acc", "test acc",
-    "test F1", "most confused", "train s", "images/s",
+    "test F1", "test mAP", "most confused", "train s", "images/s",
 ]  # fmt: skip
 
 
@@ -71,6 +72,8 @@ def run_row(run_dir: Path) -> dict:
         epochs=metrics.get("epochs_run"),
         test_accuracy=(metrics.get("test") or {}).get("accuracy"),
         test_macro_f1=(metrics.get("test") or {}).get("macro_f1"),
+        # Several labels per image: mean average precision (no accuracy).
+        test_map=(metrics.get("test") or {}).get("mean_average_precision"),
         train_seconds=metrics.get("train_seconds"),
         images_per_second=metrics.get("images_per_second"),
     )

@@ -9,9 +9,15 @@ import numpy as np
 
 from cnnlab.config import Config
 from cnnlab.data import Dataset, load_dataset, read_csv_for
-from cnnlab.inference import Member, load_members, member_probabilities, scores
+from cnnlab.inference import (
+    Member,
+    ensemble_thresholds,
+    load_members,
+    member_probabilities,
+    scores,
+)
 from cnnlab.models.common import output_classes
-from cnnlab.runs import CLASSES_FILE, EVALUATION_FILE, RunDir, locate_data
+from cnnlab.runs import CLASSES_FILE, EVALUATION_FILE, RunDir, locate_data, read_thresholds
 from cnnlab.scoring import score_run
 from cnnlab.utils.atomic import write_json
 from cnnlab.utils.errors import CnnlabError, DataError, RunDirError
@@ -70,7 +76,11 @@ def as_run_classes(data: Dataset, run: Member, cfg: Config) -> None:
     position = np.array([known.index(name) for name in data.class_names])
     for split in ("train", "val", "test"):
         x, y = data.split(split)
-        if y is not None:
+        if y is not None and y.ndim == 2:  # 0/1 per class: the columns move
+            moved = np.zeros((len(y), len(known)), y.dtype)
+            moved[:, position] = y
+            data.set_split(split, x, moved)
+        elif y is not None:
             data.set_split(split, x, position[y])
     data.class_names = list(known)
 
@@ -119,10 +129,14 @@ def evaluate_ensemble(
         as_run_classes(data, first, configs[0])
         x, y = data.x_test, data.y_test
     probs = member_probabilities(members, x)
+    # Several labels per image: each member at its thresholds, the mean at their mean.
+    limits = [read_thresholds(m.run_dir, m.class_names) for m in members]
     results = {
         "runs": [str(d) for d in dirs],
-        "members": [{"run": str(d), **scores(p, y)} for d, p in zip(dirs, probs, strict=True)],
-        "test": scores(np.mean(probs, axis=0), y),
+        "members": [
+            {"run": str(d), **scores(p, y, t)} for d, p, t in zip(dirs, probs, limits, strict=True)
+        ],
+        "test": scores(np.mean(probs, axis=0), y, ensemble_thresholds(members)),
     }
     if csv is not None:
         results["csv"] = str(Path(csv).resolve())

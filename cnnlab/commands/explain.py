@@ -1,6 +1,7 @@
 """`cnnlab explain`: Grad-CAM (cnnlab.gradcam) for image files with a run's best model.
 
-The heatmap is of the predicted class or `--class`, at the last convolutional feature map or
+The heatmap is of the predicted class or `--class` (with several labels per image: of each
+class at or above its threshold, a PNG each), at the last convolutional feature map or
 `--layer`; the class's score is its probability before TTA. Images are decoded as
 `cnnlab predict` decodes them; each PNG shows the file itself (upright, at its own size up to
 MAX_SIDE, small ones enlarged) beside the heatmap drawn over it (cnnlab.gradcam.overlay).
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.gradcam import enlarge, feature_layer, gradcam, is_flat, overlay, spread
-from cnnlab.runs import RunDir
+from cnnlab.runs import RunDir, read_thresholds
 from cnnlab.utils.errors import CnnlabError, RunDirError
 
 SHEET = "gradcam.png"
@@ -51,42 +52,78 @@ def explain_images(
         target = names.index(class_name)
     folder = out or RunDir(run_dir).explain
     paths, _ = collect_image_files(inputs)
-    files = [folder / f"{Path(p).stem}-gradcam.png" for p in paths]
+    thresholds = read_thresholds(run_dir, names)
     sheet = folder / SHEET
-    taken = sorted(str(f) for f in (*files, sheet) if f.exists()) if not overwrite else []
-    if taken:
-        raise RunDirError(f"{taken[0]}: already exists; pass --overwrite to replace it")
+    if thresholds is None or target is not None:  # one PNG per image, named before decoding
+        _refuse_taken([folder / f"{Path(p).stem}-gradcam.png" for p in paths], sheet, overwrite)
     x, ok, skipped, _ = decode_files(paths, member.cfg.data.image_format)
     if not ok.any():
         raise CnnlabError(f"none of the {len(paths)} image files could be read: {skipped[0][1]}")
     x = adapt_images(x, member.cfg.data)
     probs = class_probabilities(model, x, member.cfg.model.tta)
     predicted = probs.argmax(axis=1)
-    classes = predicted if target is None else np.full(len(x), target)
+    kept = [p for p, good in zip(paths, ok, strict=True) if good]
+    # (image, class) pairs to explain: the predicted class or --class; with several labels
+    # per image, each class at or above its threshold (the most probable when none is).
+    if target is not None:
+        pairs = [(i, target) for i in range(len(x))]
+    elif thresholds is None:
+        pairs = [(i, int(predicted[i])) for i in range(len(x))]
+    else:
+        pairs = [
+            (i, int(k))
+            for i in range(len(x))
+            for k in (np.flatnonzero(probs[i] >= thresholds) if (probs[i] >= thresholds).any()
+                      else [predicted[i]])
+        ]  # fmt: skip
+    per_class = thresholds is not None and target is None
+    files = [
+        folder / f"{Path(kept[i]).stem}{'-' + _safe(names[k]) if per_class else ''}-gradcam.png"
+        for i, k in pairs
+    ]
+    if per_class:
+        _refuse_taken(files, sheet, overwrite)
+    images, classes = np.array([i for i, _ in pairs]), np.array([k for _, k in pairs])
     heat = np.concatenate(
-        [gradcam(model, x[i : i + 32], classes[i : i + 32], layer) for i in range(0, len(x), 32)]
+        [
+            gradcam(model, x[images[j : j + 32]], classes[j : j + 32], layer)
+            for j in range(0, len(pairs), 32)
+        ]
     )
     folder.mkdir(parents=True, exist_ok=True)
     tiles, labels, rows = [], [], []
-    kept = [(p, f) for (p, f), good in zip(zip(paths, files, strict=True), ok, strict=True) if good]
-    for i, (path, png) in enumerate(kept):
+    for j, ((i, k), png) in enumerate(zip(pairs, files, strict=True)):
+        path = kept[i]
         guess = (names[predicted[i]], float(probs[i, predicted[i]]))
-        shown = (
-            None if classes[i] == predicted[i] else (names[classes[i]], float(probs[i, classes[i]]))
-        )
-        picture = _write_png(png, path, x[i], heat[i], guess, shown, layer.name)
+        shown = None if k == predicted[i] else (names[k], float(probs[i, k]))
+        picture = _write_png(png, path, x[i], heat[j], guess, shown, layer.name)
         tiles.append(_fit(picture, TILE))
         notes = [f"{guess[0]} {guess[1]:.0%}"]
-        notes += [f"showing {shown[0]}"] if shown else []
-        notes += ["flat map"] if is_flat(heat[i]) else []
+        notes += [f"showing {shown[0]} {shown[1]:.0%}"] if shown else []
+        notes += ["flat map"] if is_flat(heat[j]) else []
         labels.append(f"{_short(Path(path).name)}\n{', '.join(notes)}")
         rows.append((str(path), names[predicted[i]], float(probs[i, predicted[i]]),
-                     names[classes[i]], str(png)))  # fmt: skip
+                     names[k], str(png)))  # fmt: skip
     tile_images(
         np.stack(tiles), labels, sheet,
         f"{run_dir.name}: Grad-CAM at {layer.name}, predicted class and probability",
     )  # fmt: skip
     return {"folder": str(folder), "layer": layer.name, "images": rows, "skipped": skipped}
+
+
+def _refuse_taken(files: list[Path], sheet: Path, overwrite: bool) -> None:
+    """Refuse to replace an earlier explanation without `overwrite`."""
+    taken = sorted(str(f) for f in (*files, sheet) if f.exists()) if not overwrite else []
+    if taken:
+        raise RunDirError(f"{taken[0]}: already exists; pass --overwrite to replace it")
+
+
+def _safe(name: str) -> str:
+    """A class name as part of a file name: characters other than letters, digits, '.', '-'
+    and '_' become '_'."""
+    import re
+
+    return re.sub(r"[^\w.-]", "_", name)
 
 
 def _write_png(

@@ -25,6 +25,7 @@ import keras
 from cnnlab import runs
 from cnnlab.config import Config, ConfigError, dump_config, load_config, read_yaml_mapping
 from cnnlab.config.training import maximizes
+from cnnlab.inference import headline
 from cnnlab.tracking import Tracker
 from cnnlab.utils.atomic import atomic_write
 from cnnlab.utils.errors import CnnlabError, first_line
@@ -251,7 +252,8 @@ def _objective(
         if reporter.pruned:
             raise optuna.TrialPruned(f"stopped after epoch {reporter.epochs}")
         metrics = json.loads(runs.RunDir(run_dir).metrics.read_text(encoding="utf-8"))
-        return metrics["val"]["accuracy" if maximize else "loss"]
+        # Maximised: accuracy, or mean average precision with several labels per image.
+        return headline(metrics["val"])[1] if maximize else metrics["val"]["loss"]
 
     return objective
 

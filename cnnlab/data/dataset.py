@@ -104,6 +104,19 @@ class Dataset:
                 )
 
 
+def label_text(label: np.ndarray, class_names: list[str]) -> str:
+    """A label as words: its class, or the classes of a 0/1 row joined by '+' ('-': none)."""
+    if np.ndim(label) == 0:
+        return class_names[int(label)]
+    return "+".join(class_names[i] for i in np.flatnonzero(label)) or "-"
+
+
+def above(probs: np.ndarray, thresholds: np.ndarray | None) -> np.ndarray:
+    """0/1 (int) per image and class: the probability is at least the class's threshold."""
+    limits = np.full(probs.shape[1], 0.5) if thresholds is None else np.asarray(thresholds)
+    return (probs >= limits).astype(np.int64)
+
+
 IMBALANCE = 3.0  # the largest class over the smallest above which `check` and `train` warn
 
 

@@ -74,12 +74,20 @@ def epoch_order(images: int, seed: int, epoch: int, labels: np.ndarray | None = 
 
     With `labels` (data.sampling: balanced), as many images drawn with repeats, each with a
     probability inverse to its class's count: every class equally likely in every batch.
+    Several labels per image (0/1 rows): an image is drawn as often as its rarest class asks
+    (the largest of its classes' inverse counts); images of no class count as a class.
     """
     rng = np.random.default_rng([seed, epoch])
     if labels is None:
         return rng.permutation(images)
-    counts = np.bincount(labels)
-    p = 1.0 / counts[labels]
+    if labels.ndim == 2:
+        counts = labels.sum(axis=0)
+        p = (labels / np.maximum(counts, 1)).max(axis=1)
+        none = p == 0
+        p[none] = 1.0 / max(int(none.sum()), 1)
+    else:
+        counts = np.bincount(labels)
+        p = 1.0 / counts[labels]
     return rng.choice(images, size=images, replace=True, p=p / p.sum())
 
 

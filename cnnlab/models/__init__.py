@@ -15,14 +15,15 @@ def build_model(model_cfg, input_shape: tuple[int, ...], num_classes: int, data_
 
     Args:
         data_cfg: the config's `data` block: an error then names the setting of that loader
-            that gives images the model can take.
+            that gives images the model can take; with several labels per image
+            (`data_cfg.multi_label`) the model ends in one sigmoid per class.
 
     Raises:
         ConfigError: the architecture cannot take images of `input_shape` (too small for its
             convolutions and poolings).
     """
     try:
-        return BUILDERS[model_cfg.builder](model_cfg, input_shape, num_classes)
+        model = BUILDERS[model_cfg.builder](model_cfg, input_shape, num_classes)
     except ValueError as e:
         fix = "use larger images or fewer layers"
         smallest = _smallest_side(model_cfg, input_shape, num_classes)
@@ -34,6 +35,11 @@ def build_model(model_cfg, input_shape: tuple[int, ...], num_classes: int, data_
             f"model.builder {model_cfg.builder} cannot take images of "
             f"{'x'.join(map(str, input_shape))} ({first_line(e)}); {fix}"
         ) from None
+    if data_cfg is not None and data_cfg.multi_label:
+        from cnnlab.models.common import multi_label_head
+
+        model = multi_label_head(model, num_classes)
+    return model
 
 
 def _smallest_side(model_cfg, input_shape: tuple[int, ...], num_classes: int) -> int | None:

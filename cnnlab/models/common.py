@@ -99,6 +99,30 @@ def classifier(x: keras.KerasTensor, num_classes: int, use_bias: bool = True) ->
     return dense(x)
 
 
+def multi_label_head(model: keras.Model, num_classes: int) -> keras.Model:
+    """`model` with its classifier replaced by one float32 sigmoid per class: several labels
+    per image, each class's probability on its own (trained with binary cross-entropy)."""
+    old = model.get_layer("predictions")
+    head = layers.Dense(
+        num_classes,
+        activation="sigmoid",
+        use_bias=old.use_bias,
+        dtype="float32",
+        name="predictions",
+    )
+    return keras.Model(model.input, head(old.input), name=model.name)
+
+
+def is_multi_label(model) -> bool:
+    """Whether `model` gives several labels per image: a sigmoid per class (more than one)."""
+    try:
+        head = model.get_layer("predictions")
+    except ValueError:
+        return False
+    activation = getattr(head, "activation", None)
+    return int(model.output_shape[-1]) > 1 and activation is keras.activations.sigmoid
+
+
 def output_classes(model: keras.Model) -> int:
     """How many classes a model built by `classifier` tells apart (2 for one sigmoid unit)."""
     units = int(model.output_shape[-1])

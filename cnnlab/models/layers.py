@@ -220,6 +220,45 @@ class SparseSmoothedCrossentropy(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package="cnnlab")
+class LabelWeightedCrossentropy(keras.losses.Loss):
+    """Binary cross-entropy of several 0/1 labels per image, each class's positives and
+    negatives weighted on their own (`train.class_weight` with several labels per image), the
+    targets smoothed towards 0.5 by `label_smoothing` as Keras' BinaryCrossentropy does."""
+
+    def __init__(
+        self,
+        positive: list[float],
+        negative: list[float],
+        label_smoothing: float = 0.0,
+        name: str = "label_weighted_crossentropy",
+        **kw,
+    ):
+        super().__init__(name=name, **kw)
+        self.positive, self.negative = list(positive), list(negative)
+        self.label_smoothing = label_smoothing
+
+    def call(self, y_true, y_pred):
+        y_pred = ops.cast(y_pred, "float32")
+        targets = ops.cast(y_true, "float32")
+        if self.label_smoothing:
+            targets = targets * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
+        eps = keras.backend.epsilon()
+        p = ops.clip(y_pred, eps, 1 - eps)
+        positive = ops.convert_to_tensor(self.positive, "float32")
+        negative = ops.convert_to_tensor(self.negative, "float32")
+        per_label = -(positive * targets * ops.log(p) + negative * (1 - targets) * ops.log(1 - p))
+        return ops.mean(per_label, axis=-1)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "positive": self.positive,
+            "negative": self.negative,
+            "label_smoothing": self.label_smoothing,
+        }
+
+
+@keras.saving.register_keras_serializable(package="cnnlab")
 class PatchWhitening(keras.layers.Layer):
     """airbench's first layer: a frozen convolution that whitens the image's k x k patches.
 

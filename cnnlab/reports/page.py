@@ -44,12 +44,17 @@ def _metrics_sections(metrics: dict | None) -> list[tuple[str, str]]:
     if not metrics:
         missing = f"No {runs.METRICS_FILE}: training did not finish."
         return [("Metrics", f"<p class='missing'>{missing}</p>")]
-    names = ("accuracy", "balanced_accuracy", "macro_f1", "loss")
+    names = (
+        "accuracy", "balanced_accuracy", "mean_average_precision", "micro_f1", "macro_f1",
+        "subset_accuracy", "loss",
+    )  # fmt: skip
     split_rows = [
         (f"{split} {name.replace('_', ' ').replace('f1', 'F1')}", (metrics[split] or {}).get(name))
         for split in ("train", "val", "test")
         for name in names
-        if metrics[split] is None or name in metrics[split]  # older runs: no macro-F1
+        # Older runs have no macro-F1; several labels per image, no accuracy.
+        if (metrics[split] is None and name in ("accuracy", "loss"))
+        or name in (metrics[split] or {})
     ]
     timings = [
         ("epochs run", metrics["epochs_run"]),
@@ -122,12 +127,15 @@ def write_html_report(run_dir: Path) -> Path:
     state = runs.read_state(run_dir)
     sections = _metrics_sections(metrics)
     sections.append(("Learning curves", _image(files.curves, "learning curves")))
-    sections.append(("Confusion matrix", _image(files.confusion, "confusion matrix")))
+    multi_label = files.thresholds.is_file()
+    if not multi_label:  # several labels per image: per-class results at each threshold
+        sections.append(("Confusion matrix", _image(files.confusion, "confusion matrix")))
     if files.most_confused.is_file():
         sections.append(("Most confused classes", _confused_section(files.most_confused)))
     if files.per_class.is_file():
         frame = pd.read_csv(files.per_class)
-        sections.append(("Per-class results", frame.to_html(index=False, float_format="%.4f")))
+        title = "Per-class results" + (" at each class's threshold" if multi_label else "")
+        sections.append((title, frame.to_html(index=False, float_format="%.4f")))
     sections.append(("Most confident mistakes", _image(files.misclassified, "mistakes")))
     health = json.loads(_read(files.health) or "null")
     if health is not None:

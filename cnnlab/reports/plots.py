@@ -138,6 +138,83 @@ def write_class_report(
     _save(fig, files.confusion)
 
 
+def write_label_report(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    thresholds: np.ndarray,
+    class_names: list[str],
+    run_dir: Path,
+    split: str,
+) -> None:
+    """Several labels per image: per_class.csv (each class's threshold, precision, recall and
+    F1 at it, average precision, support) and classification_report.txt for one split."""
+    import pandas as pd
+    from sklearn.metrics import average_precision_score, classification_report
+
+    from cnnlab.data.dataset import above
+
+    y_pred = above(probs, thresholds)
+    labels = list(range(len(class_names)))
+    report = classification_report(
+        y_true, y_pred, labels=labels, target_names=class_names, output_dict=True, zero_division=0
+    )
+    text = classification_report(
+        y_true, y_pred, labels=labels, target_names=class_names, digits=4, zero_division=0
+    )
+    files = runs.RunDir(run_dir)
+    atomic_write(
+        files.class_report,
+        f"Per-class results on the {split} set, each class at its threshold "
+        f"({runs.THRESHOLDS_FILE})\n\n{text}",
+    )
+    rows = [
+        {
+            "class": name,
+            "threshold": round(float(thresholds[k]), 6),
+            "precision": report[name]["precision"],
+            "recall": report[name]["recall"],
+            "f1": report[name]["f1-score"],
+            "average_precision": float(average_precision_score(y_true[:, k], probs[:, k]))
+            if y_true[:, k].any()
+            else None,
+            "support": int(report[name]["support"]),
+        }
+        for k, name in enumerate(class_names)
+    ]
+    atomic_write(files.per_class, pd.DataFrame(rows).to_csv(index=False))
+
+
+def plot_label_mistakes(
+    x: np.ndarray,
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    thresholds: np.ndarray,
+    class_names: list[str],
+    out: Path,
+    split: str,
+    count: int = 25,
+) -> None:
+    """Several labels per image: a grid of the images with the most wrong class decisions
+    (the most confident first), their true and predicted classes."""
+    from cnnlab.data.dataset import above, label_text
+
+    y_pred = above(probs, thresholds)
+    errors = (y_pred != y_true).sum(axis=1)
+    # How far past its threshold each wrong decision was: the most confident mistakes first.
+    margin = (np.abs(probs - thresholds) * (y_pred != y_true)).sum(axis=1)
+    wrong = np.flatnonzero(errors)
+    worst = wrong[np.lexsort((-margin[wrong], -errors[wrong]))][:count]
+    labels = [
+        f"true {label_text(y_true[i], class_names)}\npred {label_text(y_pred[i], class_names)}"
+        for i in worst
+    ]
+    title = (
+        f"Images with the most wrong classes, {split} set ({len(wrong):,} of {len(y_true):,} "
+        "not exactly right)"
+    )
+    tile_images(x[worst], labels, out, title, empty="no mistakes")
+
+
 def plot_misclassified(
     x: np.ndarray,
     y_true: np.ndarray,
@@ -238,17 +315,24 @@ def tile_images(
     _save(fig, out)
 
 
-def write_run_reports(run_dir: Path, data, split: str, probs: np.ndarray, heatmaps=None) -> None:
+def write_run_reports(
+    run_dir: Path, data, split: str, probs: np.ndarray, heatmaps=None, thresholds=None
+) -> None:
     """Every per-run plot and report, from the class probabilities of `split` (val or test);
-    `heatmaps` as plot_misclassified takes it."""
+    `heatmaps` as plot_misclassified takes it; `thresholds` the per-class thresholds of a run
+    with several labels per image."""
     x, y = data.split(split)
     name = "validation" if split == "val" else split
     files = runs.RunDir(run_dir)
     best = json.loads(files.metrics.read_text())["best_epoch"] if files.metrics.is_file() else None
     if files.history.is_file():
         plot_curves(files.history, files.curves, best)
-    write_class_report(y, probs.argmax(axis=1), data.class_names, run_dir, name)
-    plot_misclassified(x, y, probs, data.class_names, files.misclassified, name, 25, heatmaps)
+    if y.ndim == 2:
+        write_label_report(y, probs, thresholds, data.class_names, run_dir, name)
+        plot_label_mistakes(x, y, probs, thresholds, data.class_names, files.misclassified, name)
+    else:
+        write_class_report(y, probs.argmax(axis=1), data.class_names, run_dir, name)
+        plot_misclassified(x, y, probs, data.class_names, files.misclassified, name, 25, heatmaps)
     from cnnlab.reports.page import write_html_report
 
     write_html_report(run_dir)

@@ -10,11 +10,11 @@ import numpy as np
 
 from cnnlab.config import Config, PhaseConfig, TrainConfig
 from cnnlab.data import Dataset
-from cnnlab.data.dataset import imbalance
+from cnnlab.data.dataset import imbalance, label_text
 from cnnlab.data.pipeline import predict, steps
 from cnnlab.inference import BATCH_SIZE
-from cnnlab.models.common import trainable_parameters
-from cnnlab.models.layers import SparseSmoothedCrossentropy
+from cnnlab.models.common import is_multi_label, trainable_parameters
+from cnnlab.models.layers import LabelWeightedCrossentropy, SparseSmoothedCrossentropy
 from cnnlab.models.optimizers import make_optimizer
 from cnnlab.models.transfer import set_trainable, split_at_features
 from cnnlab.training.callbacks import (
@@ -35,17 +35,31 @@ def compile_model(
     train_size: int,
     phase: PhaseConfig | None = None,
     planned_epochs: int | None = None,
+    label_weights: np.ndarray | None = None,
 ) -> None:
-    """Compile for integer labels with `phase`'s optimizer (default: the first phase).
+    """Compile for the loaders' labels with `phase`'s optimizer (default: the first phase).
 
     `train_size` sets the length of a learning-rate schedule; `planned_epochs` (a time
-    budget) the epochs it is first fitted to.
+    budget) the epochs it is first fitted to; `label_weights` (several labels per image:
+    class_weights' negatives' and positives' weights per class) weigh the loss.
     """
     phase = phase or cfg.stages()[0]
     # Loaders give integer class indices, so the sparse loss (no one-hot copy of the labels);
-    # one sigmoid unit (two classes) takes them as 0/1 targets of binary cross-entropy.
+    # one sigmoid unit (two classes) takes them as 0/1 targets of binary cross-entropy, and so
+    # does a sigmoid per class (several labels per image: 0/1 per class).
     smoothing = cfg.label_smoothing
-    if model.output_shape[-1] == 1:
+    metrics = ["accuracy"]
+    if is_multi_label(model):
+        # Keras' "accuracy" would compare argmaxes; this is the share of (image, class)
+        # decisions right at 0.5, under the same name in history.csv and the curves.
+        metrics = [keras.metrics.BinaryAccuracy(name="accuracy")]
+        if label_weights is not None:
+            loss = LabelWeightedCrossentropy(
+                label_weights[1].tolist(), label_weights[0].tolist(), smoothing
+            )
+        else:
+            loss = keras.losses.BinaryCrossentropy(label_smoothing=smoothing)
+    elif model.output_shape[-1] == 1:
         loss = keras.losses.BinaryCrossentropy(label_smoothing=smoothing)
     elif smoothing:
         loss = SparseSmoothedCrossentropy(smoothing)
@@ -56,7 +70,7 @@ def compile_model(
             phase, steps(train_size, cfg.batch_size), model, planned_epochs=planned_epochs
         ),
         loss=loss,
-        metrics=["accuracy"],
+        metrics=metrics,
         jit_compile=cfg.jit_compile,
         steps_per_execution=cfg.steps_per_execution,
     )
@@ -170,8 +184,16 @@ def fit_phases(cfg: Config, fitting: Fitting) -> None:
         fit_model, x_train, x_val = _cached_head(model, train_cfg, data)
     weights = class_weights(train_cfg, data.y_train, data.class_names)
     if weights is not None:
-        shown = ", ".join(f"{n} {w:.3g}" for n, w in zip(data.class_names, weights, strict=True))
-        say(f"class weights: {shown}")
+        # Several labels per image: the weights of each class's positives (its negatives' in
+        # the loss beside them).
+        shown_weights = weights[1] if data.multi_label else weights
+        shown = ", ".join(
+            f"{n} {w:.3g}" for n, w in zip(data.class_names, shown_weights, strict=True)
+        )
+        say(f"class weights{' of positives' if data.multi_label else ''}: {shown}")
+    label_weights = weights if data.multi_label else None
+    if data.multi_label:
+        weights = None  # in the loss, not as sample weights
     balanced = cfg.data.sampling == "balanced"
     uneven = imbalance(data.y_train, data.class_names)
     if uneven and weights is None and not balanced and step.epoch == 0:
@@ -187,7 +209,7 @@ def fit_phases(cfg: Config, fitting: Fitting) -> None:
         if not (inside and fit_model is model):
             set_trainable(model, phase.unfreeze)
             planned = phase.epochs if train_cfg.time_budget is not None else None
-            compile_model(fit_model, train_cfg, len(x_train), phase, planned)
+            compile_model(fit_model, train_cfg, len(x_train), phase, planned, label_weights)
         callbacks, stateful = make_callbacks(
             train_cfg, phase, checkpoint, inside, best_weights, per_epoch, start
         )
@@ -239,6 +261,11 @@ def class_weights(cfg: TrainConfig, y: np.ndarray, class_names: list[str]) -> np
     balanced: n / (classes x n_class), scikit-learn's rule (a class with no training image
     weighs 1); a mapping: by class name, classes left out weigh 1.
 
+    Several labels per image (`y` of 0/1 per class): a (2, classes) array, the weights of each
+    class's negatives and positives. balanced: each class on its own as two classes by the
+    same rule, n / (2 x n_positive) and n / (2 x n_negative); a mapping weighs a class's
+    positives.
+
     Raises:
         ConfigError: a mapping names a class the data does not have.
     """
@@ -246,6 +273,10 @@ def class_weights(cfg: TrainConfig, y: np.ndarray, class_names: list[str]) -> np
     if setting is None:
         return None
     count = len(class_names)
+    if y.ndim == 2 and setting == "balanced":
+        positives = y.sum(axis=0).astype(np.float64)
+        both = np.stack([len(y) - positives, positives])
+        return np.where(both > 0, len(y) / (2 * np.maximum(both, 1)), 1.0)
     if setting == "balanced":
         counts = np.bincount(y, minlength=count).astype(np.float64)
         return np.where(counts > 0, len(y) / (count * np.maximum(counts, 1)), 1.0)
@@ -255,7 +286,8 @@ def class_weights(cfg: TrainConfig, y: np.ndarray, class_names: list[str]) -> np
             f"train.class_weight: no class named {', '.join(map(repr, unknown))}; the classes "
             f"are {', '.join(class_names)}"
         )
-    return np.array([setting.get(name, 1.0) for name in class_names], np.float64)
+    given = np.array([setting.get(name, 1.0) for name in class_names], np.float64)
+    return np.stack([np.ones(count), given]) if y.ndim == 2 else given
 
 
 PREVIEW_IMAGES = 32  # of the first batch, in train_batch.png
@@ -277,7 +309,7 @@ def write_train_batch(cfg: Config, model: keras.Model, data: Dataset, out) -> bo
     )  # fmt: skip
     images, labels = images[:PREVIEW_IMAGES], labels[:PREVIEW_IMAGES]
     shown = augment(model, images)
-    names = [data.class_names[i] for i in labels]
+    names = [label_text(label, data.class_names) for label in labels]
     batch = min(cfg.train.batch_size, len(data.x_train))
     title = f"{cfg.name}: the first training batch after augmentation ({len(images)} of {batch:,})"
     plot_batch(shown, names, out, title)
@@ -298,6 +330,9 @@ def _cached_head(model: keras.Model, train_cfg: TrainConfig, data: Dataset):
     )
     # The saved model (image in, probabilities out) is scored and reloaded: compile it too,
     # with its optimizer built so that it saves and loads whole.
-    compile_model(model, train_cfg, len(x_train))
+    label_weights = class_weights(train_cfg, data.y_train, data.class_names)
+    compile_model(
+        model, train_cfg, len(x_train), label_weights=label_weights if data.multi_label else None
+    )
     model.optimizer.build(model.trainable_variables)
     return head, x_train, x_val

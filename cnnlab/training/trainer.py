@@ -16,6 +16,7 @@ import keras
 from cnnlab import reports, runs
 from cnnlab.config import Config
 from cnnlab.data import BadFilesError, Dataset, describe_problems, load_dataset
+from cnnlab.inference import headline
 from cnnlab.models import ADAPT_IMAGES, adapt_model, build_model
 from cnnlab.models.common import output_classes
 from cnnlab.models.transfer import set_trainable
@@ -387,7 +388,7 @@ def _finish(cfg: Config, run_dir: Path, fitting: Fitting, trained: Trained) -> N
     write_json(runs.RunDir(run_dir).metrics, metrics)
     reports.write_html_report(run_dir)
     summary = ", ".join(
-        f"{split} accuracy {metrics[split]['accuracy']:.4f}"
+        "{} {} {:.4f}".format(split, *headline(metrics[split])).replace("_", " ")
         for split in ("train", "val", "test")
         if metrics[split] is not None
     )

@@ -21,9 +21,9 @@ from cnnlab.commands.export import RECORD, TOLERANCE, check_request
 from cnnlab.commands.export.runtimes import Runtime, latency_ms, load_runtime
 from cnnlab.data import load_dataset
 from cnnlab.data.pipeline import predict
-from cnnlab.inference import class_probabilities, load_members, scores
+from cnnlab.inference import class_probabilities, headline, load_members, scores
 from cnnlab.models.common import AUGMENTATION_LAYERS
-from cnnlab.runs import missing_data
+from cnnlab.runs import missing_data, read_thresholds
 from cnnlab.utils.atomic import write_json
 from cnnlab.utils.console import say
 from cnnlab.utils.environment import stderr_without
@@ -82,6 +82,7 @@ def _quiet_tensorflow():
 
 def _export(run_dir, fmt, output, quantize, samples, tolerance) -> dict:
     (run,) = load_members([run_dir])
+    run_thresholds = read_thresholds(run.run_dir, run.class_names)
     gone = missing_data(run.cfg.data)
     if gone and quantize == "int8":
         key, path = gone[0]
@@ -123,6 +124,10 @@ def _export(run_dir, fmt, output, quantize, samples, tolerance) -> dict:
             "classes": run.class_names,
             **_compare(run, portable, runtime, x, y, split),
         }
+        if run_thresholds is not None:  # several labels per image: a class is predicted at
+            record["thresholds"] = dict(  # or above its threshold, as in the run
+                zip(run.class_names, run_thresholds.round(6).tolist(), strict=True)
+            )
         if quantize is None and record["max_abs_diff"] > tolerance:
             raise CnnlabError(
                 f"the {fmt} export disagrees with the Keras model: probabilities differ by up "
@@ -150,9 +155,13 @@ def _compare(run, portable: keras.Model, runtime: Runtime, x, y, split: str) -> 
     got = runtime.predict(x)
     saved = class_probabilities(run.model, x, run.cfg.model.tta)
     keras_accuracy = accuracy = None  # images without labels: agreement only
+    metric = "accuracy"
     if y is not None:
-        keras_accuracy = scores(saved, y)["accuracy"]
-        accuracy = scores(_normalised(got), y)["accuracy"]
+        # Several labels per image: mean average precision, each class at its threshold.
+        thresholds = read_thresholds(run.run_dir, run.class_names)
+        metric, keras_accuracy = headline(scores(saved, y, thresholds))
+        exported = got if thresholds is not None else _normalised(got)
+        accuracy = scores(exported, y, thresholds)[metric]
     return {
         "checked_on": {"split": split, "images": int(len(x))},
         "precision": model_precision(run.model),
@@ -160,6 +169,7 @@ def _compare(run, portable: keras.Model, runtime: Runtime, x, y, split: str) -> 
         "top1_agreement": float((got.argmax(1) == reference.argmax(1)).mean()),
         "max_abs_diff_to_saved": float(np.abs(got - saved).max()),
         "top1_agreement_to_saved": float((got.argmax(1) == saved.argmax(1)).mean()),
+        "metric": metric,  # what keras_accuracy and accuracy measure
         "keras_accuracy": keras_accuracy,
         "accuracy": accuracy,
         "accuracy_drop": None if y is None else keras_accuracy - accuracy,

@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -233,6 +234,7 @@ def create_app(
         check_token(request)
         return {
             "status": "ok", "loaded": True, "classes": predictor.class_names,
+            "multi_label": predictor.thresholds is not None,
             "runtime": predictor.runtime, "backend": predictor.backend,
             "runs": predictor.run_dirs, "max_batch": limits.max_batch,
             "max_files": limits.max_files, "max_bytes": limits.max_bytes,
@@ -261,7 +263,7 @@ def create_app(
         names = predictor.class_names
         return {
             "predictions": [
-                _prediction(name, row, names, top_k)
+                _prediction(name, row, names, top_k, predictor.thresholds)
                 for (name, _), row in zip(uploads, probs, strict=True)
             ]
         }
@@ -303,9 +305,11 @@ async def _uploads(request: Request, max_files: int) -> list[tuple[str, bytes]]:
     )
 
 
-def _prediction(name: str, row, names: list[str], top_k: int) -> dict:
+def _prediction(name: str, row, names: list[str], top_k: int, thresholds=None) -> dict:
+    """One image's answer: the most probable class, the top k, every class's probability, and
+    with several labels per image (`thresholds`) the classes at or above their threshold."""
     order = row.argsort()[::-1]
-    return {
+    found = {
         "file": name,
         "class": names[order[0]],
         "probability": round(float(row[order[0]]), 6),
@@ -314,6 +318,10 @@ def _prediction(name: str, row, names: list[str], top_k: int) -> dict:
         ],
         "probabilities": {names[i]: round(float(p), 6) for i, p in enumerate(row)},
     }
+    if thresholds is not None:
+        found["labels"] = [names[i] for i in np.flatnonzero(row >= thresholds)]
+        found["thresholds"] = {names[i]: round(float(t), 6) for i, t in enumerate(thresholds)}
+    return found
 
 
 def exposed(host: str) -> bool:

@@ -15,7 +15,7 @@ import numpy as np
 from cnnlab.config import Config
 from cnnlab.data.dataset import adapt_images
 from cnnlab.data.images import read_image
-from cnnlab.inference import Predicts, decoding, ensemble_probabilities
+from cnnlab.inference import Predicts, decoding, ensemble_probabilities, ensemble_thresholds
 from cnnlab.runs import RunDir, open_run, read_class_names
 from cnnlab.utils.errors import RunDirError
 
@@ -31,6 +31,8 @@ class OnnxMember(NamedTuple):
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         name = self.session.get_inputs()[0].name
         probs = np.asarray(self.session.run(None, {name: x})[0], np.float64)
+        if self.cfg.data.multi_label:  # a sigmoid per class: each its own probability
+            return probs
         return probs / probs.sum(axis=1, keepdims=True)
 
 
@@ -80,13 +82,15 @@ class Predictor:
 
     `decode` turns image bytes into the arrays every run takes (one per distinct decoding);
     `probabilities` takes a list of those (a batch gathered from several requests) and gives
-    the runs' mean class probabilities, one row per image.
+    the runs' mean class probabilities, one row per image. `thresholds`: the runs' per-class
+    thresholds when they give several labels per image, else None.
     """
 
     def __init__(self, members: list[Predicts], runtime: str, backend: str | None):
         self.members, self.runtime, self.backend = members, runtime, backend
         self.class_names: list[str] = members[0].class_names
         self.run_dirs = [str(m.run_dir) for m in members]
+        self.thresholds = ensemble_thresholds(members)
         self._keys = {decoding(m): m.cfg.data for m in members}
 
     def decode(self, data: bytes, max_pixels: int | None = None) -> dict[tuple, np.ndarray]:
