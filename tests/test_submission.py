@@ -5,6 +5,8 @@ as Kaggle's, and the column filling on arrays for the several-labels cases."""
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ from cnnlab.commands.submission import fill_sample, parse_label_map, read_table
 from cnnlab.runs import write_thresholds
 from cnnlab.utils.errors import CnnlabError, DataError
 
-from .helpers import invoke, invoke_ok, train_runs
+from .helpers import ROOT, invoke, invoke_ok, train_runs
 from .images import digit_photo, write_class_folders
 
 N = 10  # test images 1.jpg .. 10.jpg
@@ -255,6 +257,21 @@ def test_errors_are_one_line(contest, tmp_path):
         "error: --sample-submission: give one folder of test images after the run directories, "
         "not 2 paths"
     )
+
+
+def test_the_sample_and_the_folder_are_checked_before_keras_loads(contest, tmp_path):
+    # The backend a run trained on is started after these checks: nothing may import Keras.
+    _, test, _, _ = contest
+    csv = sample(tmp_path / "s.csv", "id,label", "0")
+    args = ", ".join(f"Path({str(p)!r})" for p in (test, csv, tmp_path / "out.csv"))
+    code = (
+        "import sys; from pathlib import Path; "
+        "from cnnlab.commands.submission import check_request; "
+        f"r = check_request({args}); "
+        "assert [p.name for p in r.paths] == [f'{i}.jpg' for i in r.sample['id']]; "
+        "assert not {'tensorflow', 'keras'} & set(sys.modules), 'imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 
 # --- Filling the columns, on arrays -----------------------------------------------------------

@@ -110,8 +110,7 @@ def predictions(
     frame = predict_pictures(run_dirs, items, names)
     out = _path(output)
     if out is not None:
-        from cnnlab.commands.predict import check_output
-        from cnnlab.utils.atomic import atomic_path
+        from cnnlab.utils.atomic import atomic_path, check_output
 
         check_output(out, overwrite)
         with atomic_path(out) as tmp:

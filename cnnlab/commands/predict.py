@@ -26,7 +26,7 @@ from cnnlab.runs import (
     open_run,
     read_thresholds,
 )
-from cnnlab.utils.atomic import atomic_path
+from cnnlab.utils.atomic import atomic_path, check_output
 from cnnlab.utils.console import progress
 from cnnlab.utils.errors import DataError, RunDirError
 
@@ -63,14 +63,6 @@ def predict_csv(
     x, _ = read_csv_for(first.cfg.data, csv_in, output_classes(first.model), require_label=False)
     write_submission(np.mean(member_probabilities(members, x), axis=0).argmax(axis=1), out)
     return out, len(x)
-
-
-def check_output(out: Path, overwrite: bool) -> None:
-    """Refuse to replace a file without `overwrite`, or to write into a missing folder."""
-    if out.exists() and not overwrite:
-        raise RunDirError(f"{out}: already exists; pass --overwrite to replace it")
-    if not out.resolve().parent.is_dir():
-        raise RunDirError(f"{out}: folder {out.parent} does not exist")
 
 
 class Predictions(NamedTuple):

@@ -290,8 +290,8 @@ def check_request(
         DataError: ids without an image, images without an id (a count and the first few).
         RunDirError: `out` exists and `overwrite` is not given.
     """
-    from cnnlab.commands.predict import check_output
     from cnnlab.data.ids import match_ids
+    from cnnlab.utils.atomic import check_output
 
     test_dir, sample_csv = Path(test_dir), Path(sample_csv)
     if out is not None:
