@@ -54,7 +54,10 @@ def cats_vs_dogs_subset(
 @user_errors
 def score_submission(
     submission: Annotated[
-        Path, typer.Argument(help="A submission: ImageId,Label, or any sample's columns.")
+        Path,
+        typer.Argument(
+            help="A submission: ImageId,Label, or any sample's columns.", metavar="SUBMISSION"
+        ),
     ],
     answers: Annotated[
         Path,
