@@ -24,7 +24,7 @@ if platform.machine().lower() in ("x86_64", "amd64"):
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 _API = ("Run", "load_run", "train", "evaluate", "predict", "compare", "check", "summary", "tune",
-        "lr_find", "explain", "export", "predict_csv", "serve", "init")  # fmt: skip
+        "lr_find", "explain", "export", "predict_csv", "submission", "serve", "init")  # fmt: skip
 
 __all__ = ["CnnlabError", "ConfigError", "DataError", "RunDirError", "__version__", *_API]
 

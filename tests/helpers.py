@@ -42,6 +42,21 @@ def quick(out: Path, samples: int = 300, epochs: int = 2) -> list[str]:
     ]  # fmt: skip
 
 
+def train_runs(tmp: Path, root: Path, *extra: str, size: int = 32) -> list[Path]:
+    """Tiny real runs (one epoch of a small CNN at size x size) on the class folders in
+    `root`; `extra` arguments for `cnnlab train` (--seeds 1,2: two runs)."""
+    config = tmp / "photos.yaml"
+    config.write_text(
+        f"data: {{loader: image_dir, root: {root}, image_size: [{size}, {size}]}}\n"
+        "model: {builder: small_cnn, filters: [8, 16]}\n"
+        "train: {epochs: 1, batch_size: 8, verbose: 0}\n"
+        f"output_dir: {tmp / 'out'}\n"
+    )
+    result = invoke("train", config, *extra)
+    assert result.exit_code == 0, result.output
+    return sorted(p.parent for p in (tmp / "out").glob("*/model.keras"))
+
+
 def only_run(out: Path) -> Path:
     """The one run directory in `out`."""
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]

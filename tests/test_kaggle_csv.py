@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnlab.data.kaggle_csv import read_digits_csv, score_submission
+from cnnlab.data.kaggle_csv import read_digits_csv
 from cnnlab.utils.errors import DataError
 
 from .helpers import digits_frame
@@ -212,20 +212,6 @@ def test_other_image_shapes(tmp_path, mnist_arrays):
     frame.to_csv(tmp_path / "small.csv", index=False)
     xs, ys = read_digits_csv(tmp_path / "small.csv", image_shape=(14, 14, 1), require_label=True)
     np.testing.assert_array_equal(xs[..., 0], x)
-
-
-def test_score_submission(kaggle_dir, tmp_path):
-    answers = kaggle_dir / "test_labels.csv"
-    assert score_submission(answers, answers) == (1.0, 50)
-    import pandas as pd
-
-    wrong = pd.read_csv(answers)
-    wrong.loc[:4, "Label"] = (wrong.loc[:4, "Label"] + 1) % 10
-    wrong.to_csv(tmp_path / "sub.csv", index=False)
-    assert score_submission(tmp_path / "sub.csv", answers) == (0.9, 50)
-    wrong.iloc[:10].to_csv(tmp_path / "short.csv", index=False)
-    with pytest.raises(DataError, match="40 ImageIds .* have no prediction"):
-        score_submission(tmp_path / "short.csv", answers)
 
 
 @pytest.fixture

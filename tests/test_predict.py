@@ -11,23 +11,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from .helpers import CONFIGS, invoke
+from .helpers import CONFIGS, invoke, train_runs
 from .images import write_class_folders
 
 SIZE = 32
-
-
-def train_runs(tmp: Path, root: Path, *extra: str) -> list[Path]:
-    config = tmp / "photos.yaml"
-    config.write_text(
-        f"data: {{loader: image_dir, root: {root}, image_size: [{SIZE}, {SIZE}]}}\n"
-        "model: {builder: small_cnn, filters: [8, 16]}\n"
-        "train: {epochs: 1, batch_size: 8, verbose: 0}\n"
-        f"output_dir: {tmp / 'out'}\n"
-    )
-    result = invoke("train", config, *extra)
-    assert result.exit_code == 0, result.output
-    return sorted(p.parent for p in (tmp / "out").glob("*/model.keras"))
 
 
 @pytest.fixture(scope="module")

@@ -22,11 +22,12 @@ from cnnlab.api.infer import (
     predict_csv,
     predictions,
     serve,
+    submission,
 )
 from cnnlab.api.run import Run, load_run, train
 
 __all__ = [
     "Run", "check", "compare", "evaluate", "explain", "export", "init", "load", "load_run",
     "lr_find", "open_finished_run", "open_runs", "predict", "predict_csv", "predictions",
-    "serve", "start_backend", "summary", "train", "tune",
+    "serve", "start_backend", "submission", "summary", "train", "tune",
 ]  # fmt: skip

@@ -1,5 +1,5 @@
-"""Using trained runs from Python: evaluate, predict, predict_csv, explain, export, serve and
-compare, for one run or several (an ensemble averages their probabilities). The `cnnlab`
+"""Using trained runs from Python: evaluate, predict, submission, predict_csv, explain, export,
+serve and compare, for one run or several (an ensemble averages their probabilities). The `cnnlab`
 commands of the same names call these."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from cnnlab.api.run import Run
     from cnnlab.commands.predict import Predictions
+    from cnnlab.commands.submission import Submission
 
 RunLike = Union[str, Path, "Run"]  # a run directory, or a Run (an os.PathLike)
 # Image files, folders (searched recursively) and glob patterns; PIL images; uint8 arrays of
@@ -109,8 +110,7 @@ def predictions(
     frame = predict_pictures(run_dirs, items, names)
     out = _path(output)
     if out is not None:
-        from cnnlab.commands.predict import check_output
-        from cnnlab.utils.atomic import atomic_path
+        from cnnlab.utils.atomic import atomic_path, check_output
 
         check_output(out, overwrite)
         with atomic_path(out) as tmp:
@@ -142,6 +142,52 @@ def predict(
         column per class, the same columns as `cnnlab predict`'s CSV.
     """
     return predictions(runs, images, output, overwrite, backend).frame
+
+
+def submission(
+    runs: RunLike | Sequence[RunLike],
+    test_dir: str | Path,
+    sample_submission: str | Path,
+    output: str | Path | None = None,
+    label_map: Mapping[str, Any] | str | None = None,
+    clip: bool = False,
+    overwrite: bool = False,
+    backend: str | None = None,
+) -> Submission:
+    """A submission in a competition's own format: its sample submission's rows and columns,
+    filled from a run's predictions (or several runs' averaged) for a folder of test images.
+
+    The sample's first column holds the ids, each the name of an image file in `test_dir`
+    (with or without its extension), copied verbatim and in the sample's order. The other
+    columns say what to write: one column of integers or text, the predicted class (for a run
+    with several labels per image, its tags, space-separated); one column of floats, the
+    probability of a two-class run's class mapped to 1 (without `label_map`, its second
+    class); one column per class, probabilities (floats) or 0/1 (integers).
+
+    Args:
+        runs: run directories (or Runs).
+        test_dir: the folder of test images; every image needs an id, every id an image.
+        sample_submission: the competition's sample submission CSV.
+        output: the CSV to write; None writes nothing.
+        label_map: the run's class names -> the competition's labels: {"cats": 0, "dogs": 1}
+            or "cats=0,dogs=1".
+        clip: clip probabilities to [0.005, 0.995] (log-loss competitions reward it).
+
+    Returns:
+        The filled table (`.frame`), the file written (`.out`) and what the columns hold
+        where the sample leaves a choice (`.notes`).
+    """
+    from cnnlab.commands.submission import check_request, make_submission, parse_label_map
+
+    run_dirs = _paths(runs)
+    if isinstance(label_map, str):
+        label_map = parse_label_map(label_map)
+    elif label_map is not None:
+        label_map = {str(name): str(value) for name, value in label_map.items()}
+    # The sample and the folder are checked before Keras loads (seconds).
+    request = check_request(Path(test_dir), Path(sample_submission), _path(output), overwrite)
+    open_runs(run_dirs, backend)
+    return make_submission(run_dirs, request, label_map, clip)
 
 
 def predict_csv(

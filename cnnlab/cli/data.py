@@ -1,5 +1,5 @@
 """`cnnlab data ...`: preparing datasets (Kaggle CSVs from MNIST, a cats-vs-dogs split) and
-scoring a Kaggle submission offline."""
+scoring a submission offline."""
 
 from __future__ import annotations
 
@@ -53,11 +53,26 @@ def cats_vs_dogs_subset(
 @data_app.command("score")
 @user_errors
 def score_submission(
-    submission: Annotated[Path, typer.Argument(help="ImageId,Label predictions.")],
-    labels: Annotated[Path, typer.Argument(help="ImageId,Label answers, e.g. test_labels.csv.")],
+    submission: Annotated[
+        Path,
+        typer.Argument(
+            help="A submission: ImageId,Label, or any sample's columns.", metavar="SUBMISSION"
+        ),
+    ],
+    answers: Annotated[
+        Path,
+        typer.Argument(
+            help="The answers in the same columns, e.g. test_labels.csv.", metavar="ANSWERS"
+        ),
+    ],
 ) -> None:
-    """Accuracy of a Kaggle submission against the true labels, as Kaggle would score it."""
-    from cnnlab.data.kaggle_csv import score_submission as score
+    """Score a submission against the answers, as the competition would: accuracy of class
+    labels; log loss of probabilities against 0/1 (and accuracy at 0.5); mean column-wise log
+    loss and ROC AUC of one column per class; mean F2 of space-separated tags."""
+    from cnnlab.commands.score import score_submission as score
 
-    accuracy, rows = score(submission, labels)
-    echo(f"accuracy {accuracy:.4f} on {rows:,} images")
+    result = score(submission, answers)
+    for name, value in result.metrics.items():
+        echo(f"{name} {value:.4f} on {result.rows:,} images")
+    for line in result.notes:
+        echo(f"note: {line}")

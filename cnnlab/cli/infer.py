@@ -71,22 +71,53 @@ def predict(
         typer.Argument(
             help="Run directories made by `cnnlab train` (several: their probabilities are "
             "averaged), then image files, folders (searched recursively) and glob patterns "
-            "(quote them: 'photos/**/*.jpg').",
+            "(quote them: 'photos/**/*.jpg'); with --sample-submission, one folder of test "
+            "images.",
             metavar="RUN_DIR... PATH...",
             show_default=False,
         ),
     ],
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="CSV of predictions, one row per image.")
-    ] = Path("predictions.csv"),
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="CSV of predictions, one row per image (default predictions.csv; with "
+            "--sample-submission, submission.csv).",
+            show_default=False,
+        ),
+    ] = None,
+    sample_submission: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write a submission in this sample submission's format: its ids (the first "
+            "column) name the images of the folder, its other columns say what to write.",
+            show_default=False,
+        ),
+    ] = None,
+    label_map: Annotated[
+        str | None,
+        typer.Option(
+            help="With --sample-submission: the run's classes as the competition names them, "
+            "NAME=VALUE,... (cats=0,dogs=1).",
+            show_default=False,
+        ),
+    ] = None,
+    clip: Annotated[
+        bool,
+        typer.Option(
+            help="With --sample-submission: clip probabilities to [0.005, 0.995] (log loss "
+            "rewards it)."
+        ),
+    ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
     backend: Backend = None,
 ) -> None:
     """Classify image files with a trained run, decoded as its training images were.
 
-    Exit code 0 when every image was read, 3 when some could not be (they are listed).
+    Exit code 0 when every image was read, 3 when some could not be (they are listed). With
+    --sample-submission, every image must be read (1 otherwise).
     """
-    from cnnlab.api import predictions
     from cnnlab.runs import CONFIG_FILE
 
     runs = []
@@ -102,7 +133,30 @@ def predict(
         )
     if not inputs:
         raise CnnlabError("give image files, folders or patterns after the run directories")
-    result = predictions(runs, inputs, output, overwrite, backend)
+    if sample_submission is not None:
+        from cnnlab.api import submission
+
+        if len(inputs) != 1:
+            raise CnnlabError(
+                f"--sample-submission: give one folder of test images after the run "
+                f"directories, not {len(inputs)} paths"
+            )
+        out = output or Path("submission.csv")
+        made = submission(
+            runs, inputs[0], sample_submission, out, label_map, clip, overwrite, backend
+        )
+        for line in made.notes:
+            echo(f"note: {line}")
+        members = f" (average of {len(runs)} runs)" if len(runs) > 1 else ""
+        columns = ",".join(str(c) for c in made.frame.columns)
+        echo(f"wrote {len(made.frame):,} rows of {columns}{members} to {out}")
+        return
+    for given, name in ((label_map is not None, "--label-map"), (clip, "--clip")):
+        if given:
+            raise CnnlabError(f"{name} is for --sample-submission")
+    from cnnlab.api import predictions
+
+    result = predictions(runs, inputs, output or Path("predictions.csv"), overwrite, backend)
     show_predictions(result)
     if result.skipped:
         raise typer.Exit(3)

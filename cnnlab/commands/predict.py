@@ -19,8 +19,14 @@ from cnnlab.inference import (
     member_probabilities,
 )
 from cnnlab.models.common import output_classes
-from cnnlab.runs import ENSEMBLE_SUBMISSION, RunDir, open_run
-from cnnlab.utils.atomic import atomic_path
+from cnnlab.runs import (
+    ENSEMBLE_SUBMISSION,
+    THRESHOLDS_FILE,
+    RunDir,
+    open_run,
+    read_thresholds,
+)
+from cnnlab.utils.atomic import atomic_path, check_output
 from cnnlab.utils.console import progress
 from cnnlab.utils.errors import DataError, RunDirError
 
@@ -59,14 +65,6 @@ def predict_csv(
     return out, len(x)
 
 
-def check_output(out: Path, overwrite: bool) -> None:
-    """Refuse to replace a file without `overwrite`, or to write into a missing folder."""
-    if out.exists() and not overwrite:
-        raise RunDirError(f"{out}: already exists; pass --overwrite to replace it")
-    if not out.resolve().parent.is_dir():
-        raise RunDirError(f"{out}: folder {out.parent} does not exist")
-
-
 class Predictions(NamedTuple):
     """What `cnnlab predict` made: the table, where it was written, and what was left out."""
 
@@ -98,6 +96,29 @@ def predict_images(
         check_output(out, overwrite)
     members = load_members(run_dirs)
     paths, ignored = collect_image_files(inputs)
+    read, mean, skipped = file_probabilities(members, paths)
+    if not read:
+        path, reason = min(skipped)
+        raise DataError(
+            f"none of the {len(paths):,} image files could be read (first: {path}: {reason})"
+        )
+    frame = prediction_frame(read, mean, members[0].class_names, ensemble_thresholds(members))
+    if out is not None:
+        with atomic_path(out) as tmp:
+            frame.to_csv(tmp, index=False)
+    return Predictions(frame, out, sorted(skipped), ignored)
+
+
+def file_probabilities(
+    members: list[Member], paths: list[Path]
+) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
+    """The members' mean class probabilities for the image files in `paths`, decoded a chunk
+    at a time with progress shown.
+
+    Returns:
+        The files read (as strings, in the order of `paths`), their probabilities (rows in
+        that order) and (path, reason) for the files that could not be read.
+    """
     means, read, skipped = [], [], []
     # A chunk at a time, so that any number of photos fits in memory.
     with progress("predicting", len(paths)) as advance:
@@ -109,16 +130,33 @@ def predict_images(
                 read.extend(str(path) for path, good in zip(chunk, ok, strict=True) if good)
             skipped.extend(bad)
             advance(len(chunk))
-    if not read:
-        path, reason = min(skipped)
-        raise DataError(
-            f"none of the {len(paths):,} image files could be read (first: {path}: {reason})"
+    classes = len(members[0].class_names)
+    mean = np.concatenate(means) if means else np.empty((0, classes))
+    return read, mean, skipped
+
+
+def ensemble_thresholds(members: list[Member]) -> np.ndarray | None:
+    """Runs with several labels per image: the mean of the members' per-class thresholds;
+    None for runs with one label per image."""
+    found = [read_thresholds(m.run_dir, m.class_names) for m in members]
+    several = [m.run_dir for m, t in zip(members, found, strict=True) if t is not None]
+    if not several:
+        return None
+    if len(several) < len(members):
+        one = next(m.run_dir for m, t in zip(members, found, strict=True) if t is None)
+        raise RunDirError(
+            f"{one}: one label per image (no {THRESHOLDS_FILE}), but {several[0]} has several; "
+            "an ensemble needs runs of the same task"
         )
-    frame = prediction_frame(read, np.concatenate(means), members[0].class_names)
-    if out is not None:
-        with atomic_path(out) as tmp:
-            frame.to_csv(tmp, index=False)
-    return Predictions(frame, out, sorted(skipped), ignored)
+    return np.mean(found, axis=0)
+
+
+def tags(probs: np.ndarray, thresholds: np.ndarray, names: list[str]) -> list[str]:
+    """Several labels per image: the classes whose probability reaches their threshold,
+    space-separated in class order; an image with none gets its most probable class."""
+    above = probs >= thresholds
+    above[np.arange(len(probs)), probs.argmax(axis=1)] |= ~above.any(axis=1)
+    return [" ".join(n for n, on in zip(names, row, strict=True) if on) for row in above]
 
 
 def predict_pictures(run_dirs: list[str | Path], pictures: list, names: list[str]):
@@ -154,15 +192,25 @@ def predict_pictures(run_dirs: list[str | Path], pictures: list, names: list[str
                 raise DataError(f"an image cannot be used: {e}") from None
             decoded[key] = adapt_images(x, member.cfg.data)
     mean = np.mean(ensemble_probabilities(members, decoded), axis=0)
-    return prediction_frame(names, mean, members[0].class_names)
+    return prediction_frame(names, mean, members[0].class_names, ensemble_thresholds(members))
 
 
-def prediction_frame(paths: list[str], mean: np.ndarray, names: list[str]):
+def prediction_frame(
+    paths: list[str], mean: np.ndarray, names: list[str], thresholds: np.ndarray | None = None
+):
     """The predictions table: path, predicted class, its probability, one column per class
-    (p_<name> where a class is named like one of the first three columns)."""
+    (p_<name> where a class is named like one of the first three columns).
+
+    With `thresholds` (several labels per image), `predicted` holds the classes that reach
+    their threshold, space-separated (see `tags`), and `probability` the highest one.
+    """
     import pandas as pd
 
-    frame = pd.DataFrame({"path": paths, "predicted": [names[i] for i in mean.argmax(axis=1)]})
+    if thresholds is None:
+        predicted = [names[i] for i in mean.argmax(axis=1)]
+    else:
+        predicted = tags(mean, thresholds, names)
+    frame = pd.DataFrame({"path": paths, "predicted": predicted})
     frame["probability"] = mean.max(axis=1).round(6)
     taken = set(frame.columns)
     for i, name in enumerate(names):

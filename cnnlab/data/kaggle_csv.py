@@ -275,7 +275,7 @@ def _check_pixels(df: pd.DataFrame, path: Path, pixel_at: list[int], start_line:
 
 
 # ---------------------------------------------------------------------------------------------
-# Submissions: writing one, and scoring one offline.
+# Submissions: Digit Recognizer's ImageId,Label (cnnlab.commands.score scores them).
 
 
 def write_submission(labels: np.ndarray, path: Path) -> None:
@@ -283,41 +283,3 @@ def write_submission(labels: np.ndarray, path: Path) -> None:
     frame = pd.DataFrame({"ImageId": np.arange(1, len(labels) + 1), "Label": labels})
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
-
-
-def _read_submission(path: Path) -> pd.Series:
-    try:
-        frame = pd.read_csv(path)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: not a readable CSV: {e}") from None
-    missing = {"ImageId", "Label"} - set(frame.columns)
-    if missing:
-        raise DataError(
-            f"{path}:1: needs columns ImageId,Label (missing {', '.join(sorted(missing))})"
-        )
-    if frame["ImageId"].duplicated().any():
-        row = int(np.flatnonzero(frame["ImageId"].duplicated().to_numpy())[0])
-        raise DataError(f"{path}:{row + 2}: ImageId {frame['ImageId'].iloc[row]} appears twice")
-    return frame.set_index("ImageId")["Label"]
-
-
-def score_submission(submission: Path, labels: Path) -> tuple[float, int]:
-    """Accuracy of an ImageId,Label submission against ImageId,Label answers.
-
-    Returns:
-        (accuracy, number of images scored).
-    """
-    predicted, truth = _read_submission(submission), _read_submission(labels)
-    absent = truth.index.difference(predicted.index)
-    if len(absent):
-        raise DataError(
-            f"{submission}: {len(absent):,} ImageIds of {labels} have no prediction "
-            f"(first: {absent[0]})"
-        )
-    extra = predicted.index.difference(truth.index)
-    if len(extra):
-        raise DataError(f"{submission}: ImageId {extra[0]} is not in {labels}")
-    correct = predicted.loc[truth.index].to_numpy() == truth.to_numpy()
-    return float(correct.mean()), len(truth)

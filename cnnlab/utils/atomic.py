@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from cnnlab.utils.errors import RunDirError
+
 
 def _new_file_mode() -> int:
     # The umask can only be read by setting it; set it straight back (read each time, so a
@@ -22,6 +24,14 @@ def _new_file_mode() -> int:
     umask = os.umask(0o022)
     os.umask(umask)
     return 0o666 & ~umask
+
+
+def check_output(out: Path, overwrite: bool) -> None:
+    """Refuse to replace a file without `overwrite`, or to write into a missing folder."""
+    if out.exists() and not overwrite:
+        raise RunDirError(f"{out}: already exists; pass --overwrite to replace it")
+    if not out.resolve().parent.is_dir():
+        raise RunDirError(f"{out}: folder {out.parent} does not exist")
 
 
 @contextmanager
