@@ -14,7 +14,13 @@ import numpy as np
 
 from cnnlab.config import Config
 from cnnlab.data.dataset import above
-from cnnlab.runs import load_run_model, open_run, read_class_names, read_thresholds
+from cnnlab.runs import (
+    THRESHOLDS_FILE,
+    load_run_model,
+    open_run,
+    read_class_names,
+    read_thresholds,
+)
 from cnnlab.utils.errors import RunDirError
 
 if TYPE_CHECKING:
@@ -209,13 +215,25 @@ def ensemble_thresholds(members: list[Predicts]) -> np.ndarray | None:
     """The per-class thresholds of runs with several labels per image (the mean of theirs, as
     their probabilities are averaged), or None for runs of one label per image."""
     found = [read_thresholds(m.run_dir, m.class_names) for m in members]
-    if any(t is None for t in found):
-        if not all(t is None for t in found):
-            raise RunDirError(
-                "the runs mix one label per image with several; an ensemble needs one task"
-            )
+    several = [m.run_dir for m, t in zip(members, found, strict=True) if t is not None]
+    if not several:
         return None
+    if len(several) < len(members):
+        one = next(m.run_dir for m, t in zip(members, found, strict=True) if t is None)
+        raise RunDirError(
+            f"{one}: one label per image (no {THRESHOLDS_FILE}), but {several[0]} has several; "
+            "an ensemble needs runs of the same task"
+        )
     return np.mean(found, axis=0)
+
+
+def predicted_sets(probs: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Several labels per image: which classes each image is predicted to have (bool), those
+    whose probability reaches their threshold, or its most probable class when none does.
+    (Scores count what is above the thresholds alone: cnnlab.data.dataset.above.)"""
+    chosen = probs >= thresholds
+    chosen[np.arange(len(probs)), probs.argmax(axis=1)] |= ~chosen.any(axis=1)
+    return chosen
 
 
 def member_probabilities(members: list[Predicts], x: np.ndarray) -> list[np.ndarray]:

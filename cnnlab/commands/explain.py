@@ -39,7 +39,7 @@ def explain_images(
     """
     from cnnlab.data import adapt_images
     from cnnlab.data.images import collect_image_files, decode_files
-    from cnnlab.inference import class_probabilities, load_members
+    from cnnlab.inference import class_probabilities, load_members, predicted_sets
     from cnnlab.reports import tile_images
 
     (member,) = load_members([run_dir])
@@ -70,12 +70,8 @@ def explain_images(
     elif thresholds is None:
         pairs = [(i, int(predicted[i])) for i in range(len(x))]
     else:
-        pairs = [
-            (i, int(k))
-            for i in range(len(x))
-            for k in (np.flatnonzero(probs[i] >= thresholds) if (probs[i] >= thresholds).any()
-                      else [predicted[i]])
-        ]  # fmt: skip
+        chosen = predicted_sets(probs, thresholds)
+        pairs = [(i, int(k)) for i in range(len(x)) for k in np.flatnonzero(chosen[i])]
     per_class = thresholds is not None and target is None
     files = [
         folder / f"{Path(kept[i]).stem}{'-' + _safe(names[k]) if per_class else ''}-gradcam.png"

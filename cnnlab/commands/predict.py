@@ -15,20 +15,20 @@ from cnnlab.inference import (
     Member,
     decoding,
     ensemble_probabilities,
+    ensemble_thresholds,
     load_members,
     member_probabilities,
+    predicted_sets,
 )
 from cnnlab.models.common import output_classes
 from cnnlab.runs import (
     ENSEMBLE_SUBMISSION,
-    THRESHOLDS_FILE,
     RunDir,
     open_run,
-    read_thresholds,
 )
 from cnnlab.utils.atomic import atomic_path, check_output
 from cnnlab.utils.console import progress
-from cnnlab.utils.errors import DataError, RunDirError
+from cnnlab.utils.errors import DataError
 
 CHUNK = 2048  # images decoded and predicted at a time by `predict`
 
@@ -135,28 +135,10 @@ def file_probabilities(
     return read, mean, skipped
 
 
-def ensemble_thresholds(members: list[Member]) -> np.ndarray | None:
-    """Runs with several labels per image: the mean of the members' per-class thresholds;
-    None for runs with one label per image."""
-    found = [read_thresholds(m.run_dir, m.class_names) for m in members]
-    several = [m.run_dir for m, t in zip(members, found, strict=True) if t is not None]
-    if not several:
-        return None
-    if len(several) < len(members):
-        one = next(m.run_dir for m, t in zip(members, found, strict=True) if t is None)
-        raise RunDirError(
-            f"{one}: one label per image (no {THRESHOLDS_FILE}), but {several[0]} has several; "
-            "an ensemble needs runs of the same task"
-        )
-    return np.mean(found, axis=0)
-
-
 def tags(probs: np.ndarray, thresholds: np.ndarray, names: list[str]) -> list[str]:
-    """Several labels per image: the classes whose probability reaches their threshold,
-    space-separated in class order; an image with none gets its most probable class."""
-    above = probs >= thresholds
-    above[np.arange(len(probs)), probs.argmax(axis=1)] |= ~above.any(axis=1)
-    return [" ".join(n for n, on in zip(names, row, strict=True) if on) for row in above]
+    """Several labels per image: predicted_sets' classes, space-separated in class order."""
+    chosen = predicted_sets(probs, thresholds)
+    return [" ".join(n for n, on in zip(names, row, strict=True) if on) for row in chosen]
 
 
 def predict_pictures(run_dirs: list[str | Path], pictures: list, names: list[str]):

@@ -217,6 +217,7 @@ def fill(layout: Layout, probs: np.ndarray, thresholds: np.ndarray | None = None
     """The values of each column of `layout` for class probabilities `probs` (N, classes);
     `thresholds` (per class) for runs with several labels per image."""
     from cnnlab.commands.predict import tags
+    from cnnlab.inference import predicted_sets
 
     if layout.kind in (PROBABILITY, PROBABILITIES):
         if layout.clip:
@@ -239,7 +240,7 @@ def fill(layout: Layout, probs: np.ndarray, thresholds: np.ndarray | None = None
         chosen = np.zeros(probs.shape, np.int64)
         chosen[np.arange(len(probs)), probs.argmax(axis=1)] = 1
     else:
-        chosen = (probs >= thresholds).astype(np.int64)
+        chosen = predicted_sets(probs, thresholds).astype(np.int64)
     return {c: chosen[:, i] for c, i in zip(layout.columns, layout.classes, strict=True)}
 
 
@@ -331,9 +332,9 @@ def make_submission(
             the run cannot fill.
         CnnlabError: a label map that does not name the run's classes, each once.
     """
-    from cnnlab.commands.predict import ensemble_thresholds, file_probabilities
+    from cnnlab.commands.predict import file_probabilities
     from cnnlab.data.ids import shown
-    from cnnlab.inference import load_members
+    from cnnlab.inference import ensemble_thresholds, load_members
     from cnnlab.utils.atomic import atomic_path
 
     members = load_members(run_dirs)
