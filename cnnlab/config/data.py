@@ -285,20 +285,10 @@ class Cifar100Data(_CifarData):
         return 100 if self.label_mode == "fine" else 20
 
 
-class ImageDirData(DataSchema):
-    """A folder of class sub-folders of image files (jpg, jpeg, png, bmp, gif, webp, tif, tiff).
+class ImageFileData(DataSchema):
+    """What the loaders of image files share: how every file is decoded (before training, and
+    cached), what happens to files that cannot be used, and the splits taken from train."""
 
-    Either `root/train/<class>/...` with optional `root/validation/` and `root/test/` (split
-    folders by their usual names: training_set, val, test_set, ...; a missing validation
-    folder is split off train, a missing test folder is `test_split` of train), or
-    `root/<class>/...` split by `validation_split` and `test_split`. Every file is decoded
-    before training (and cached); see `on_bad_file`.
-    """
-
-    loader: Literal["image_dir"] = Field(description="`image_dir`: this loader.")
-    root: ExistingDir = Field(
-        description="The folder of class folders, or of split folders holding class folders."
-    )
     image_size: Size = Field(
         (180, 180), description="`[height, width]` that every image is resized to."
     )
@@ -322,24 +312,26 @@ class ImageDirData(DataSchema):
     )
     validation_split: Fraction = Field(
         0.2,
-        description="The fraction of train held out for validation when there is no "
-        "validation folder; seeded by `seed`. With `test_split` too, it is taken from what the "
-        "test split leaves: 0.15 and 0.15 of 1,000 photos give 150 test and 128 validation "
-        "(the counts are printed as training starts).",
+        description="The fraction of train held out for validation when the data has no "
+        "validation set of its own (image_dir: a validation folder; image_csv: a `validation` "
+        "CSV); seeded by `seed`, stratified when each image has one label. With `test_split` "
+        "too, it is taken from what the test split leaves: 0.15 and 0.15 of 1,000 photos give "
+        "150 test and 128 validation (the counts are printed as training starts).",
     )
     test_split: Annotated[float, Field(ge=0, lt=1)] = Field(
         0.0,
-        description="The fraction of train held out as the test set when there is no test "
-        "folder; seeded by `seed`. A test folder, when there is one, is the test set whatever "
-        "this says.",
+        description="The fraction of train held out as the test set when the data has no test "
+        "set of its own (image_dir: a test folder; image_csv: a `test` CSV); seeded by `seed`. "
+        "A test folder or CSV, when there is one, is the test set whatever this says.",
     )
     on_bad_file: Literal["error", "skip"] = Field(
         "error",
-        description="Files that cannot be used (empty, truncated, not an image, other "
-        "extensions, files outside a class folder): `error` stops with a one-line summary, "
-        "`skip` trains without them. Both write the list to `bad_files.csv` in the run "
-        "directory. Hidden and system files (.DS_Store, Thumbs.db, names starting with '.') "
-        "are ignored without a word.",
+        description="Files that cannot be used (empty, truncated, not an image; for image_dir "
+        "also other extensions and files outside a class folder; for image_csv image files "
+        "that no row of the CSVs names): `error` stops with a one-line summary, `skip` trains "
+        "without them. Both write the list to `bad_files.csv` in the run directory. Hidden and "
+        "system files (.DS_Store, Thumbs.db, names starting with '.') are ignored without a "
+        "word.",
     )
 
     @property
@@ -356,3 +348,23 @@ class ImageDirData(DataSchema):
             f"set data.image_size to at least [{needs.min_size}, {needs.min_size}] "
             f"and data.color_mode: {mode}"
         )
+
+
+class ImageDirData(ImageFileData):
+    """A folder of class sub-folders of image files (jpg, jpeg, png, bmp, gif, webp, tif, tiff).
+
+    Either `root/train/<class>/...` with optional `root/validation/` and `root/test/` (split
+    folders by their usual names: training_set, val, test_set, ...; a missing validation
+    folder is split off train, a missing test folder is `test_split` of train), or
+    `root/<class>/...` split by `validation_split` and `test_split`. A folder (or train/
+    folder) without class folders whose files are all named `<class>.<id>.<ext>`, as Kaggle's
+    Dogs vs. Cats `train/` (cat.0.jpg, dog.12.jpg), takes its classes from those names.
+    Every file is decoded before training (and cached); see `on_bad_file`.
+    """
+
+    loader: Literal["image_dir"] = Field(description="`image_dir`: this loader.")
+    root: ExistingDir = Field(
+        description="The folder of class folders, or of split folders holding class folders; "
+        "or a flat folder of files all named `<class>.<id>.<ext>` (cat.0.jpg, dog.12.jpg), "
+        "whose classes are the names' first parts."
+    )
