@@ -368,3 +368,102 @@ class ImageDirData(ImageFileData):
         "or a flat folder of files all named `<class>.<id>.<ext>` (cat.0.jpg, dog.12.jpg), "
         "whose classes are the names' first parts."
     )
+
+
+class ImageCsvData(ImageFileData):
+    """A flat folder of image files and a CSV that labels them by file name, as Kaggle ships
+    most image competitions (`train/` and `train.csv`).
+
+    Each row names one file in its id column (the name with or without its extension) and
+    gives its labels in one of three ways: one class (`label_column`), a 0/1 column per class
+    (`label_columns`: several labels per image) or a list of tags in one column
+    (`tags_column`: several labels per image). Every file is decoded before training (and
+    cached), as with image_dir; see `on_bad_file`.
+    """
+
+    loader: Literal["image_csv"] = Field(description="`image_csv`: this loader.")
+    images: ExistingDir = Field(
+        description="The folder of image files, flat (sub-folders are not read). The files of "
+        "`labels`, `validation` and `test` all lie in it."
+    )
+    labels: FilePath = Field(
+        description="The training CSV: a header row, then one row per image with its id and "
+        "labels. Read as text, so an id `0001` stays `0001`."
+    )
+    id_column: str | None = Field(
+        None,
+        description="The column that names each row's image file, with or without its "
+        "extension (`0001` or `0001.jpg`; decided once for the whole column). Default: the "
+        "CSV's first column.",
+    )
+    label_column: str | None = Field(
+        None,
+        description="One class per image: the column that holds it. The classes are its "
+        "distinct values, sorted as text (`10` before `2`).",
+    )
+    label_columns: list[str] | None = Field(
+        None,
+        description="Several labels per image: one column per class, each 0 or 1 (1: the "
+        "image shows it). The classes are these columns' names, in this order.",
+    )
+    tags_column: str | None = Field(
+        None,
+        description="Several labels per image: the column that lists each image's classes "
+        "(`haze primary water`), split at `tags_separator`. The classes are the distinct "
+        "tags, sorted.",
+    )
+    tags_separator: str = Field(
+        " ",
+        min_length=1,
+        description="What separates the tags of `tags_column` (a space; `|` or `,` in some "
+        "files); empty pieces (two spaces) are ignored.",
+    )
+    validation: FilePath | None = Field(
+        None,
+        description="A second CSV, with the same columns, as the validation set instead of "
+        "`validation_split` of train; its images lie in `images` too.",
+    )
+    test: FilePath | None = Field(
+        None,
+        description="A labelled CSV, with the same columns, as the test set instead of "
+        "`test_split` of train; its images lie in `images` too.",
+    )
+
+    @model_validator(mode="after")
+    def _one_way_of_labelling(self) -> ImageCsvData:
+        given = [
+            key for key in ("label_column", "label_columns", "tags_column")
+            if getattr(self, key) is not None
+        ]  # fmt: skip
+        if len(given) != 1:
+            found = f"{' and '.join(given)} are both given" if given else "none is given"
+            raise ValueError(
+                "give exactly one of label_column (one class per image), label_columns (a 0/1 "
+                f"column per class) or tags_column (a list of classes per image); {found}"
+            )
+        # (A resolved config holds the default separator whatever was given.)
+        if self.tags_separator != " " and self.tags_column is None:
+            raise ValueError("tags_separator splits tags_column, which is not given")
+        if self.label_columns is not None:
+            if len(self.label_columns) < 2:
+                raise ValueError(
+                    "label_columns needs a column for each of two or more classes; for one "
+                    "class per image give label_column"
+                )
+            twice = next((c for c in self.label_columns if self.label_columns.count(c) > 1), None)
+            if twice is not None:
+                raise ValueError(f"label_columns names '{twice}' twice")
+        if self.multi_label and self.sampling == "balanced":
+            raise ValueError(
+                "sampling: balanced draws by each image's one class; with several labels per "
+                "image (label_columns, tags_column) keep sampling: shuffle"
+            )
+        return self
+
+    @property
+    def multi_label(self) -> bool:
+        return self.label_column is None
+
+    @property
+    def fixed_classes(self) -> int | None:
+        return None if self.label_columns is None else len(self.label_columns)
