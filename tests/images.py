@@ -56,6 +56,29 @@ def write_class_folders(
     return root
 
 
+def write_named_files(
+    folder: Path,
+    mnist: dict,
+    per_class: int,
+    classes: tuple[str, ...] = ("cat", "dog"),
+    size: int = 40,
+    offset: int = 0,
+) -> Path:
+    """Kaggle's flat Dogs vs. Cats layout: folder/<class>.<i>.jpg|png, digit `cls` for class
+    index `cls`, no class folders."""
+    x, y = mnist["x_train"], mnist["y_train"]
+    folder.mkdir(parents=True, exist_ok=True)
+    for cls, name in enumerate(classes):
+        picks = np.flatnonzero(y == cls)[offset : offset + per_class]
+        for i, index in enumerate(picks):
+            image = digit_photo(x[index], cls, size)
+            if i % 2:
+                image.save(folder / f"{name}.{index}.png")
+            else:
+                image.save(folder / f"{name}.{index}.jpg", quality=95)
+    return folder
+
+
 def write_split_folders(root: Path, mnist: dict, counts=(24, 8, 8), **kwargs) -> Path:
     """Chollet's layout: root/{train,validation,test}/<class>/..."""
     offset = 0

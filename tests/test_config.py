@@ -84,14 +84,14 @@ def test_unknown_loader_lists_choices(tmp_path):
     path = write(tmp_path, GOOD.replace("loader: mnist", "loader: imagenet"))
     message = error_of(path)
     assert message.startswith(f"{path}:2: unknown loader 'imagenet' at 'data.loader'")
-    assert "(choose one of: cifar10, cifar100, image_dir, kaggle_csv, mnist)" in message
+    assert "(choose one of: cifar10, cifar100, image_csv, image_dir, kaggle_csv, mnist)" in message
 
 
 def test_missing_loader_key(tmp_path):
     path = write(tmp_path, GOOD.replace("  loader: mnist\n", "  validation_split: 0.2\n"))
     assert (
-        "'data' needs a 'loader' key; choose one of: cifar10, cifar100, image_dir, kaggle_csv, "
-        "mnist" in error_of(path)
+        "'data' needs a 'loader' key; choose one of: cifar10, cifar100, image_csv, image_dir, "
+        "kaggle_csv, mnist" in error_of(path)
     )
 
 

@@ -3,6 +3,7 @@ files, EXIF orientation, the decoded-image cache and progress output."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -20,8 +21,14 @@ from cnnlab.data.images import read_image
 from cnnlab.utils import console
 from cnnlab.utils.errors import DataError
 
-from .helpers import invoke, keras_probabilities
-from .images import banded_photo, digit_photo, write_class_folders, write_split_folders
+from .helpers import invoke, keras_probabilities, only_run
+from .images import (
+    banded_photo,
+    digit_photo,
+    write_class_folders,
+    write_named_files,
+    write_split_folders,
+)
 
 
 def cfg(root: Path, **kwargs) -> ImageDirData:
@@ -172,8 +179,8 @@ def test_decoded_images_are_cached_until_a_file_changes(tmp_path, mnist_arrays, 
         raise AssertionError("decoded although cached")
 
     with monkeypatch.context() as patch:
-        # (cnnlab.data's `image_dir` is the loader function; its module is in sys.modules.)
-        patch.setattr(sys.modules["cnnlab.data.image_dir"], "decode_files", no_decoding)
+        # (The module that decodes and caches for both loaders of image files.)
+        patch.setattr(sys.modules["cnnlab.data.image_files"], "decode_files", no_decoding)
         again = load_dataset(cfg(root), seed=0)
         np.testing.assert_array_equal(again.x_train, first.x_train)
         np.testing.assert_array_equal(again.y_test, first.y_test)
@@ -206,7 +213,7 @@ def test_the_cache_keeps_resize_modes_apart(tmp_path, monkeypatch):
         raise AssertionError("decoded although cached")
 
     with monkeypatch.context() as patch:
-        patch.setattr(sys.modules["cnnlab.data.image_dir"], "decode_files", no_decoding)
+        patch.setattr(sys.modules["cnnlab.data.image_files"], "decode_files", no_decoding)
         np.testing.assert_array_equal(load_dataset(cfg(root), seed=0).x_train, squash.x_train)
         for mode in ("crop", "pad"):
             with pytest.raises(AssertionError, match="decoded although cached"):
@@ -336,13 +343,94 @@ def test_a_root_above_the_only_folder_names_that_folder(tmp_path, mnist_arrays):
         assert load_dataset(cfg(below), seed=0).num_classes == int(classes[0])
 
 
-def test_the_kaggle_hint_only_for_a_flat_kaggle_folder(tmp_path, mnist_arrays):
-    flat = tmp_path / "train"
-    flat.mkdir()
-    for i in range(3):
-        digit_photo(mnist_arrays["x_train"][i], 0, 24).save(flat / f"cat.{i}.jpg")
-    with pytest.raises(DataError, match="cats-vs-dogs-subset"):
+def test_a_flat_folder_of_class_named_files_takes_its_classes_from_the_names(
+    tmp_path, mnist_arrays, capsys
+):
+    # Kaggle's Dogs vs. Cats train/: cat.0.jpg ... dog.12.jpg, no class folders.
+    flat = write_named_files(tmp_path / "train", mnist_arrays, 10)
+    (flat / ".DS_Store").write_bytes(b"junk")  # ignored, as everywhere
+    data = load_dataset(cfg(flat, validation_split=0.2), seed=0)
+    assert data.class_names == ["cat", "dog"]
+    assert (len(data.x_train), len(data.x_val)) == (16, 4)
+    assert data.source == (
+        f"image folders: train <- {flat} (classes from the file names: <class>.<id>.<ext>), "
+        "validation <- 20% of train"
+    )
+    for split in ("train", "val"):
+        names = data.origins[split]
+        labels = data.split(split)[1]
+        assert [n.split(".")[0] for n in names] == [data.class_names[c] for c in labels]
+    err = capsys.readouterr().err
+    assert f"note: {flat}: no class folders, and every file is named <class>.<id>.<ext>" in err
+    assert "the 2 classes (cat, dog) are the names' first parts" in err
+
+
+def test_split_folders_whose_train_folder_is_flat(tmp_path, mnist_arrays):
+    root = tmp_path / "kaggle"
+    write_named_files(root / "train", mnist_arrays, 8)
+    write_named_files(root / "test", mnist_arrays, 3, offset=8)
+    data = load_dataset(cfg(root, validation_split=0.25), seed=0)
+    assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (12, 4, 6)
+    assert data.origins["test"][0].startswith("test/cat.")
+    assert f"test <- {root / 'test'}" in data.source
+    # Every split follows the train folder's layout and classes.
+    for name in sorted((root / "test").iterdir()):
+        if name.name.startswith("dog."):
+            name.unlink()
+    with pytest.raises(DataError) as raised:
+        load_dataset(cfg(root), seed=0)
+    assert str(raised.value) == (
+        f"{root / 'test'}: has no file of class 'dog'; every split needs the same class names"
+    )
+    write_class_folders(root / "test", mnist_arrays, 2)
+    with pytest.raises(DataError, match="not all of this folder's are; every split needs"):
+        load_dataset(cfg(root), seed=0)
+
+
+def test_the_kaggle_hint_only_where_the_names_do_not_all_follow_the_rule(tmp_path, mnist_arrays):
+    flat = write_named_files(tmp_path / "train", mnist_arrays, 3)
+    (flat / "notes.txt").write_text("not an image")
+    with pytest.raises(DataError) as raised:
         load_dataset(cfg(flat), seed=0)
+    message = str(raised.value)
+    assert message.startswith(f"{flat}: no class folders; a classifier needs two or more")
+    assert "but notes.txt is not named <class>.<id>.<ext>: move it out, or " in message
+    assert f"`cnnlab data cats-vs-dogs-subset {flat} NEW_FOLDER`" in message
+    # Moved out, the names give the classes.
+    (flat / "notes.txt").unlink()
+    assert load_dataset(cfg(flat), seed=0).class_names == ["cat", "dog"]
+    # One class only follows the rule but is no classifier: no advice to sort it.
+    one = tmp_path / "cats"
+    one.mkdir()
+    for i in range(3):
+        digit_photo(mnist_arrays["x_train"][i], 0, 24).save(one / f"cat.{i}.jpg")
+    with pytest.raises(DataError) as raised:
+        load_dataset(cfg(one), seed=0)
+    assert str(raised.value).startswith(
+        f"{one}: every file is named <class>.<id>.<ext>, all of class 'cat'; a classifier "
+        "needs two or more classes"
+    )
+    assert "cats-vs-dogs-subset" not in str(raised.value)
+
+
+def test_train_and_check_take_a_flat_folder_of_class_named_files(
+    tmp_path, mnist_arrays, monkeypatch
+):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # no pretrained weights at hand
+    flat = write_named_files(tmp_path / "train", mnist_arrays, 12)
+    check = invoke("check", flat)
+    assert check.exit_code == 0, check.output
+    assert f"{flat}: 24 photos named <class>.<id>.<ext> in 2 classes (cat, dog)" in check.output
+    assert f"train <- {flat} (classes from the file names" in check.output
+    out = tmp_path / "out"
+    result = invoke(
+        "train", flat, "--set", "train.epochs=1", "--set", "train.verbose=0",
+        "--set", f"output_dir={out}",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    run_dir = only_run(out)
+    assert json.loads((run_dir / "classes.json").read_text()) == ["cat", "dog"]
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs_run"] == 1
 
 
 def test_images_too_small_for_the_builder_name_the_loader_s_setting(tmp_path, mnist_arrays, cli):

@@ -1,11 +1,12 @@
 """A folder of photos as a config: `cnnlab train DIR`, `cnnlab init DIR`, `cnnlab.train(DIR)`.
 
-The folder is read as the image_dir loader reads it (class folders, or split folders of class
-folders). The image size is a square that the photos' median short side allows, capped by what
-the model wants; the model is a pretrained backbone when its ImageNet weights are in Keras'
-cache (fine-tuned in two phases), else the BatchNorm convnet of catsdogs_best.yaml trained from
-scratch; `model` picks another builder or backbone. The result is an ordinary config: the run
-directory holds it resolved, as for a YAML file.
+The folder is read as the image_dir loader reads it (class folders, split folders of class
+folders, or a flat folder of files all named <class>.<id>.<ext>). The image size is a square
+that the photos' median short side allows, capped by what the model wants; the model is a
+pretrained backbone when its ImageNet weights are in Keras' cache (fine-tuned in two phases),
+else the BatchNorm convnet of catsdogs_best.yaml trained from scratch; `model` picks another
+builder or backbone. The result is an ordinary config: the run directory holds it resolved, as
+for a YAML file.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def folder_config(root: str | Path, model: str | None = None) -> dict[str, Any]:
     """The config that trains on the photo folder `root`, and why (its header comment).
 
     Args:
-        root: a folder of class folders, or of split folders holding class folders.
+        root: a folder of class folders, or of split folders holding class folders; or a flat
+            folder (or train/ folder) of files all named <class>.<id>.<ext>.
         model: a builder name (convnet, airbench, ...) or a keras.applications backbone
             (Xception, ResNet50V2, ...); default as the module says.
 
@@ -70,8 +72,9 @@ def folder_config(root: str | Path, model: str | None = None) -> dict[str, Any]:
         ) from None
     count = sum(len(files) for files in listing.files.values())
     side = _median_side(listing)
+    named = " named <class>.<id>.<ext>" if listing.from_names else ""
     why = [
-        f"{root}: {count:,} photos in {len(listing.classes)} classes "
+        f"{root}: {count:,} photos{named} in {len(listing.classes)} classes "
         f"({', '.join(listing.classes[:8])}{', ...' if len(listing.classes) > 8 else ''}); "
         f"median short side {side} px"
     ]

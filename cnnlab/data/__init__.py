@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.data import cifar, image_dir, kaggle_csv, mnist  # noqa: F401  (they register)
+from cnnlab.data import cifar, image_csv, image_dir, kaggle_csv, mnist  # noqa: F401  (register)
 from cnnlab.data.dataset import BadFilesError, Dataset, adapt_images, describe_problems
+from cnnlab.data.image_csv import csv_classes
 from cnnlab.data.image_dir import scan_folder
 from cnnlab.data.kaggle_csv import read_digits_csv
 from cnnlab.data.registry import LOADERS
@@ -29,10 +30,13 @@ def load_dataset(data_cfg, seed: int) -> Dataset:
 
 
 def count_classes(data_cfg) -> int | None:
-    """How many classes the data has, without decoding any image: fixed by the config, or the
-    class folders of an image folder (None when that folder is not there)."""
+    """How many classes the data has, without decoding any image: fixed by the config, the
+    class folders (or class names in file names) of an image folder, or the classes of an image
+    CSV's training file (None when that folder or file is not there)."""
     if data_cfg.fixed_classes is not None:
         return data_cfg.fixed_classes
+    if data_cfg.loader == "image_csv":
+        return len(csv_classes(data_cfg)) if Path(data_cfg.labels).is_file() else None
     root = Path(data_cfg.root)
     return len(scan_folder(root).classes) if root.is_dir() else None
 

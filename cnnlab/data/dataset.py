@@ -97,7 +97,17 @@ class Dataset:
             ("validation", self.y_val),
             ("test", self.y_test),
         ):
-            if y is not None and len(y) and (y.min() < 0 or y.max() >= num_classes):
+            if y is None or not len(y):
+                continue
+            if y.ndim == 2:  # several labels per image: a 0/1 column per class
+                if y.shape[1] != num_classes:
+                    raise DataError(
+                        f"{split} labels have {y.shape[1]} classes, but the model has "
+                        f"{num_classes} outputs"
+                    )
+                if not np.isin(y, (0, 1)).all():
+                    raise DataError(f"{split} labels hold values other than 0 and 1")
+            elif y.min() < 0 or y.max() >= num_classes:
                 raise DataError(
                     f"{split} labels run from {y.min()} to {y.max()}, but the model has "
                     f"{num_classes} outputs (classes 0-{num_classes - 1})"
@@ -120,14 +130,28 @@ def above(probs: np.ndarray, thresholds: np.ndarray | None) -> np.ndarray:
 IMBALANCE = 3.0  # the largest class over the smallest above which `check` and `train` warn
 
 
+def label_counts(y: np.ndarray, num_classes: int) -> np.ndarray:
+    """Images per class: of each class index (N,), or carrying each label (N, classes)."""
+    if y.ndim == 2:
+        return y.sum(axis=0, dtype=np.int64)
+    return np.bincount(y, minlength=num_classes)
+
+
 def imbalance(y: np.ndarray, class_names: list[str]) -> str | None:
     """A warning when the largest class of `y` has over IMBALANCE times the images of the
-    smallest, naming both and the keys that compensate; None otherwise."""
-    counts = np.bincount(y, minlength=len(class_names))
+    smallest (with several labels per image: the images carrying each label), naming both and
+    what compensates; None otherwise."""
+    counts = label_counts(y, len(class_names))
     small, large = int(counts.argmin()), int(counts.argmax())
     if counts[small] * IMBALANCE >= counts[large]:
         return None
     ratio = f"{counts[large] / counts[small]:.1f}x" if counts[small] else "no images of one"
+    if y.ndim == 2:
+        return (
+            f"imbalanced labels in train: {class_names[large]} on {counts[large]:,} images "
+            f"against {class_names[small]} on {counts[small]:,} ({ratio}); read each label's "
+            "F1 and macro-F1 rather than accuracy"
+        )
     return (
         f"imbalanced classes in train: {class_names[large]} {counts[large]:,} against "
         f"{class_names[small]} {counts[small]:,} ({ratio}); accuracy favours the large class: "
@@ -148,7 +172,8 @@ def split_validation(
 
 
 def split_indices(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The indices split_validation keeps and holds out."""
+    """The indices split_validation keeps and holds out: stratified by class for class indices
+    (N,), a seeded shuffle for several labels per image (N, classes)."""
     from sklearn.model_selection import train_test_split
 
     n_val = int(np.ceil(fraction * len(y)))
@@ -156,10 +181,14 @@ def split_indices(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray
         raise DataError(
             f"validation_split={fraction} of {len(y)} images leaves no validation or training data"
         )
-    _, counts = np.unique(y, return_counts=True)
     # Stratifying needs two images of each class and one validation slot per class; tiny
     # quick-run subsets may have neither, and then a plain seeded shuffle is the honest split.
-    stratify = y if counts.min() >= 2 and n_val >= len(counts) else None
+    # Several labels per image have no one class to stratify by (scikit-learn would take each
+    # combination of labels as a class): a seeded shuffle too.
+    stratify = None
+    if y.ndim == 1:
+        _, counts = np.unique(y, return_counts=True)
+        stratify = y if counts.min() >= 2 and n_val >= len(counts) else None
     kept, held = train_test_split(
         np.arange(len(y)), test_size=n_val, random_state=seed, stratify=stratify
     )

@@ -19,6 +19,7 @@ import hashlib
 import numpy as np
 
 from cnnlab.data.cache import load_arrays, store_arrays
+from cnnlab.data.dataset import label_counts
 
 MAX_DISTANCE = 6  # bits of 64 in which two perceptual hashes may differ
 MIN_CORRELATION = 0.98  # of the two images' 32x32 grayscale thumbnails, to confirm a pair
@@ -235,8 +236,8 @@ def check_health(data) -> dict:
     prints = {split: cached_fingerprints(x) for split, (x, _) in splits.items()}
     record: dict = {"classes": {}, "duplicates": {}, "leaks": {}, "conflicting_labels": []}
     for split, (_, y) in splits.items():
-        if y is not None:
-            counts = np.bincount(y, minlength=len(data.class_names))
+        if y is not None:  # with several labels per image: the images carrying each label
+            counts = label_counts(y, len(data.class_names))
             record["classes"][split] = dict(zip(data.class_names, counts.tolist(), strict=True))
     train_counts = np.array(list(record["classes"].get("train", {}).values()))
     record["imbalance_ratio"] = (
@@ -322,8 +323,8 @@ def _summary(data, a: str, b: str, pairs: np.ndarray, conflicts: list) -> dict:
             "distance": "exact" if distance < 0 else distance,
         }  # fmt: skip
         if ya is not None and yb is not None:
-            entry["labels"] = [data.class_names[ya[i]], data.class_names[yb[j]]]
-            if ya[i] != yb[j]:
+            entry["labels"] = [_label(data, ya[i]), _label(data, yb[j])]
+            if np.any(ya[i] != yb[j]):
                 conflicts.append({**entry, "splits": [a, b]})
         if len(listed) < LISTED:
             listed.append(entry)
@@ -331,6 +332,14 @@ def _summary(data, a: str, b: str, pairs: np.ndarray, conflicts: list) -> dict:
         "pairs": len(pairs), "exact": int((pairs[:, 2] < 0).sum()) if len(pairs) else 0,
         "listed": listed, "index_pairs": pairs[:LISTED, :2].tolist(),
     }  # fmt: skip
+
+
+def _label(data, label: np.ndarray) -> str:
+    """A class's name; with several labels per image, the names of those set, joined by '+'
+    ('none' for an image with no label)."""
+    if np.ndim(label) == 0:
+        return data.class_names[label]
+    return "+".join(n for n, on in zip(data.class_names, label, strict=True) if on) or "none"
 
 
 def describe(record: dict) -> list[str]:

@@ -4,19 +4,18 @@ Two layouts:
     root/<split>/<class>/*.jpg   split folders by their usual names (see SPLIT_NAMES); without
                                  a validation folder, validation is split off train
     root/<class>/*.jpg           one folder, split by validation_split and test_split
+and, in place of class folders, a flat folder whose files are ALL named <class>.<id>.<ext>
+(Kaggle's Dogs vs. Cats train/: cat.0.jpg, dog.12.jpg): the classes are the names' first parts.
 
 Nothing is guessed: a class folder that holds folders, or a root that mixes split and class
 folders, is an error that says which folder and what layout is expected. Hidden and system
 files (.DS_Store, Thumbs.db, names starting with '.') are ignored. A file that cannot be used
 is reported, never deleted or moved; `on_bad_file` decides whether the run stops or goes on
-without it. Decoded images are cached (cnnlab.data.cache) under a key made of the file list
-with sizes and modification times and the decoding settings.
+without it. Decoding and caching are cnnlab.data.image_files'.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -25,10 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.config.data import ImageDirData
-from cnnlab.data.cache import load_arrays, store_arrays
-from cnnlab.data.dataset import BadFilesError, Dataset, describe_problems, split_indices
-from cnnlab.data.images import ImageFormat, decode_files, extension_problem, is_hidden
+from cnnlab.data.dataset import BadFilesError, Dataset, describe_problems
+from cnnlab.data.image_files import decode_splits, file_stats, relative_names, split_dataset
+from cnnlab.data.images import extension_problem, is_hidden
 from cnnlab.data.registry import register_loader
+from cnnlab.utils.console import note
 from cnnlab.utils.errors import DataError
 
 # Split folder names as people and courses spell them, compared case-insensitively.
@@ -50,6 +50,7 @@ class Listing:
     files: dict[str, list[tuple[Path, int]]]  # split -> (path, class index)
     problems: list[tuple[str, str]] = field(default_factory=list)  # ruled out by name/place
     stats: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # (size, mtime_ns)
+    from_names: bool = False  # classes from the files' names <class>.<id>.<ext>, no folders
 
 
 @register_loader
@@ -62,7 +63,15 @@ def image_dir(cfg: ImageDirData, seed: int) -> Dataset:
     """
     root = Path(cfg.root)
     listing = scan_folder(root)
-    decoded, bad, stored = decode_listing(listing, root, cfg.image_format)
+    train = listing.folders["train"]
+    if listing.from_names:
+        note(
+            f"{train}: no class folders, and every file is named <class>.<id>.<ext>: the "
+            f"{len(listing.classes)} classes ({_shown(listing.classes)}) are the names' first "
+            f"parts ({listing.files['train'][0][0].name} -> {listing.classes[0]})"
+        )
+    paths = {split: [path for path, _ in files] for split, files in listing.files.items()}
+    decoded, bad, stored = decode_splits(paths, listing.stats, root, cfg.image_format)
     problems = sorted(listing.problems + bad)
     if problems and cfg.on_bad_file == "error":
         raise BadFilesError(
@@ -70,52 +79,22 @@ def image_dir(cfg: ImageDirData, seed: int) -> Dataset:
             "without them",
             problems,
         )
-    for split, (_, labels, _) in decoded.items():
+    splits = {}
+    for split, files in listing.files.items():
+        x, ok = decoded[split]
+        labels = np.array([label for _, label in files], np.int32)[ok]
         counts = np.bincount(labels, minlength=len(listing.classes))
         if not counts.all():
             missing = listing.classes[int(np.flatnonzero(counts == 0)[0])]
             raise DataError(f"{root}: no usable image of class '{missing}' in {split}")
-    # Each split's decoded files, by path under root: data health names images by them.
-    paths = {
-        split: np.array([os.path.relpath(p, root) for p, _ in files], str)[decoded[split][2]]
-        for split, files in listing.files.items()
-    }
-    x, y, _ = decoded["train"]
-    rows = np.arange(len(x))  # which of train's decoded files each image of x is
+        # Each image's file by its path under root: data health names images by them.
+        splits[split] = (x, labels, relative_names(paths[split], root, ok))
     source = {split: str(folder) for split, folder in listing.folders.items()}
-    x_test = y_test = None
-    origins, originals = {}, {}
-
-    def of_train(split: str, picked: np.ndarray) -> None:
-        origins[split] = paths["train"][picked]
-        originals[split] = {key: values[picked] for key, values in stored["train"].items()}
-
-    if "test" in decoded:
-        x_test, y_test, _ = decoded["test"]
-        origins["test"], originals["test"] = paths["test"], stored["test"]
-    elif cfg.test_split:
-        kept, held = split_indices(y, cfg.test_split, seed)
-        x, y, x_test, y_test = x[kept], y[kept], x[held], y[held]
-        of_train("test", rows[held])
-        rows = rows[kept]
-        source["test"] = f"{cfg.test_split:.0%} of train"
-    if "validation" in decoded:
-        x_val, y_val, _ = decoded["validation"]
-        origins["val"], originals["val"] = paths["validation"], stored["validation"]
-    else:
-        kept, held = split_indices(y, cfg.validation_split, seed)
-        x, y, x_val, y_val = x[kept], y[kept], x[held], y[held]
-        of_train("val", rows[held])
-        rows = rows[kept]
-        # Taken from what the test split left: 0.15 and 0.15 of 1,000 give 150 test, 128 val.
-        rest = " after the test split" if "test" not in decoded and cfg.test_split else ""
-        source["validation"] = f"{cfg.validation_split:.0%} of train{rest}"
-    of_train("train", rows)
-    described = ", ".join(f"{s} <- {source[s]}" for s in SPLIT_NAMES if s in source)
-    return Dataset(
-        x, y, x_val, y_val, x_test, y_test, listing.classes, problems=problems,
-        source=f"image folders: {described}", origins=origins, originals=originals,
-    )  # fmt: skip
+    if listing.from_names:
+        source["train"] += " (classes from the file names: <class>.<id>.<ext>)"
+    return split_dataset(
+        cfg, seed, splits, stored, source, listing.classes, problems, "image folders"
+    )
 
 
 def scan_folder(root: Path) -> Listing:
@@ -126,6 +105,9 @@ def scan_folder(root: Path) -> Listing:
     """
     problems: list[tuple[str, str]] = []
     folders = _split_folders(root, problems)
+    named = _named_classes(folders["train"])
+    if named is not None and len(named) >= 2:
+        return _named_listing(folders, named, problems)
     classes = _class_folders(folders["train"], problems)
     if len(classes) < 2:
         error = DataError(_too_few_classes(folders["train"], classes))
@@ -135,19 +117,86 @@ def scan_folder(root: Path) -> Listing:
     listing = Listing(folders, classes, {}, problems)
     for split, folder in folders.items():
         found = classes if split == "train" else _class_folders(folder, problems)
-        if found != classes:
-            extra = sorted(set(found) - set(classes))
-            lacking = sorted(set(classes) - set(found))
-            what = (
-                f"has no folder for class '{lacking[0]}'"
-                if lacking
-                else f"has class folder '{extra[0]}' that {folders['train'].name}/ does not"
-            )
-            raise DataError(f"{folder}: {what}; every split needs the same class folders")
+        _same_classes(folder, found, classes, folders["train"], "folder")
         listing.files[split], listing.stats[split] = [], []
         for label, name in enumerate(classes):
             _list_class(folder / name, label, listing, split)
     return listing
+
+
+def _same_classes(folder: Path, found: list[str], classes: list[str], train: Path, kind: str):
+    """Refuse a split whose classes (class folders, or classes in file names) are not train's."""
+    if found == classes:
+        return
+    extra = sorted(set(found) - set(classes))
+    lacking = sorted(set(classes) - set(found))
+    if kind == "folder":
+        what = (
+            f"has no folder for class '{lacking[0]}'"
+            if lacking
+            else f"has class folder '{extra[0]}' that {train.name}/ does not"
+        )
+    else:
+        what = (
+            f"has no file of class '{lacking[0]}'"
+            if lacking
+            else f"has files of class '{extra[0]}' ({extra[0]}.<id>.<ext>) that "
+            f"{train.name}/ does not"
+        )
+    raise DataError(f"{folder}: {what}; every split needs the same class {kind}s")
+
+
+# Kaggle's flat Dogs vs. Cats train/ folder names each file <class>.<id>.<ext>: cat.0.jpg.
+_CLASS_NAMED = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)\.\d+\.[A-Za-z]+$")
+NAMED = "<class>.<id>.<ext>"
+
+
+def _named_classes(folder: Path) -> dict[str, list[Path]] | None:
+    """{class: its files, sorted} when `folder` holds no folders and only image files named
+    <class>.<id>.<ext> (hidden and system files aside); None otherwise."""
+    entries = _entries(folder)
+    if not entries or any(not _is_named(e) for e in entries):
+        return None
+    named: dict[str, list[Path]] = {}
+    for entry in entries:
+        named.setdefault(_CLASS_NAMED.match(entry.name).group(1), []).append(entry)
+    return {name: named[name] for name in sorted(named)}
+
+
+def _is_named(entry: Path) -> bool:
+    return (
+        _CLASS_NAMED.match(entry.name) is not None
+        and extension_problem(entry.name) is None
+        and entry.is_file()
+    )
+
+
+def _named_listing(
+    folders: dict[str, Path], named: dict[str, list[Path]], problems: list[tuple[str, str]]
+) -> Listing:
+    """The Listing of split folders whose files are named <class>.<id>.<ext>: train's, and
+    every other split's alike."""
+    classes = list(named)
+    listing = Listing(folders, classes, {}, problems, from_names=True)
+    for split, folder in folders.items():
+        found = named if split == "train" else _named_classes(folder)
+        if found is None:
+            raise DataError(
+                f"{folder}: the files of {folders['train'].name}/ are named {NAMED} (no class "
+                f"folders), but not all of this folder's are; every split needs the same layout"
+            )
+        _same_classes(folder, list(found), classes, folders["train"], "name")
+        paths = [path for name in classes for path in found[name]]
+        labels = {path: label for label, name in enumerate(classes) for path in found[name]}
+        kept, stats, unreadable = file_stats(paths)
+        listing.files[split] = [(path, labels[path]) for path in kept]
+        listing.stats[split] = stats
+        listing.problems.extend(unreadable)
+    return listing
+
+
+def _shown(names: list[str], most: int = 5) -> str:
+    return ", ".join(names[:most]) + (", ..." if len(names) > most else "")
 
 
 def _too_few_classes(folder: Path, classes: list[str]) -> str:
@@ -165,16 +214,27 @@ def _too_few_classes(folder: Path, classes: list[str]) -> str:
                 f"{folder}: its only folder '{classes[0]}' holds the images, in "
                 f"{len(listing.classes)} classes ({names}); set data.root to {inner}"
             )
+    named = _named_classes(folder)
+    if named is not None:  # one class only: cat.0.jpg, cat.1.jpg, ...
+        (only,) = named
+        return (
+            f"{folder}: every file is named {NAMED}, all of class '{only}'; a classifier needs "
+            f"two or more classes (add the other classes' files, e.g. other.0.jpg)"
+        )
     found = f"only the class folder '{classes[0]}'" if classes else "no class folders"
     advice = (
         f"{folder}: {found}; a classifier needs two or more, each class's images in a "
-        "sub-folder named after it"
+        f"sub-folder named after it, or a flat folder of files all named {NAMED}"
     )
-    flat = [e.name for e in _entries(folder) if e.is_file() and _KAGGLE_NAME.match(e.name)]
-    if flat:  # Kaggle's Dogs vs. Cats train/ folder: cat.0.jpg, dog.0.jpg, ...
+    entries = _entries(folder)
+    flat = [e.name for e in entries if e.is_file() and _KAGGLE_NAME.match(e.name)]
+    if flat:  # Kaggle's Dogs vs. Cats train/ folder, with other entries too
+        odd = next(e for e in entries if not _is_named(e))
         advice += (
-            f" ({flat[0]} looks like Kaggle's flat cat.N.jpg/dog.N.jpg folder: "
-            f"`cnnlab data cats-vs-dogs-subset {folder} NEW_FOLDER` sorts it into that layout)"
+            f" ({flat[0]} looks like Kaggle's flat cat.N.jpg/dog.N.jpg folder, but "
+            f"{odd.name}{'/' if odd.is_dir() else ''} is not named {NAMED}: move it out, or "
+            f"`cnnlab data cats-vs-dogs-subset {folder} NEW_FOLDER` sorts the cats and dogs "
+            "into class folders)"
         )
     return advice
 
@@ -263,59 +323,3 @@ def _list_class(folder: Path, label: int, listing: Listing, split: str) -> None:
         listing.stats[split].append((stat.st_size, stat.st_mtime_ns))
     if not found_any:
         raise DataError(f"{folder}: empty class folder; add images or remove it")
-
-
-def decode_listing(
-    listing: Listing, root: Path, fmt: ImageFormat
-) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], list[tuple[str, str]], dict]:
-    """Each split's decoded images, their labels and which of its files they are (a mask), the
-    files that failed, and each split's `originals` (Dataset.originals: the decoded files'
-    sizes and modes as stored), from the cache when the same files (names, sizes,
-    modification times) were decoded the same way before."""
-    key = _cache_key(listing, root, fmt)
-    cached = load_arrays("images", key)
-    if cached is None:
-        cached = {}
-        problems: list[tuple[str, str]] = []
-        for split, files in listing.files.items():
-            images, ok, bad, stored = decode_files(
-                [path for path, _ in files], fmt, f"decoding {split} images"
-            )
-            cached[f"x_{split}"], cached[f"ok_{split}"] = images, ok
-            cached[f"size_{split}"] = np.array([o[:2] for o in stored], np.int32).reshape(-1, 2)
-            cached[f"mode_{split}"] = np.array([o.mode for o in stored], str)
-            problems.extend(bad)
-        cached["bad_paths"] = np.array([os.path.relpath(p, root) for p, _ in problems], str)
-        cached["bad_reasons"] = np.array([reason for _, reason in problems], str)
-        store_arrays("images", key, cached)
-    decoded, originals = {}, {}
-    for split, files in listing.files.items():
-        labels = np.array([label for _, label in files], np.int32)
-        ok = cached[f"ok_{split}"].astype(bool)
-        decoded[split] = (cached[f"x_{split}"], labels[ok], ok)
-        size, mode = cached[f"size_{split}"], cached[f"mode_{split}"]
-        originals[split] = {"width": size[:, 0], "height": size[:, 1], "mode": mode}
-    bad = [
-        (str(root / path), str(reason))
-        for path, reason in zip(cached["bad_paths"], cached["bad_reasons"], strict=True)
-    ]
-    return decoded, bad, originals
-
-
-def _cache_key(listing: Listing, root: Path, fmt: ImageFormat) -> str:
-    described = {
-        # What an entry holds and how it was decoded: 2 added the files' sizes and modes as
-        # stored, 3 scales 16-bit grayscale to 8 bits (2 clipped it), 4 has the resize mode
-        # in the format (squash, crop, pad: each its own entry).
-        "version": 4,
-        "format": list(fmt),
-        "classes": listing.classes,
-        "files": {
-            split: [
-                [os.path.relpath(path, root), label, *stat]
-                for (path, label), stat in zip(files, listing.stats[split], strict=True)
-            ]
-            for split, files in listing.files.items()
-        },
-    }
-    return hashlib.sha256(json.dumps(described).encode()).hexdigest()[:40]
