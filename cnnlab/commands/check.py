@@ -8,11 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from cnnlab.config import Config
 from cnnlab.data import Dataset, count_classes, describe_problems, load_dataset
-from cnnlab.data.dataset import imbalance
+from cnnlab.data.dataset import imbalance, label_counts
 from cnnlab.models import build_model
 from cnnlab.models.common import trainable_parameters
 from cnnlab.runs import SUBMISSION
@@ -55,7 +54,8 @@ def summarize(cfg: Config) -> tuple[keras.Model, str | None]:
     note = None
     if classes is None:
         classes = 2
-        note = f"{cfg.data.root} is not there, so its classes are unknown: assumed 2"
+        where = next((str(v) for _, v in cfg.data if isinstance(v, Path)), "the data")
+        note = f"{where} is not there, so its classes are unknown: assumed 2"
     return build_model(cfg.model, cfg.data.input_shape, classes, cfg.data), note
 
 
@@ -70,7 +70,7 @@ def class_counts(data: Dataset) -> list[tuple[str, list[int], int]]:
     rows = []
     for split, y in (("train", data.y_train), ("validation", data.y_val), ("test", data.y_test)):
         if y is not None:
-            rows.append((split, np.bincount(y, minlength=data.num_classes).tolist(), len(y)))
+            rows.append((split, label_counts(y, data.num_classes).tolist(), len(y)))
     return rows
 
 

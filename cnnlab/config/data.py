@@ -453,11 +453,6 @@ class ImageCsvData(ImageFileData):
             twice = next((c for c in self.label_columns if self.label_columns.count(c) > 1), None)
             if twice is not None:
                 raise ValueError(f"label_columns names '{twice}' twice")
-        if self.multi_label and self.sampling == "balanced":
-            raise ValueError(
-                "sampling: balanced draws by each image's one class; with several labels per "
-                "image (label_columns, tags_column) keep sampling: shuffle"
-            )
         return self
 
     @property

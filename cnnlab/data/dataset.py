@@ -149,8 +149,9 @@ def imbalance(y: np.ndarray, class_names: list[str]) -> str | None:
     if y.ndim == 2:
         return (
             f"imbalanced labels in train: {class_names[large]} on {counts[large]:,} images "
-            f"against {class_names[small]} on {counts[small]:,} ({ratio}); read each label's "
-            "F1 and macro-F1 rather than accuracy"
+            f"against {class_names[small]} on {counts[small]:,} ({ratio}): set "
+            "train.class_weight: balanced or data.sampling: balanced, and read each label's F1 "
+            "and the mean average precision"
         )
     return (
         f"imbalanced classes in train: {class_names[large]} {counts[large]:,} against "
