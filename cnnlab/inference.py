@@ -147,8 +147,9 @@ def multi_label_scores(
 
 def choose_thresholds(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Each class's threshold that maximises its F1 on (`probs`, `y`), the validation split:
-    the probability of one of its images, so the threshold sits on data; 0.5 for a class
-    with no positive image there."""
+    halfway between the lowest probability it predicts the class for and the next lower one,
+    so that rounding (another runtime, a float32 export) does not move an image across it;
+    0.5 for a class with no positive image there."""
     from sklearn.metrics import precision_recall_curve
 
     found = np.full(probs.shape[1], 0.5)
@@ -157,7 +158,9 @@ def choose_thresholds(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
             continue
         precision, recall, cuts = precision_recall_curve(y[:, k], probs[:, k])
         f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
-        found[k] = cuts[int(np.argmax(f1[:-1]))]
+        cut = cuts[int(np.argmax(f1[:-1]))]
+        lower = probs[:, k][probs[:, k] < cut]
+        found[k] = (cut + lower.max()) / 2 if len(lower) else cut
     return found
 
 

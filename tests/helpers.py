@@ -4,11 +4,16 @@ the agreement a tolerance can ask of a run's precision. (conftest.py holds the f
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import requests
 from typer.testing import CliRunner
 
 import cnnlab  # noqa: F401  (sets KERAS_BACKEND before any test imports keras)
@@ -78,6 +83,42 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class Server:
+    """`cnnlab serve ARGS` in its own process, up once /health answers."""
+
+    def __init__(self, tmp: Path, *args, env: dict | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tmp / f"serve-{self.port}.log"
+        command = [sys.executable, "-m", "cnnlab", "serve", *map(str, args)]
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen(
+                [*command, "--port", str(self.port)], cwd=ROOT, stdout=log, stderr=log,
+                env={**os.environ, **(env or {})},
+            )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()
+            try:
+                requests.get(self.url + "/", timeout=2)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.3)
+        raise AssertionError(f"the server did not answer in 120 s: {self.log.read_text()}")
+
+    def rss_mb(self) -> float:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return (
+            int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
+            / 1024
+        )
+
+    def stop(self) -> str:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        return self.log.read_text()
 
 
 def digits_frame(x: np.ndarray, y: np.ndarray | None) -> pd.DataFrame:

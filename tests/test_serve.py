@@ -7,8 +7,6 @@ import io
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +18,7 @@ from PIL import Image
 
 from cnnlab.commands.serve.app import exposed, warn_if_exposed
 
-from .helpers import ROOT, free_port, invoke, invoke_ok, probability_atol
+from .helpers import Server, invoke, invoke_ok, probability_atol
 from .images import write_class_folders
 
 pytestmark = pytest.mark.subprocess
@@ -47,42 +45,6 @@ def trained(tmp_path_factory, mnist_arrays):
     (run,) = (tmp / "out").iterdir()
     new = write_class_folders(tmp / "new", mnist_arrays, 2, classes=CLASSES, offset=60)
     return run, sorted(new.rglob("*.*"))
-
-
-class Server:
-    """`cnnlab serve ARGS` in its own process, up once /health answers."""
-
-    def __init__(self, tmp: Path, *args, env: dict | None = None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tmp / f"serve-{self.port}.log"
-        command = [sys.executable, "-m", "cnnlab", "serve", *map(str, args)]
-        with open(self.log, "w") as log:
-            self.process = subprocess.Popen(
-                [*command, "--port", str(self.port)], cwd=ROOT, stdout=log, stderr=log,
-                env={**os.environ, **(env or {})},
-            )  # fmt: skip
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log.read_text()
-            try:
-                requests.get(self.url + "/", timeout=2)
-                return
-            except requests.ConnectionError:
-                time.sleep(0.3)
-        raise AssertionError(f"the server did not answer in 120 s: {self.log.read_text()}")
-
-    def rss_mb(self) -> float:
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        return (
-            int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
-            / 1024
-        )
-
-    def stop(self) -> str:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-        return self.log.read_text()
 
 
 @pytest.fixture(scope="module")

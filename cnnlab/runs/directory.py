@@ -162,7 +162,7 @@ def load_model_file(path: Path):
 def write_thresholds(run_dir: Path, names: list[str], thresholds) -> None:
     """Record a several-labels run's per-class thresholds: a class is predicted when its
     probability is at least its threshold."""
-    values = {name: round(float(t), 6) for name, t in zip(names, thresholds, strict=True)}
+    values = {name: float(t) for name, t in zip(names, thresholds, strict=True)}
     write_json(RunDir(run_dir).thresholds, values)
 
 

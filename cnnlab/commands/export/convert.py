@@ -126,7 +126,7 @@ def _export(run_dir, fmt, output, quantize, samples, tolerance) -> dict:
         }
         if run_thresholds is not None:  # several labels per image: a class is predicted at
             record["thresholds"] = dict(  # or above its threshold, as in the run
-                zip(run.class_names, run_thresholds.round(6).tolist(), strict=True)
+                zip(run.class_names, run_thresholds.tolist(), strict=True)
             )
         if quantize is None and record["max_abs_diff"] > tolerance:
             raise CnnlabError(
