@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from cnnlab.config import load_config
-from cnnlab.config.data import ImageCsvData
+from cnnlab.config.images import ImageCsvData
 from cnnlab.data import count_classes, load_dataset
 from cnnlab.data.dataset import Dataset, imbalance
 from cnnlab.data.health import check_health

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from cnnlab.config import ImageFormat
-from cnnlab.config.data import ImageDirData
+from cnnlab.config.images import ImageDirData
 from cnnlab.data import load_dataset
 from cnnlab.data.images import read_image
 from cnnlab.utils import console

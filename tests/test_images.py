@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnlab.config.data import Cifar10Data, Cifar100Data, ImageDirData, ImageFormat, MnistData
+from cnnlab.config.data import Cifar10Data, Cifar100Data, ImageFormat, MnistData
+from cnnlab.config.images import ImageDirData
 from cnnlab.data import BadFilesError, describe_problems, load_dataset
 from cnnlab.data.cifar import read_cifar
 from cnnlab.data.images import read_image
@@ -128,7 +129,8 @@ def test_one_class_folder_is_not_a_classification_task(tmp_path, mnist_arrays):
     root = write_class_folders(tmp_path / "one", mnist_arrays, 4, classes=("cats",))
     with pytest.raises(DataError, match="only the class folder 'cats'; a classifier needs two"):
         load_dataset(image_dir_cfg(root), seed=0)
-    with pytest.raises(DataError, match="no class folders"):
+    # Its files are named cats.N.jpg: the class of every one of them is cats.
+    with pytest.raises(DataError, match="all of class 'cats'; a classifier needs two or more"):
         load_dataset(image_dir_cfg(root / "cats"), seed=0)
 
 

@@ -1,11 +1,12 @@
 """The experiment schema and its YAML loading; errors name the file, line and key.
 
 Nothing here imports TensorFlow or Keras, so a typo costs a fraction of a second and one line
-of output. One module each: field types (base), data loaders' schemas (data), model builders'
-schemas (models), training (training), experiment tracking (tracking), the whole experiment
-(experiment), reading YAML and `--set` (loading), and turning validation errors into messages
-(messages). A loader's or builder's own schema is imported from its module (config.data,
-config.models); DATA_SCHEMAS and MODEL_SCHEMAS list them by name.
+of output. One module each: field types (base), data loaders' schemas (data; those of image
+files in images), model builders' schemas (models), training (training), experiment tracking
+(tracking), the whole experiment (experiment), reading YAML and `--set` (loading), and turning
+validation errors into messages (messages). A loader's or builder's own schema is imported from
+its module (config.data, config.images, config.models); DATA_SCHEMAS and MODEL_SCHEMAS list them
+by name.
 """
 
 from cnnlab.config.data import DATA_SCHEMAS, ImageFormat, InputNeeds

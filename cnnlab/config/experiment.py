@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import Field, field_validator, model_validator
 
+from cnnlab.config import images  # noqa: F401  (registers the image loaders' schemas)
 from cnnlab.config.base import DirPath, Schema
 from cnnlab.config.data import DATA_SCHEMAS
 from cnnlab.config.models import MODEL_SCHEMAS

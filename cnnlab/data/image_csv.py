@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cnnlab.config.data import ImageCsvData
+from cnnlab.config.images import ImageCsvData
 from cnnlab.data.dataset import BadFilesError, Dataset, describe_problems, label_counts
 from cnnlab.data.ids import IdMatch, match_ids, shown
 from cnnlab.data.image_files import (

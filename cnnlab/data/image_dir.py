@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.config.data import ImageDirData
+from cnnlab.config.images import ImageDirData
 from cnnlab.data.dataset import BadFilesError, Dataset, describe_problems
 from cnnlab.data.image_files import decode_splits, file_stats, relative_names, split_dataset
 from cnnlab.data.images import extension_problem, is_hidden

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.config.data import ImageFileData
+from cnnlab.config.images import ImageFileData
 from cnnlab.data.cache import load_arrays, store_arrays
 from cnnlab.data.dataset import Dataset, split_indices
 from cnnlab.data.images import ImageFormat, decode_files
