@@ -115,6 +115,14 @@ def test_one_class_per_image_keeps_ids_and_classes_as_text(tmp_path, mnist_array
     assert count_classes(cfg(tmp_path, label_column="Label")) == 2
 
 
+def test_a_csv_saved_by_excel_with_a_byte_order_mark(kaggle):
+    text = (kaggle / "train.csv").read_text()
+    (kaggle / "train.csv").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    data = load_dataset(cfg(kaggle, id_column="id"), seed=0)
+    assert data.class_names == ["cat", "dog"]
+    assert len(data.x_train) + len(data.x_val) == 24
+
+
 def test_ids_may_carry_their_extension_and_the_first_column_is_the_default(kaggle):
     rows = [f"{i:04d}.jpg,{'cat' if i % 2 == 0 else 'dog'}" for i in range(1, 25)]
     write_csv(kaggle / "train.csv", "file,label", rows)

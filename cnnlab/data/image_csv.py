@@ -156,7 +156,10 @@ def read_table(path: Path) -> pd.DataFrame:
             header, or there are no data rows.
     """
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False)
+        # utf-8-sig: a CSV saved by Excel starts with a byte-order mark, not part of its header.
+        frame = pd.read_csv(
+            path, dtype=str, keep_default_na=False, skip_blank_lines=False, encoding="utf-8-sig"
+        )
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except pd.errors.EmptyDataError:
