@@ -436,3 +436,6 @@ def test_the_python_api_makes_the_same_submission(contest, tmp_path):
     assert made.out is None and made.notes == []
     cli = pd.read_csv(tmp_path / "cli.csv", dtype=str)
     pd.testing.assert_frame_equal(made.frame, cli, check_dtype=False)
+    by_run = cnnlab.Run(run).submission(test, csv, tmp_path / "run.csv", label_map="cats=0,dogs=1")
+    assert by_run.out == tmp_path / "run.csv"
+    pd.testing.assert_frame_equal(pd.read_csv(by_run.out, dtype=str), cli)

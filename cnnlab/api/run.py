@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -109,6 +109,21 @@ class Run:
         from cnnlab.api.infer import predict
 
         return predict([self], images, output, overwrite)
+
+    def submission(
+        self,
+        test_dir: str | Path,
+        sample_submission: str | Path,
+        output: str | Path | None = None,
+        label_map: Mapping[str, Any] | str | None = None,
+        clip: bool = False,
+        overwrite: bool = False,
+    ):
+        """A submission in a competition's own format for a folder of test images: its sample
+        submission's rows and columns, filled; see `cnnlab.submission`."""
+        from cnnlab.api.infer import submission
+
+        return submission([self], test_dir, sample_submission, output, label_map, clip, overwrite)
 
     def explain(
         self,
