@@ -22,6 +22,7 @@ from cnnlab.cli import app
 ROOT = Path(__file__).resolve().parents[1]
 MNIST_NPZ = ROOT / "data" / "mnist.npz"
 CONFIGS = ROOT / "configs"
+SHARED = ROOT.parent / "shared" / "data"  # real data beside the checkout (slow tests)
 SHIPPED_CONFIGS = sorted(CONFIGS.rglob("*.yaml"))
 
 # The largest difference in class probabilities between two computations of one model that
@@ -76,6 +77,20 @@ def run_precision(run_dir: Path) -> str:
 def probability_atol(run_dir: Path) -> float:
     """The tolerance for two computations of `run_dir`'s model (see PROBABILITY_ATOL)."""
     return PROBABILITY_ATOL[run_precision(run_dir)]
+
+
+def unpack(archive: str, into: Path) -> Path:
+    """Extract SHARED/`archive` into `into`; the test is skipped when it is not there."""
+    import tarfile
+
+    import pytest
+
+    path = SHARED / archive
+    if not path.is_file():
+        pytest.skip(f"{path} is not there")
+    with tarfile.open(path) as tar:
+        tar.extractall(into, filter="data")
+    return into
 
 
 def free_port() -> int:

@@ -10,24 +10,13 @@ from which `cnnlab data cats-vs-dogs-subset` makes Chollet's 1,000/500/1,000 spl
 from __future__ import annotations
 
 import json
-import tarfile
 from pathlib import Path
 
 import pytest
 
-from .helpers import CONFIGS, ROOT, invoke_ok
+from .helpers import CONFIGS, invoke_ok, unpack
 
 pytestmark = pytest.mark.slow
-SHARED = ROOT.parent / "shared" / "data"
-
-
-def unpack(archive: str, into: Path) -> Path:
-    path = SHARED / archive
-    if not path.is_file():
-        pytest.skip(f"{path} is not there")
-    with tarfile.open(path) as tar:
-        tar.extractall(into, filter="data")
-    return into
 
 
 @pytest.fixture(scope="module")
