@@ -214,29 +214,42 @@ def load_members(run_dirs: list[str | Path]) -> list[Member]:
     return members
 
 
+def run_thresholds(run_dir: Path, class_names: list[str]) -> np.ndarray:
+    """A several-labels run's per-class thresholds (thresholds.json); 0.5 for every class,
+    said once, when the run has none (it did not finish: they are chosen when training ends)."""
+    found = read_thresholds(run_dir, class_names)
+    if found is None:
+        from cnnlab.utils.console import warn
+
+        warn(
+            f"{run_dir}: no {THRESHOLDS_FILE} (they are chosen on the validation split when "
+            "training ends): every class at 0.5"
+        )
+        found = np.full(len(class_names), 0.5)
+    return found
+
+
+def member_thresholds(member: Predicts) -> np.ndarray | None:
+    """The per-class thresholds of a run with several labels per image, None for a run of one
+    label per image."""
+    if not member.cfg.data.multi_label:
+        return None
+    return run_thresholds(member.run_dir, member.class_names)
+
+
 def ensemble_thresholds(members: list[Predicts]) -> np.ndarray | None:
     """The per-class thresholds of runs with several labels per image (the mean of theirs, as
     their probabilities are averaged), or None for runs of one label per image."""
-    found = [read_thresholds(m.run_dir, m.class_names) for m in members]
-    several = [m.run_dir for m, t in zip(members, found, strict=True) if t is not None]
+    several = [m.run_dir for m in members if m.cfg.data.multi_label]
     if not several:
         return None
     if len(several) < len(members):
-        one = next(m.run_dir for m, t in zip(members, found, strict=True) if t is None)
+        one = next(m.run_dir for m in members if not m.cfg.data.multi_label)
         raise RunDirError(
-            f"{one}: one label per image (no {THRESHOLDS_FILE}), but {several[0]} has several; "
-            "an ensemble needs runs of the same task"
+            f"{one}: one label per image, but {several[0]} has several; an ensemble needs runs "
+            "of the same task"
         )
-    return np.mean(found, axis=0)
-
-
-def predicted_sets(probs: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """Several labels per image: which classes each image is predicted to have (bool), those
-    whose probability reaches their threshold, or its most probable class when none does.
-    (Scores count what is above the thresholds alone: cnnlab.data.dataset.above.)"""
-    chosen = probs >= thresholds
-    chosen[np.arange(len(probs)), probs.argmax(axis=1)] |= ~chosen.any(axis=1)
-    return chosen
+    return np.mean([member_thresholds(m) for m in members], axis=0)
 
 
 def member_probabilities(members: list[Predicts], x: np.ndarray) -> list[np.ndarray]:

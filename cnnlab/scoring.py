@@ -17,7 +17,13 @@ from cnnlab import reports, runs
 from cnnlab.data import Dataset
 from cnnlab.data.kaggle_csv import write_submission
 from cnnlab.gradcam import feature_layer, gradcam
-from cnnlab.inference import VIEWS, choose_thresholds, class_probabilities, scores
+from cnnlab.inference import (
+    VIEWS,
+    choose_thresholds,
+    class_probabilities,
+    run_thresholds,
+    scores,
+)
 from cnnlab.utils.atomic import write_json
 from cnnlab.utils.console import note, say
 from cnnlab.utils.errors import CnnlabError, DataError
@@ -93,7 +99,7 @@ def score_run(
         if complete:
             thresholds = choose_thresholds(probs["val"], labels["val"])
         else:
-            thresholds = runs.read_thresholds(run_dir, data.class_names)
+            thresholds = run_thresholds(run_dir, data.class_names)
     results: dict = {split: _scores(split, probs, labels, thresholds) for split in splits}
     results["scored"] = scored
     results.update(extra or {})

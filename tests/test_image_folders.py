@@ -387,6 +387,25 @@ def test_split_folders_whose_train_folder_is_flat(tmp_path, mnist_arrays):
         load_dataset(cfg(root), seed=0)
 
 
+def test_kaggles_own_folder_with_an_unlabelled_test_folder_says_what_to_train_on(
+    tmp_path, mnist_arrays
+):
+    root = tmp_path / "dogs-vs-cats"
+    write_named_files(root / "train", mnist_arrays, 4)
+    (root / "test1").mkdir()
+    Image.new("RGB", (8, 8)).save(root / "test1" / "1.jpg")
+    with pytest.raises(DataError) as raised:
+        load_dataset(cfg(root), seed=0)
+    assert str(raised.value).endswith(
+        f"(train/ names its files <class>.<id>.<ext>: train on it alone (`cnnlab train "
+        f"{root / 'train'}`, or data.root: {root / 'train'}), then predict test1/ with "
+        f"`cnnlab predict RUN_DIR {root / 'test1'}`)"
+    )
+    (root / "test1").rename(root / "test")  # a split folder's name, its files unlabelled
+    with pytest.raises(DataError, match=f"train on {root / 'train'} alone, then predict"):
+        load_dataset(cfg(root), seed=0)
+
+
 def test_the_kaggle_hint_only_where_the_names_do_not_all_follow_the_rule(tmp_path, mnist_arrays):
     flat = write_named_files(tmp_path / "train", mnist_arrays, 3)
     (flat / "notes.txt").write_text("not an image")

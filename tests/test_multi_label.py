@@ -5,6 +5,7 @@ and export read the run as such."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -116,6 +117,38 @@ def test_explain_draws_each_class_above_its_threshold(run, mnist_arrays, tmp_pat
     assert all(name.split("-")[1] in NAMES for name in pngs)
 
 
+def test_predict_and_a_tags_submission_name_the_classes_above_their_thresholds(
+    run, mnist_arrays, tmp_path
+):
+    run_dir, _ = run
+    rows = write_mosaics(tmp_path / "test", mnist_arrays, 12, seed=7, offset=30000)
+    thresholds = json.loads((run_dir / "thresholds.json").read_text())
+    result = invoke("predict", run_dir, tmp_path / "test", "-o", tmp_path / "table.csv")
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "table.csv", keep_default_na=False)
+    table.index = [Path(p).stem for p in table["path"]]
+    expected = {
+        name: " ".join(c for c in CLASSES if table.loc[name, c] >= thresholds[c])
+        for name in table.index
+    }
+    assert table["predicted"].to_dict() == expected
+    # Planet's shape: image_name,tags; the sample's order, ids without extension.
+    names = [name for name, _ in rows][::-1]
+    pd.DataFrame({"image_name": names, "tags": "zero one"}).to_csv(tmp_path / "s.csv", index=False)
+    result = invoke(
+        "predict", run_dir, tmp_path / "test", "--sample-submission", tmp_path / "s.csv",
+        "-o", tmp_path / "sub.csv",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    made = pd.read_csv(tmp_path / "sub.csv", keep_default_na=False)
+    assert list(made["image_name"]) == names
+    assert list(made["tags"]) == [expected[name] for name in names]
+    answers = pd.DataFrame(rows, columns=["image_name", "tags"])
+    answers.to_csv(tmp_path / "answers.csv", index=False)
+    result = invoke("data", "score", tmp_path / "sub.csv", tmp_path / "answers.csv", "--tags")
+    assert result.exit_code == 0 and "mean F2" in result.output, result.output
+
+
 @pytest.mark.subprocess
 def test_serve_answers_each_class_and_the_set_above_threshold(run, mnist_arrays, tmp_path):
     run_dir, _ = run
@@ -135,9 +168,7 @@ def test_serve_answers_each_class_and_the_set_above_threshold(run, mnist_arrays,
     answer = answer["predictions"]
     assert len(answer) == 2
     for prediction in answer:
-        expected = [n for n in CLASSES if prediction["probabilities"][n] >= thresholds[n]] or [
-            prediction["class"]
-        ]
+        expected = [n for n in CLASSES if prediction["probabilities"][n] >= thresholds[n]]
         assert prediction["labels"] == expected
         assert prediction["thresholds"] == pytest.approx(thresholds, abs=1e-6)
         # Each class's own probability: they need not sum to one.
@@ -186,3 +217,10 @@ def test_thresholds_maximise_each_classes_f1():
             assert f1_score(y[:, k], probs[:, k] >= t) <= best + 1e-12
     scored = multi_label_scores(probs, y, chosen)
     assert scored["macro_f1"] >= multi_label_scores(probs, y)["macro_f1"]
+
+
+def test_val_accuracy_cannot_pick_the_best_epoch_of_several_labels(run):
+    _, tmp = run
+    result = invoke("check", tmp / "mosaics.yaml", "--set", "train.monitor=val_accuracy")
+    assert result.exit_code == 2
+    assert "set train.monitor: val_loss" in result.output

@@ -15,7 +15,6 @@ import pytest
 
 from cnnlab.commands.score import score_submission
 from cnnlab.commands.submission import fill_sample, parse_label_map, read_table
-from cnnlab.runs import write_thresholds
 from cnnlab.utils.errors import CnnlabError, DataError
 
 from .helpers import ROOT, invoke, invoke_ok, train_runs
@@ -152,33 +151,6 @@ def test_one_column_per_class_gets_probabilities_or_zero_one(contest, tmp_path):
     assert (sub["dogs"] + sub["cats"] == 1).all()
 
 
-def test_a_run_with_thresholds_writes_tags(contest, tmp_path):
-    run, test, _, plain = contest
-    several = tmp_path / run.name
-    shutil.copytree(run, several)
-    rows = plain.loc[[str(i) for i in ORDER]]
-    # Half the images reach the dogs threshold; some of them the cats one as well.
-    thresholds = [0.5, float(np.median(rows["dogs"]))]
-    write_thresholds(several, ["cats", "dogs"], thresholds)
-    csv = sample(tmp_path / "s.csv", "image_name,tags", "cats dogs")
-    out = tmp_path / "tags.csv"
-    invoke_ok("predict", several, test, "--sample-submission", csv, "-o", out)
-    expected = []
-    for cats, dogs in zip(rows["cats"], rows["dogs"], strict=True):
-        reached = zip(("cats", "dogs"), (cats, dogs), np.round(thresholds, 6), strict=True)
-        tags = [name for name, p, t in reached if p >= t]
-        expected.append(" ".join(tags) or ("cats" if cats > dogs else "dogs"))
-    assert len(set(expected)) > 1
-    assert pd.read_csv(out)["tags"].tolist() == expected
-    # The plain table says the same tags in `predicted`, and keeps a column per class.
-    table = tmp_path / "table.csv"
-    invoke_ok("predict", several, test, "-o", table)
-    frame = pd.read_csv(table)
-    frame.index = [Path(p).stem for p in frame["path"]]
-    assert frame.loc[[str(i) for i in ORDER], "predicted"].tolist() == expected
-    assert list(frame.columns) == ["path", "predicted", "probability", "cats", "dogs"]
-
-
 @pytest.fixture(scope="module")
 def three_classes(tmp_path_factory, mnist_arrays):
     tmp = tmp_path_factory.mktemp("three")
@@ -229,8 +201,8 @@ def test_errors_are_one_line(contest, tmp_path):
     )
     columns = sample(tmp_path / "cols.csv", "id,cat,dog", "0.5,0.5")
     assert error(columns) == (
-        f"error: {columns}:1: columns cat,dog are neither one column to fill nor one per class "
-        "of the run (cats,dogs)"
+        f"error: {columns}: row 1: columns cat,dog are neither one column to fill nor one per "
+        "class of the run (cats,dogs)"
     )
     # An unreadable image: a submission needs every row.
     broken = tmp_path / "broken"
@@ -307,14 +279,15 @@ def test_per_class_zero_one_follows_the_thresholds_or_the_argmax():
     assert single[NAMES].to_numpy().tolist() == [[1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 1, 0]]
 
 
-def test_tags_above_the_thresholds_in_class_order_else_the_most_probable():
+def test_tags_above_the_thresholds_in_class_order():
     filled = fill_sample(frame("image_name,tags", "primary clear"), PROBS, NAMES, THRESHOLDS)
-    assert filled["tags"].tolist() == ["healthy", "multiple_diseases rust scab", "rust"]
+    # The third image reaches no threshold: no tags, as its scores count it.
+    assert filled["tags"].tolist() == ["healthy", "multiple_diseases rust scab", ""]
     mapped = fill_sample(
         frame("image_name,tags", "x"), PROBS, NAMES, THRESHOLDS,
         {"healthy": "h", "multiple_diseases": "m", "rust": "r", "scab": "s"},
     )  # fmt: skip
-    assert mapped["tags"].tolist() == ["h", "m r s", "r"]
+    assert mapped["tags"].tolist() == ["h", "m r s", ""]
 
 
 def test_labels_and_the_positive_class_through_the_label_map():
@@ -354,7 +327,7 @@ def test_ids_keep_their_spelling(tmp_path):
     path.write_text("id,label\n007,0\nNA,0\n1.50,0\n")
     assert read_table(path, "a sample")["id"].tolist() == ["007", "NA", "1.50"]
     path.write_text("id,label\n7,0\n7,1\n")
-    with pytest.raises(DataError, match=r"s.csv:3: column 'id': id 7 appears twice"):
+    with pytest.raises(DataError, match=r"s.csv: row 3, column 'id': id 7 appears twice"):
         read_table(path, "a sample")
 
 
@@ -377,6 +350,29 @@ def test_digit_recognizer_submissions_score_as_before(kaggle_dir, tmp_path):
     )
 
 
+def test_tags_are_told_from_class_names_that_hold_spaces(tmp_path):
+    key, sub = tmp_path / "key.csv", tmp_path / "sub.csv"
+    # Plant Seedlings: one class per image, some names of two words.
+    names = ["Common Chickweed", "Common wheat", "Fat Hen", "Maize"]
+    key.write_text("file,species\n" + "".join(f"{i}.png,{names[i % 4]}\n" for i in range(8)))
+    sub.write_text("file,species\n" + "".join(f"{i}.png,{names[i // 2]}\n" for i in range(8)))
+    score = score_submission(sub, key)
+    assert score.metrics == {"accuracy": pytest.approx(2 / 8)}
+    assert score.notes == [
+        "column species: each cell scored as one class (its names hold spaces); --tags scores "
+        "them as space-separated tags"
+    ]
+    # Planet: more combinations than tags, in any order, some alone.
+    tags = ["clear primary", "clear", "primary water", "haze primary", "clear water", "haze"]
+    key.write_text("image_name,tags\n" + "".join(f"i{i},{t}\n" for i, t in enumerate(tags)))
+    sub.write_text("image_name,tags\n" + "".join(f"i{i},{t}\n" for i, t in enumerate(tags)))
+    score = score_submission(sub, key)
+    assert score.metrics == {"mean F2": 1.0, "subset accuracy": 1.0}
+    assert "scored as tags (space-separated)" in score.notes[0]
+    result = invoke("data", "score", sub, key, "--labels")
+    assert result.exit_code == 0 and "accuracy 1.0000 on 6 images" in result.output
+
+
 def test_tags_score_as_mean_f2_per_image(tmp_path):
     key, sub = tmp_path / "key.csv", tmp_path / "sub.csv"
     key.write_text("image_name,tags\na,primary clear\nb,water\nc,haze primary road\n")
@@ -389,7 +385,9 @@ def test_tags_score_as_mean_f2_per_image(tmp_path):
 
     expected = np.mean([f2({"primary", "clear"}, {"primary", "clear"}), f2({"water"}, {"primary"}),
                         f2({"haze", "primary", "road"}, {"haze", "primary"})])  # fmt: skip
-    score = score_submission(sub, key)
+    # Three rows of five tags: too few to tell tags from class names that hold spaces.
+    assert "mean F2" not in score_submission(sub, key).metrics
+    score = score_submission(sub, key, tags=True)
     assert score.metrics["mean F2"] == pytest.approx(expected)
     assert score.metrics["subset accuracy"] == pytest.approx(1 / 3)
     assert score.rows == 3
@@ -407,7 +405,7 @@ def test_score_errors_name_the_ids_and_columns(tmp_path):
         return result.output.strip()
 
     assert error("id,p\n1,0.5\n2,0.5\n3,0.5\n") == (
-        f"error: {sub}:1: columns id,p differ from {key}'s id,label"
+        f"error: {sub}: row 1: columns id,p differ from {key}'s id,label"
     )
     assert error("id,label\n1,0.5\n2,0.5\n3,0.5\n4,0.5\n5,0.5\n") == (
         f"error: {sub}: 2 ids are not in {key} (4, 5)"

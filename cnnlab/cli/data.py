@@ -65,13 +65,22 @@ def score_submission(
             help="The answers in the same columns, e.g. test_labels.csv.", metavar="ANSWERS"
         ),
     ],
+    tags: Annotated[
+        bool | None,
+        typer.Option(
+            "--tags/--labels",
+            help="One column of text: tags, several classes per image (--tags), or one class "
+            "per cell (--labels); default: told from the answers.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Score a submission against the answers, as the competition would: accuracy of class
     labels; log loss of probabilities against 0/1 (and accuracy at 0.5); mean column-wise log
     loss and ROC AUC of one column per class; mean F2 of space-separated tags."""
     from cnnlab.commands.score import score_submission as score
 
-    result = score(submission, answers)
+    result = score(submission, answers, tags)
     for name, value in result.metrics.items():
         echo(f"{name} {value:.4f} on {result.rows:,} images")
     for line in result.notes:

@@ -14,7 +14,7 @@ from cnnlab.data import Dataset, count_classes, describe_problems, load_dataset
 from cnnlab.data.dataset import imbalance, label_counts
 from cnnlab.models import build_model
 from cnnlab.models.common import trainable_parameters
-from cnnlab.runs import SUBMISSION
+from cnnlab.runs import SUBMISSION, missing_data
 from cnnlab.training.distribute import make_placement
 from cnnlab.training.phases import class_weights, write_train_batch
 from cnnlab.utils.environment import describe_device, resolve_precision
@@ -54,7 +54,8 @@ def summarize(cfg: Config) -> tuple[keras.Model, str | None]:
     note = None
     if classes is None:
         classes = 2
-        where = next((str(v) for _, v in cfg.data if isinstance(v, Path)), "the data")
+        gone = missing_data(cfg.data)
+        where = str(gone[0][1]) if gone else "the data"
         note = f"{where} is not there, so its classes are unknown: assumed 2"
     return build_model(cfg.model, cfg.data.input_shape, classes, cfg.data), note
 

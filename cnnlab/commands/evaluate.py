@@ -14,10 +14,11 @@ from cnnlab.inference import (
     ensemble_thresholds,
     load_members,
     member_probabilities,
+    member_thresholds,
     scores,
 )
 from cnnlab.models.common import output_classes
-from cnnlab.runs import CLASSES_FILE, EVALUATION_FILE, RunDir, locate_data, read_thresholds
+from cnnlab.runs import CLASSES_FILE, EVALUATION_FILE, RunDir, locate_data
 from cnnlab.scoring import score_run
 from cnnlab.utils.atomic import write_json
 from cnnlab.utils.errors import CnnlabError, DataError, RunDirError
@@ -130,7 +131,7 @@ def evaluate_ensemble(
         x, y = data.x_test, data.y_test
     probs = member_probabilities(members, x)
     # Several labels per image: each member at its thresholds, the mean at their mean.
-    limits = [read_thresholds(m.run_dir, m.class_names) for m in members]
+    limits = [member_thresholds(m) for m in members]
     results = {
         "runs": [str(d) for d in dirs],
         "members": [

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.gradcam import enlarge, feature_layer, gradcam, is_flat, overlay, spread
-from cnnlab.runs import RunDir, read_thresholds
+from cnnlab.runs import RunDir
 from cnnlab.utils.errors import CnnlabError, RunDirError
 
 SHEET = "gradcam.png"
@@ -38,8 +38,9 @@ def explain_images(
         "skipped": [(path, reason)]}
     """
     from cnnlab.data import adapt_images
+    from cnnlab.data.dataset import above
     from cnnlab.data.images import collect_image_files, decode_files
-    from cnnlab.inference import class_probabilities, load_members, predicted_sets
+    from cnnlab.inference import class_probabilities, load_members, member_thresholds
     from cnnlab.reports import tile_images
 
     (member,) = load_members([run_dir])
@@ -52,7 +53,7 @@ def explain_images(
         target = names.index(class_name)
     folder = out or RunDir(run_dir).explain
     paths, _ = collect_image_files(inputs)
-    thresholds = read_thresholds(run_dir, names)
+    thresholds = member_thresholds(member)
     sheet = folder / SHEET
     if thresholds is None or target is not None:  # one PNG per image, named before decoding
         _refuse_taken([folder / f"{Path(p).stem}-gradcam.png" for p in paths], sheet, overwrite)
@@ -70,7 +71,9 @@ def explain_images(
     elif thresholds is None:
         pairs = [(i, int(predicted[i])) for i in range(len(x))]
     else:
-        chosen = predicted_sets(probs, thresholds)
+        # Drawn for the most probable class when none reaches its threshold.
+        chosen = above(probs, thresholds).astype(bool)
+        chosen[np.arange(len(x)), predicted] |= ~chosen.any(axis=1)
         pairs = [(i, int(k)) for i in range(len(x)) for k in np.flatnonzero(chosen[i])]
     per_class = thresholds is not None and target is None
     files = [

@@ -9,6 +9,7 @@ from typing import NamedTuple
 import numpy as np
 
 from cnnlab.data import adapt_images, read_csv_for
+from cnnlab.data.dataset import above
 from cnnlab.data.images import collect_image_files, decode_files
 from cnnlab.data.kaggle_csv import write_submission
 from cnnlab.inference import (
@@ -18,7 +19,6 @@ from cnnlab.inference import (
     ensemble_thresholds,
     load_members,
     member_probabilities,
-    predicted_sets,
 )
 from cnnlab.models.common import output_classes
 from cnnlab.runs import (
@@ -102,7 +102,9 @@ def predict_images(
         raise DataError(
             f"none of the {len(paths):,} image files could be read (first: {path}: {reason})"
         )
-    frame = prediction_frame(read, mean, members[0].class_names, ensemble_thresholds(members))
+    frame = prediction_frame(
+        read, mean, members[0].class_names, ensemble_thresholds(members), tag_separator(members)
+    )
     if out is not None:
         with atomic_path(out) as tmp:
             frame.to_csv(tmp, index=False)
@@ -135,10 +137,13 @@ def file_probabilities(
     return read, mean, skipped
 
 
-def tags(probs: np.ndarray, thresholds: np.ndarray, names: list[str]) -> list[str]:
-    """Several labels per image: predicted_sets' classes, space-separated in class order."""
-    chosen = predicted_sets(probs, thresholds)
-    return [" ".join(n for n, on in zip(names, row, strict=True) if on) for row in chosen]
+def tags(
+    probs: np.ndarray, thresholds: np.ndarray, names: list[str], separator: str = " "
+) -> list[str]:
+    """Several labels per image: the classes at or above their threshold, in class order,
+    joined by `separator` (the run's data.tags_separator; "" for none)."""
+    chosen = above(probs, thresholds)
+    return [separator.join(n for n, on in zip(names, row, strict=True) if on) for row in chosen]
 
 
 def predict_pictures(run_dirs: list[str | Path], pictures: list, names: list[str]):
@@ -174,24 +179,36 @@ def predict_pictures(run_dirs: list[str | Path], pictures: list, names: list[str
                 raise DataError(f"an image cannot be used: {e}") from None
             decoded[key] = adapt_images(x, member.cfg.data)
     mean = np.mean(ensemble_probabilities(members, decoded), axis=0)
-    return prediction_frame(names, mean, members[0].class_names, ensemble_thresholds(members))
+    return prediction_frame(
+        names, mean, members[0].class_names, ensemble_thresholds(members), tag_separator(members)
+    )
+
+
+def tag_separator(members: list[Member]) -> str:
+    """What joins a several-labels run's classes in one cell: its data.tags_separator (a
+    tags column's own), else a space."""
+    return getattr(members[0].cfg.data, "tags_separator", " ")
 
 
 def prediction_frame(
-    paths: list[str], mean: np.ndarray, names: list[str], thresholds: np.ndarray | None = None
+    paths: list[str],
+    mean: np.ndarray,
+    names: list[str],
+    thresholds: np.ndarray | None = None,
+    separator: str = " ",
 ):
     """The predictions table: path, predicted class, its probability, one column per class
     (p_<name> where a class is named like one of the first three columns).
 
     With `thresholds` (several labels per image), `predicted` holds the classes that reach
-    their threshold, space-separated (see `tags`), and `probability` the highest one.
+    their threshold, joined by `separator` (see `tags`), and `probability` the highest one.
     """
     import pandas as pd
 
     if thresholds is None:
         predicted = [names[i] for i in mean.argmax(axis=1)]
     else:
-        predicted = tags(mean, thresholds, names)
+        predicted = tags(mean, thresholds, names, separator)
     frame = pd.DataFrame({"path": paths, "predicted": predicted})
     frame["probability"] = mean.max(axis=1).round(6)
     taken = set(frame.columns)

@@ -4,7 +4,8 @@ would: rows matched by the id column, each kind of column by its competition's m
 - one column of class labels (Digit Recognizer's `ImageId,Label`): accuracy;
 - one column of probabilities against 0/1 answers (Dogs vs. Cats Redux): log loss, and the
   accuracy of calling a probability above 0.5 a 1;
-- one column of space-separated tags (Planet): the mean F2 per image, and subset accuracy;
+- one column of tags (Planet's space-separated, or |-separated): the mean F2 per image, and
+  subset accuracy; told from class names that hold a space by the answers (tags_separator);
 - one column per class (Plant Pathology): with probabilities, the mean column-wise log loss and
   ROC AUC; with 0/1, the share of rows right in every column.
 """
@@ -31,8 +32,12 @@ class Score(NamedTuple):
     notes: list[str]
 
 
-def score_submission(submission: Path, answers: Path) -> Score:
+def score_submission(submission: Path, answers: Path, tags: bool | None = None) -> Score:
     """Score `submission` against `answers`, a CSV of the same columns holding the truth.
+
+    Args:
+        tags: whether one column of text holds tags (several classes per image) or one class
+            per image; None decides from the answers (tags_separator).
 
     Raises:
         DataError: different columns, ids on one side only (a count and the first few),
@@ -48,7 +53,7 @@ def score_submission(submission: Path, answers: Path) -> Score:
         or predicted.columns[0] != truth.columns[0]
     ):
         raise DataError(
-            f"{submission}:1: columns {','.join(predicted.columns)} differ from {answers}'s "
+            f"{submission}: row 1: columns {','.join(predicted.columns)} differ from {answers}'s "
             f"{','.join(truth.columns)}"
         )
     id_column = str(truth.columns[0])
@@ -79,13 +84,28 @@ def score_submission(submission: Path, answers: Path) -> Score:
             len(y),
             [],
         )
-    if any(len(str(v).split()) > 1 for v in (*guess, *real)):
-        return _score_tags(guess, real)
+    separator = tags_separator(real) if tags is not False else None
+    if tags and separator is None:
+        separator = "|" if any("|" in str(v) for v in real) else " "
+    if separator is not None:
+        scored = _score_tags(guess, real, separator)
+        if tags is None:
+            scored.notes.append(
+                f"column {column}: scored as tags ({'|' if separator == '|' else 'space'}-"
+                "separated); --labels scores each cell as one class"
+            )
+        return scored
     if value_kind(guess) != "text" and value_kind(real) != "text":
         right = guess.astype(float).to_numpy() == real.astype(float).to_numpy()
     else:
         right = guess.str.strip().to_numpy() == real.str.strip().to_numpy()
-    return Score({"accuracy": float(right.mean())}, len(right), [])
+    notes = []
+    if tags is None and any(len(str(v).split()) > 1 for v in real):
+        notes.append(
+            f"column {column}: each cell scored as one class (its names hold spaces); --tags "
+            "scores them as space-separated tags"
+        )
+    return Score({"accuracy": float(right.mean())}, len(right), notes)
 
 
 class _Tables:
@@ -160,19 +180,36 @@ def _score_columns(where: _Tables) -> Score:
     return Score(metrics, len(truth), notes)
 
 
-def _score_tags(guess, real) -> Score:
-    """Space-separated tags: Planet's mean F2 per image, and the share of images whose tags
-    are all right."""
+def tags_separator(real) -> str | None:
+    """What separates the tags of an answers column ("|" or white space), or None when it holds
+    one class per row. Tags when some cell holds several and there are more different cells
+    than different tags (Planet: hundreds of combinations of 17 tags); class names that hold a
+    space (Plant Seedlings' "Common Chickweed") give fewer cells than words."""
+    cells = {str(v).strip() for v in real}
+    for separator in ("|", None):
+        words = [cell.split(separator) for cell in cells]
+        tags = {w.strip() for parts in words for w in parts if w.strip()}
+        if any(len(parts) > 1 for parts in words) and len(cells) > len(tags):
+            return separator or " "
+    return None
+
+
+def _score_tags(guess, real, separator: str = " ") -> Score:
+    """Tags: Planet's mean F2 per image, and the share of images whose tags are all right;
+    an image with no tags on either side counts as right in both."""
     import warnings
 
     from sklearn.metrics import fbeta_score
     from sklearn.preprocessing import MultiLabelBinarizer
 
-    sets = [[str(v).split() for v in column] for column in (real, guess)]
+    split = None if separator == " " else separator  # white space: any run of it
+    sets = [
+        [[t.strip() for t in str(v).split(split) if t.strip()] for v in c] for c in (real, guess)
+    ]
     binarizer = MultiLabelBinarizer(classes=sorted({t for rows in sets for r in rows for t in r}))
     truth, predicted = (binarizer.fit_transform(rows) for rows in sets)
-    with warnings.catch_warnings():  # an image with no tags on either side scores 0, said so
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        f2 = fbeta_score(truth, predicted, beta=2, average="samples", zero_division=0)
+        f2 = fbeta_score(truth, predicted, beta=2, average="samples", zero_division=1)
     subset = float((truth == predicted).all(axis=1).mean())
     return Score({"mean F2": float(f2), "subset accuracy": subset}, len(truth), [])

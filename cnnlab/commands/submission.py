@@ -51,33 +51,24 @@ class Layout:
     classes: list[int] = field(default_factory=list)  # per column: its class (or the positive)
     clip: bool = False
     notes: list[str] = field(default_factory=list)
+    separator: str = " "  # what joins tags: the run's data.tags_separator
 
 
 def read_table(path: Path, what: str):
-    """A CSV of ids and values as text (ids keep their spelling: `007`, `NA`), checked: two
-    columns or more, rows, no empty or repeated id."""
-    import pandas as pd
+    """A CSV of ids and values as text (cnnlab.data.tables.read_table: ids keep their spelling,
+    `007`, `NA`), checked: two columns or more, no empty or repeated id."""
+    from cnnlab.data.tables import read_table as read_text
 
     path = Path(path)
-    try:
-        # utf-8-sig: a CSV saved by Excel starts with a byte-order mark, not part of its header.
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: file is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: not a readable CSV: {e}") from None
+    frame = read_text(path)
     if frame.shape[1] < 2:
-        raise DataError(f"{path}:1: {what} needs an id column and at least one more")
-    if frame.empty:
-        raise DataError(f"{path}: has a header but no rows")
-    ids = frame.iloc[:, 0]
-    for bad, problem in ((ids.str.strip() == "", "empty id"), (ids.duplicated(), "")):
+        raise DataError(f"{path}: row 1: {what} needs an id column and at least one more")
+    ids, column = frame.iloc[:, 0], frame.columns[0]
+    for bad, problem in ((ids == "", "empty id"), (ids.duplicated(), "")):
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
             said = problem or f"id {ids.iloc[row]} appears twice"
-            raise DataError(f"{path}:{row + 2}: column '{frame.columns[0]}': {said}")
+            raise DataError(f"{path}: row {row + 2}, column '{column}': {said}")
     return frame
 
 
@@ -176,8 +167,8 @@ def plan_layout(
         if sorted(columns) != sorted(values):
             through = " through --label-map" if label_map is not None else ""
             raise DataError(
-                f"{where}:1: columns {','.join(columns)} are neither one column to fill nor one "
-                f"per class of the run ({','.join(values)}{through})"
+                f"{where}: row 1: columns {','.join(columns)} are neither one column to fill nor "
+                f"one per class of the run ({','.join(values)}{through})"
             )
         kinds = {value_kind(sample[c]) for c in columns}
         if "text" in kinds:
@@ -218,7 +209,7 @@ def fill(layout: Layout, probs: np.ndarray, thresholds: np.ndarray | None = None
     """The values of each column of `layout` for class probabilities `probs` (N, classes);
     `thresholds` (per class) for runs with several labels per image."""
     from cnnlab.commands.predict import tags
-    from cnnlab.inference import predicted_sets
+    from cnnlab.data.dataset import above
 
     if layout.kind in (PROBABILITY, PROBABILITIES):
         if layout.clip:
@@ -231,7 +222,7 @@ def fill(layout: Layout, probs: np.ndarray, thresholds: np.ndarray | None = None
         (column,) = layout.columns
         if thresholds is None:
             raise ValueError("tags need the run's thresholds")
-        return {column: tags(probs, thresholds, layout.values)}
+        return {column: tags(probs, thresholds, layout.values, layout.separator)}
     if layout.kind == PROBABILITY:
         ((column,), (positive,)) = layout.columns, layout.classes
         return {column: probs[:, positive]}
@@ -241,7 +232,7 @@ def fill(layout: Layout, probs: np.ndarray, thresholds: np.ndarray | None = None
         chosen = np.zeros(probs.shape, np.int64)
         chosen[np.arange(len(probs)), probs.argmax(axis=1)] = 1
     else:
-        chosen = predicted_sets(probs, thresholds).astype(np.int64)
+        chosen = above(probs, thresholds)
     return {c: chosen[:, i] for c, i in zip(layout.columns, layout.classes, strict=True)}
 
 
@@ -333,7 +324,7 @@ def make_submission(
             the run cannot fill.
         CnnlabError: a label map that does not name the run's classes, each once.
     """
-    from cnnlab.commands.predict import file_probabilities
+    from cnnlab.commands.predict import file_probabilities, tag_separator
     from cnnlab.data.ids import shown
     from cnnlab.inference import ensemble_thresholds, load_members
     from cnnlab.utils.atomic import atomic_path
@@ -343,6 +334,7 @@ def make_submission(
     names = members[0].class_names
     where = str(request.sample_csv)
     layout = plan_layout(request.sample, names, thresholds is not None, label_map, clip, where)
+    layout.separator = tag_separator(members)
     _, probs, skipped = file_probabilities(members, request.paths)
     if skipped:
         listed = shown([f"{path}: {reason}" for path, reason in skipped])

@@ -96,6 +96,16 @@ class Config(Schema):
         return self
 
     @model_validator(mode="after")
+    def _monitor_fits_labels(self) -> Config:
+        if self.data.multi_label and self.train.monitor == "val_accuracy":
+            raise ValueError(
+                "train.monitor: val_accuracy with several labels per image is the share of "
+                "image-class decisions right at 0.5, mostly absent classes; set train.monitor: "
+                "val_loss"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _xla_can_compile_the_model(self) -> Config:
         augmentation = self.model.augmentation
         if self.backend != "tensorflow" or self.train.jit_compile is not True or not augmentation:

@@ -231,7 +231,8 @@ class TrainConfig(_Optimization):
     monitor: Literal["val_loss", "val_accuracy"] = Field(
         "val_loss",
         description="The value that picks the best epoch (`model.keras`) and drives early "
-        "stopping, the plateau and tuning.",
+        "stopping, the plateau and tuning. Several labels per image: `val_loss` (Keras' "
+        "accuracy there is the share of image-class decisions right at 0.5).",
     )
     score_train: Literal["sample", "full"] = Field(
         "sample",
@@ -242,8 +243,9 @@ class TrainConfig(_Optimization):
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = Field(
         0.0,
         description="Train against targets of 1 - s + s/K for the true class and s/K for each "
-        "of the K - 1 others (for one sigmoid unit, Keras' binary smoothing): a less "
-        "confident, often better calibrated and more accurate model. 0: off.",
+        "of the K - 1 others (for one sigmoid unit, and for each class's sigmoid with several "
+        "labels per image, Keras' binary smoothing: 1 - s/2 and s/2): a less confident, often "
+        "better calibrated and more accurate model. 0: off.",
     )
     phases: Annotated[list[PhaseConfig], Field(min_length=1)] | None = Field(
         None,

@@ -115,10 +115,10 @@ class Dataset:
 
 
 def label_text(label: np.ndarray, class_names: list[str]) -> str:
-    """A label as words: its class, or the classes of a 0/1 row joined by '+' ('-': none)."""
+    """A label as words: its class, or the classes of a 0/1 row joined by '+' ('none')."""
     if np.ndim(label) == 0:
         return class_names[int(label)]
-    return "+".join(class_names[i] for i in np.flatnonzero(label)) or "-"
+    return "+".join(class_names[i] for i in np.flatnonzero(label)) or "none"
 
 
 def above(probs: np.ndarray, thresholds: np.ndarray | None) -> np.ndarray:

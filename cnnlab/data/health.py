@@ -19,7 +19,7 @@ import hashlib
 import numpy as np
 
 from cnnlab.data.cache import load_arrays, store_arrays
-from cnnlab.data.dataset import label_counts
+from cnnlab.data.dataset import label_counts, label_text
 
 MAX_DISTANCE = 6  # bits of 64 in which two perceptual hashes may differ
 MIN_CORRELATION = 0.98  # of the two images' 32x32 grayscale thumbnails, to confirm a pair
@@ -323,7 +323,10 @@ def _summary(data, a: str, b: str, pairs: np.ndarray, conflicts: list) -> dict:
             "distance": "exact" if distance < 0 else distance,
         }  # fmt: skip
         if ya is not None and yb is not None:
-            entry["labels"] = [_label(data, ya[i]), _label(data, yb[j])]
+            entry["labels"] = [
+                label_text(ya[i], data.class_names),
+                label_text(yb[j], data.class_names),
+            ]
             if np.any(ya[i] != yb[j]):
                 conflicts.append({**entry, "splits": [a, b]})
         if len(listed) < LISTED:
@@ -332,14 +335,6 @@ def _summary(data, a: str, b: str, pairs: np.ndarray, conflicts: list) -> dict:
         "pairs": len(pairs), "exact": int((pairs[:, 2] < 0).sum()) if len(pairs) else 0,
         "listed": listed, "index_pairs": pairs[:LISTED, :2].tolist(),
     }  # fmt: skip
-
-
-def _label(data, label: np.ndarray) -> str:
-    """A class's name; with several labels per image, the names of those set, joined by '+'
-    ('none' for an image with no label)."""
-    if np.ndim(label) == 0:
-        return data.class_names[label]
-    return "+".join(n for n, on in zip(data.class_names, label, strict=True) if on) or "none"
 
 
 def describe(record: dict) -> list[str]:

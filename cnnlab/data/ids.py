@@ -87,8 +87,8 @@ def match_ids(ids: list[str], folder: Path, where: str) -> IdMatch:
         if twice is not None:
             names = ", ".join(p.name for p in by_stem[twice])
             raise DataError(
-                f"{where}: id {twice} names {len(by_stem[twice])} files ({names}); keep one or "
-                "write each id with its extension"
+                f"{where}: id {twice} names {len(by_stem[twice])} files ({names}) in {folder}; "
+                "keep one of them there"
             )
         paths = [by_stem[i][0] if i in by_stem else None for i in ids]
         extension = ", ".join(sorted({p.suffix for p in paths if p is not None}))

@@ -13,7 +13,6 @@ files for `on_bad_file`.
 from __future__ import annotations
 
 import difflib
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from cnnlab.data.image_files import (
     split_dataset,
 )
 from cnnlab.data.registry import register_loader
+from cnnlab.data.tables import read_table
 from cnnlab.utils.errors import DataError
 
 
@@ -145,51 +145,6 @@ def read_labels(path: Path, cfg: ImageCsvData) -> LabelTable:
                 "(an image of none of the classes: a tag of its own, such as none)"
             )
     return table
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    """A CSV as text (stripped), with its rows as a spreadsheet numbers them: row i of the
-    frame is row i + 2 (blank lines are kept as empty rows; those at the end are dropped).
-
-    Raises:
-        DataError: the file is missing, empty, not text, a row has more fields than the
-            header, or there are no data rows.
-    """
-    try:
-        # utf-8-sig: a CSV saved by Excel starts with a byte-order mark, not part of its header.
-        frame = pd.read_csv(
-            path, dtype=str, keep_default_na=False, skip_blank_lines=False, encoding="utf-8-sig"
-        )
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: file is empty") from None
-    except pd.errors.ParserError as e:
-        raise DataError(f"{path}: not a readable CSV: {_parser_problem(e)}") from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not a text CSV file ({e.reason})") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read: {e.strerror}") from None
-    if not isinstance(frame.index, pd.RangeIndex):
-        # pandas quietly makes the first column the index when every row has a field more.
-        raise DataError(
-            f"{path}: row 2: {frame.shape[1] + 1} fields, the header (row 1) has {frame.shape[1]}"
-        )
-    frame.columns = [str(c).strip() for c in frame.columns]
-    frame = frame.apply(lambda column: column.str.strip())
-    filled = np.flatnonzero((frame != "").any(axis=1).to_numpy())
-    if not len(filled):
-        raise DataError(f"{path}: has a header but no data rows")
-    return frame.iloc[: filled[-1] + 1]
-
-
-def _parser_problem(error: Exception) -> str:
-    """pandas' 'Expected 3 fields in line 6, saw 4' as 'row 6 has 4 fields, the header 3'."""
-    found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(error))
-    if found is None:
-        return str(error).strip().splitlines()[-1]
-    expected, line, saw = found.groups()
-    return f"row {line} has {saw} fields, the header (row 1) {expected}"
 
 
 def _has_column(frame: pd.DataFrame, path: Path, column: str, key: str) -> None:

@@ -25,6 +25,7 @@ import numpy as np
 
 from cnnlab.config.images import ImageDirData
 from cnnlab.data.dataset import BadFilesError, Dataset, describe_problems
+from cnnlab.data.ids import shown
 from cnnlab.data.image_files import decode_splits, file_stats, relative_names, split_dataset
 from cnnlab.data.images import extension_problem, is_hidden
 from cnnlab.data.registry import register_loader
@@ -67,7 +68,7 @@ def image_dir(cfg: ImageDirData, seed: int) -> Dataset:
     if listing.from_names:
         note(
             f"{train}: no class folders, and every file is named <class>.<id>.<ext>: the "
-            f"{len(listing.classes)} classes ({_shown(listing.classes)}) are the names' first "
+            f"{len(listing.classes)} classes ({shown(listing.classes)}) are the names' first "
             f"parts ({listing.files['train'][0][0].name} -> {listing.classes[0]})"
         )
     paths = {split: [path for path, _ in files] for split, files in listing.files.items()}
@@ -181,9 +182,12 @@ def _named_listing(
     for split, folder in folders.items():
         found = named if split == "train" else _named_classes(folder)
         if found is None:
+            # Kaggle's Dogs vs. Cats: train/ of cat.N.jpg, test/ of unlabelled 1.jpg, 2.jpg...
             raise DataError(
                 f"{folder}: the files of {folders['train'].name}/ are named {NAMED} (no class "
-                f"folders), but not all of this folder's are; every split needs the same layout"
+                f"folders), but not all of this folder's are; every split needs the same layout "
+                f"(an unlabelled test folder: train on {folders['train']} alone, then predict "
+                f"{folder} with `cnnlab predict RUN_DIR {folder}`)"
             )
         _same_classes(folder, list(found), classes, folders["train"], "name")
         paths = [path for name in classes for path in found[name]]
@@ -193,10 +197,6 @@ def _named_listing(
         listing.stats[split] = stats
         listing.problems.extend(unreadable)
     return listing
-
-
-def _shown(names: list[str], most: int = 5) -> str:
-    return ", ".join(names[:most]) + (", ..." if len(names) > most else "")
 
 
 def _too_few_classes(folder: Path, classes: list[str]) -> str:
@@ -251,9 +251,17 @@ def _split_folders(root: Path, problems: list[tuple[str, str]]) -> dict[str, Pat
         return {"train": root}
     others = [d.name for d in dirs if d.name.casefold() not in _SPLIT_OF]
     if others:
+        train = next((d for d in splits if _SPLIT_OF[d.name.casefold()] == "train"), None)
+        hint = ""
+        if train is not None and _named_classes(train):  # Kaggle's train/ and test1/
+            hint = (
+                f" ({train.name}/ names its files {NAMED}: train on it alone (`cnnlab train "
+                f"{train}`, or data.root: {train}), then predict {others[0]}/ with `cnnlab "
+                f"predict RUN_DIR {root / others[0]}`)"
+            )
         raise DataError(
             f"{root}: mixes split folders ({', '.join(d.name + '/' for d in splits)}) with other "
-            f"folders ({', '.join(n + '/' for n in others)}); expected {LAYOUTS}"
+            f"folders ({', '.join(n + '/' for n in others)}); expected {LAYOUTS}{hint}"
         )
     folders: dict[str, Path] = {}
     for folder in splits:

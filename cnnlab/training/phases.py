@@ -191,13 +191,13 @@ def fit_phases(cfg: Config, fitting: Fitting) -> None:
             f"{n} {w:.3g}" for n, w in zip(data.class_names, shown_weights, strict=True)
         )
         say(f"class weights{' of positives' if data.multi_label else ''}: {shown}")
-    label_weights = weights if data.multi_label else None
-    if data.multi_label:
-        weights = None  # in the loss, not as sample weights
     balanced = cfg.data.sampling == "balanced"
     uneven = imbalance(data.y_train, data.class_names)
     if uneven and weights is None and not balanced and step.epoch == 0:
         warn(uneven)
+    label_weights = weights if data.multi_label else None
+    if data.multi_label:
+        weights = None  # in the loss, not as sample weights
     phases = train_cfg.stages()
     for index in range(step.phase, len(phases)):
         phase = phases[index]

@@ -21,9 +21,15 @@ from cnnlab.commands.export import RECORD, TOLERANCE, check_request
 from cnnlab.commands.export.runtimes import Runtime, latency_ms, load_runtime
 from cnnlab.data import load_dataset
 from cnnlab.data.pipeline import predict
-from cnnlab.inference import class_probabilities, headline, load_members, scores
+from cnnlab.inference import (
+    class_probabilities,
+    headline,
+    load_members,
+    member_thresholds,
+    scores,
+)
 from cnnlab.models.common import AUGMENTATION_LAYERS
-from cnnlab.runs import missing_data, read_thresholds
+from cnnlab.runs import missing_data
 from cnnlab.utils.atomic import write_json
 from cnnlab.utils.console import say
 from cnnlab.utils.environment import stderr_without
@@ -82,7 +88,7 @@ def _quiet_tensorflow():
 
 def _export(run_dir, fmt, output, quantize, samples, tolerance) -> dict:
     (run,) = load_members([run_dir])
-    run_thresholds = read_thresholds(run.run_dir, run.class_names)
+    run_thresholds = member_thresholds(run)
     gone = missing_data(run.cfg.data)
     if gone and quantize == "int8":
         key, path = gone[0]
@@ -158,7 +164,7 @@ def _compare(run, portable: keras.Model, runtime: Runtime, x, y, split: str) -> 
     metric = "accuracy"
     if y is not None:
         # Several labels per image: mean average precision, each class at its threshold.
-        thresholds = read_thresholds(run.run_dir, run.class_names)
+        thresholds = member_thresholds(run)
         metric, keras_accuracy = headline(scores(saved, y, thresholds))
         exported = got if thresholds is not None else _normalised(got)
         accuracy = scores(exported, y, thresholds)[metric]

@@ -32,8 +32,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cnnlab.commands.serve.batching import Batcher
 from cnnlab.commands.serve.predictor import Predictor
+from cnnlab.data.dataset import above
 from cnnlab.data.images import TooManyPixels, Unusable
-from cnnlab.inference import predicted_sets
 from cnnlab.utils.console import warn
 
 PAGE = Path(__file__).with_name("page.html")
@@ -308,8 +308,7 @@ async def _uploads(request: Request, max_files: int) -> list[tuple[str, bytes]]:
 
 def _prediction(name: str, row, names: list[str], top_k: int, thresholds=None) -> dict:
     """One image's answer: the most probable class, the top k, every class's probability, and
-    with several labels per image (`thresholds`) the classes at or above their threshold (the
-    most probable when none is)."""
+    with several labels per image (`thresholds`) the classes at or above their threshold."""
     order = row.argsort()[::-1]
     found = {
         "file": name,
@@ -321,7 +320,7 @@ def _prediction(name: str, row, names: list[str], top_k: int, thresholds=None) -
         "probabilities": {names[i]: round(float(p), 6) for i, p in enumerate(row)},
     }
     if thresholds is not None:
-        chosen = predicted_sets(row[None], thresholds)[0]
+        chosen = above(row[None], thresholds)[0]
         found["labels"] = [names[i] for i in np.flatnonzero(chosen)]
         found["thresholds"] = {names[i]: round(float(t), 6) for i, t in enumerate(thresholds)}
     return found
