@@ -150,7 +150,7 @@ def plan_layout(
         elif kind == "float":
             positive = _positive(names, values, label_map, where)
             layout = Layout(PROBABILITY, columns, values, [positive])
-            if label_map is None:
+            if label_map is None and names != ["0", "1"]:  # 0/1 classes say it themselves
                 layout.notes.append(
                     f"column {column}: the probability of {names[1]}, the run's second class "
                     f"(--label-map {names[0]}=0,{names[1]}=1 says which is 1)"
