@@ -48,7 +48,7 @@ class CountingPredictor:
     """Stands in for the runs: `decode` takes 0.2 s and records how many ran at once."""
 
     class_names = ["a", "b"]
-    runtime, backend, run_dirs = "none", None, []
+    runtime, backend, run_dirs, thresholds = "none", None, [], None
 
     def __init__(self):
         self.lock = threading.Lock()
