@@ -41,18 +41,9 @@ def write_class_folders(
     size: int = 40,
     offset: int = 0,
 ) -> Path:
-    """root/<class>/<i>.jpg|png: digit `cls` (0, 1, ...) for class index `cls`."""
-    x, y = mnist["x_train"], mnist["y_train"]
+    """root/<class>/<class>.<i>.jpg|png: digit `cls` (0, 1, ...) for class index `cls`."""
     for cls, name in enumerate(classes):
-        folder = root / name
-        folder.mkdir(parents=True, exist_ok=True)
-        picks = np.flatnonzero(y == cls)[offset : offset + per_class]
-        for i, index in enumerate(picks):
-            image = digit_photo(x[index], cls, size)
-            if i % 2:
-                image.save(folder / f"{name}.{index}.png")
-            else:
-                image.save(folder / f"{name}.{index}.jpg", quality=95)
+        _write_digits(root / name, mnist, cls, name, per_class, size, offset)
     return root
 
 
@@ -66,17 +57,24 @@ def write_named_files(
 ) -> Path:
     """Kaggle's flat Dogs vs. Cats layout: folder/<class>.<i>.jpg|png, digit `cls` for class
     index `cls`, no class folders."""
+    for cls, name in enumerate(classes):
+        _write_digits(folder, mnist, cls, name, per_class, size, offset)
+    return folder
+
+
+def _write_digits(
+    folder: Path, mnist: dict, cls: int, name: str, count: int, size: int, offset: int
+) -> None:
+    """`count` photos of digit `cls` as folder/<name>.<i>.jpg and .png in turn."""
     x, y = mnist["x_train"], mnist["y_train"]
     folder.mkdir(parents=True, exist_ok=True)
-    for cls, name in enumerate(classes):
-        picks = np.flatnonzero(y == cls)[offset : offset + per_class]
-        for i, index in enumerate(picks):
-            image = digit_photo(x[index], cls, size)
-            if i % 2:
-                image.save(folder / f"{name}.{index}.png")
-            else:
-                image.save(folder / f"{name}.{index}.jpg", quality=95)
-    return folder
+    picks = np.flatnonzero(y == cls)[offset : offset + count]
+    for i, index in enumerate(picks):
+        image = digit_photo(x[index], cls, size)
+        if i % 2:
+            image.save(folder / f"{name}.{index}.png")
+        else:
+            image.save(folder / f"{name}.{index}.jpg", quality=95)
 
 
 def write_split_folders(root: Path, mnist: dict, counts=(24, 8, 8), **kwargs) -> Path:
