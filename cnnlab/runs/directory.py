@@ -141,6 +141,7 @@ def load_model_file(path: Path):
     import keras
 
     import cnnlab.models.layers  # noqa: F401  (registers cnnlab's layers with Keras)
+    import cnnlab.models.losses  # noqa: F401  (and its losses)
     import cnnlab.models.optimizers  # noqa: F401  (and its optimizers and schedules)
 
     damaged = f"{path}: damaged: not a complete .keras file"

@@ -14,7 +14,7 @@ from cnnlab.data.dataset import imbalance, label_text
 from cnnlab.data.pipeline import predict, steps
 from cnnlab.inference import BATCH_SIZE
 from cnnlab.models.common import is_multi_label, trainable_parameters
-from cnnlab.models.layers import LabelWeightedCrossentropy, SparseSmoothedCrossentropy
+from cnnlab.models.losses import LabelWeightedCrossentropy, SparseSmoothedCrossentropy
 from cnnlab.models.optimizers import make_optimizer
 from cnnlab.models.transfer import set_trainable, split_at_features
 from cnnlab.training.callbacks import (
