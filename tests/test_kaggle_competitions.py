@@ -11,6 +11,7 @@ tags shape of one or two photos side by side), keeping the test photos' answers 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -73,7 +74,10 @@ def test_tags_of_photo_mosaics_beat_the_class_frequency_baseline(competitions, t
     metrics = json.loads((run / "metrics.json").read_text())
     tags = pd.read_csv(folder / "train_v2.csv")["tags"].str.split()
     baseline = sum(tags.map(lambda t, c=c: c in t).mean() for c in ("bw", "cat", "dog")) / 3
-    assert metrics["test"]["mean_average_precision"] > baseline + 0.2, (metrics, baseline)
+    # The run's own test set is the held-out folder below: mAP on its validation split.
+    assert metrics["val"]["mean_average_precision"] > baseline + 0.2, (metrics, baseline)
     invoke_ok("predict", run, folder / "test-jpg", "--sample-submission",
               folder / "sample_submission.csv", "-o", tmp_path / "submission.csv")  # fmt: skip
-    assert "mean F2" in score_lines(tmp_path / "submission.csv", folder / "answers.csv")
+    lines = score_lines(tmp_path / "submission.csv", folder / "answers.csv")
+    f2 = float(re.search(r"mean F2 ([0-9.]+) on 666 images", lines).group(1))
+    assert f2 > 0.8, lines
