@@ -26,7 +26,6 @@ class IdMatch:
     paths: list[Path | None]  # aligned with the ids: None where no file has that name
     missing: list[str]  # ids with no file, in the CSV's order
     unlisted: list[Path]  # image files of the folder that no id names, sorted
-    extension: str  # the extensions added to the ids (".jpg"), "" when they carry theirs
 
     def describe_missing(self) -> str:
         """'3 ids with no image file (12, 40, 77)'."""
@@ -75,7 +74,6 @@ def match_ids(ids: list[str], folder: Path, where: str) -> IdMatch:
     if not files:
         raise DataError(f"{folder}: no image files (readable: .jpg .jpeg .png .bmp .gif ...)")
     by_name = {p.name: p for p in files}
-    extension = ""
     if any(i in by_name for i in ids):
         paths = [by_name.get(i) for i in ids]
     else:
@@ -91,7 +89,6 @@ def match_ids(ids: list[str], folder: Path, where: str) -> IdMatch:
                 "keep one of them there"
             )
         paths = [by_stem[i][0] if i in by_stem else None for i in ids]
-        extension = ", ".join(sorted({p.suffix for p in paths if p is not None}))
     named = {p for p in paths if p is not None}
     missing = [i for i, p in zip(ids, paths, strict=True) if p is None]
-    return IdMatch(paths, missing, [p for p in files if p not in named], extension)
+    return IdMatch(paths, missing, [p for p in files if p not in named])
